@@ -1,0 +1,34 @@
+"""GPU discovery without importing a framework: CUDA_VISIBLE_DEVICES, then ``nvidia-smi -L``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+from ablate.errors import ConfigError
+
+
+def discover_gpus() -> list[str]:
+    """The GPU ids this process may use (strings, as CUDA_VISIBLE_DEVICES names them)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [m.group(1) for m in re.finditer(r"^GPU (\d+):", out, flags=re.MULTILINE)]
+
+
+def parse_gpu_list(text: str, available: list[str]) -> list[str]:
+    """``--gpus 0,1`` -> ["0", "1"], checked against the GPUs that exist."""
+    wanted = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [g for g in wanted if g not in available]
+    if unknown or not wanted:
+        raise ConfigError(f"--gpus: expected ids among {available or 'none (no GPU found)'}, but got {text!r}")
+    return wanted

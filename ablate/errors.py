@@ -1,0 +1,33 @@
+"""The exception hierarchy. Every user-facing failure is an `AblateError`.
+
+The CLI prints an `AblateError` as one line; the traceback appears only with
+``ABLATE_DEBUG=1``.
+"""
+
+
+class AblateError(Exception):
+    """A failure caused by the user's input or environment, printable as one line."""
+
+
+class ConfigError(AblateError):
+    """A grid file or command-line option is invalid."""
+
+
+class DatasetError(AblateError):
+    """A dataset is unknown, missing or malformed."""
+
+
+class BackendError(AblateError):
+    """A backend is unknown or its framework is not installed."""
+
+
+class StoreError(AblateError):
+    """The results folder or a stored record cannot be read or written."""
+
+
+class InputError(AblateError, ValueError):
+    """A table or array handed to an analysis function is malformed."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the run is stored as `diverged`."""

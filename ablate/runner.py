@@ -1,0 +1,166 @@
+"""Train and evaluate one run with a backend. The core owns everything that must be paired.
+
+Batch order and augmentation draws come from ``np.random.default_rng(seed)``, never from a
+framework's global state, so every arm and smoothing value with the same seed sees the
+same batches in the same order. The `explicit` arm's soft targets are made here, on a
+copy; validation and test labels stay hard. Every metric is computed here from
+probabilities, with the same code for every backend.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ablate import calibration
+from ablate.augment import augment_batch
+from ablate.config import RunSpec
+from ablate.datasets import Dataset
+from ablate.errors import DivergedError
+from ablate.schedules import learning_rate
+
+HISTORY_KEYS = ("epoch", "lr", "train_objective", "train_nll", "train_accuracy",
+                "val_objective", "val_nll", "val_accuracy", "seconds")
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """labels: (n,) ints -> (n, K) float32 one-hot."""
+    out = np.zeros((len(labels), num_classes), dtype=np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def smooth_labels(targets: np.ndarray, eps: float) -> np.ndarray:
+    """The Keras notebook's ``smooth_labels``, y*(1-eps) + eps/K, returned as a new array.
+
+    targets: (n, K) one-hot. Unlike the notebook's in-place version, the caller's array is
+    never modified.
+    """
+    k = targets.shape[1]
+    return (targets * (1.0 - eps) + eps / k).astype(np.float32)
+
+
+def smoothed_cross_entropy(probs: np.ndarray, labels: np.ndarray, eps: float) -> float:
+    """Mean cross-entropy against targets smoothed by eps; eps=0 is the plain NLL.
+
+    probs: (n, K) probabilities; labels: (n,) hard labels. This is what Keras reports as
+    the `loss` arm's validation loss, which is why that arm's validation loss sits above
+    its NLL.
+    """
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None))
+    nll = -logp[np.arange(len(labels)), labels]
+    uniform = -logp.mean(axis=1)
+    return float(np.mean((1.0 - eps) * nll + eps * uniform))
+
+
+@dataclass
+class RunOutcome:
+    status: str  # completed / failed / diverged
+    error: str | None
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    metrics: dict[str, float] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def final_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The record's headline metrics; the report recomputes them from the same arrays."""
+    return {"accuracy": calibration.accuracy(probs, labels), "ece": calibration.ece(probs, labels),
+            "nll": calibration.nll(probs, labels), "brier": calibration.brier(probs, labels)}
+
+
+def execute(spec: RunSpec, backend, dataset: Dataset,
+            on_epoch: Callable[[int, int, Mapping[str, float]], None] | None = None) -> RunOutcome:
+    """Train ``spec`` on ``dataset`` with an already configured backend; never raises.
+
+    A crash becomes status ``failed`` with the traceback; a non-finite loss becomes
+    ``diverged`` and stops the run at once.
+    """
+    started = time.perf_counter()
+    outcome = RunOutcome(status="completed", error=None)
+    try:
+        _train(spec, backend, dataset, outcome, on_epoch)
+    except DivergedError as exc:
+        outcome.status, outcome.error = "diverged", str(exc)
+    except Exception:  # noqa: BLE001 - failures are results
+        outcome.status, outcome.error = "failed", traceback.format_exc(limit=20)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
+           on_epoch: Callable[[int, int, Mapping[str, float]], None] | None) -> None:
+    cfg = spec.train
+    k = data.num_classes
+    eps = spec.smoothing
+    hard_targets = one_hot(data.y_train, k)
+    targets = smooth_labels(hard_targets, eps) if spec.arm == "explicit" else hard_targets
+    trainer = backend.create_trainer(
+        model=spec.model, input_shape=data.input_shape, num_classes=k, train=cfg,
+        loss_smoothing=eps if spec.arm == "loss" else 0.0, seed=spec.seed)
+
+    rng = np.random.default_rng(spec.seed)
+    n = len(data.x_train)
+    steps = math.ceil(n / cfg.batch_size)
+    # A fixed subset, the same for every run, for the end-of-epoch training metrics.
+    monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
+    objective_eps = eps if spec.arm == "loss" else 0.0
+    hist = outcome.history
+
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        order = rng.permutation(n)
+        total, seen = 0.0, 0
+        for step in range(steps):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            xb = data.x_train[idx]
+            if cfg.augment is not None:
+                xb = augment_batch(xb, rng, width_shift=cfg.augment.width_shift,
+                                   height_shift=cfg.augment.height_shift,
+                                   horizontal_flip=cfg.augment.horizontal_flip)
+            lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
+                               step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
+            loss = trainer.train_step(xb, targets[idx], lr)
+            if not math.isfinite(loss):
+                raise DivergedError(f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step + 1}")
+            total += loss * len(idx)
+            seen += len(idx)
+
+        val_probs = trainer.predict(data.x_val)
+        if not np.all(np.isfinite(val_probs)):
+            raise DivergedError(f"non-finite validation probabilities after epoch {epoch + 1}")
+        row: dict[str, float] = {
+            "epoch": epoch + 1, "lr": lr, "train_objective": total / max(seen, 1),
+            "val_objective": smoothed_cross_entropy(val_probs, data.y_val, objective_eps),
+            "val_nll": calibration.nll(val_probs, data.y_val),
+            "val_accuracy": calibration.accuracy(val_probs, data.y_val)}
+        if monitor is not None:
+            train_probs = trainer.predict(data.x_train[monitor])
+            row["train_nll"] = calibration.nll(train_probs, data.y_train[monitor])
+            row["train_accuracy"] = calibration.accuracy(train_probs, data.y_train[monitor])
+        else:
+            row["train_nll"] = row["train_accuracy"] = float("nan")
+        row["seconds"] = time.perf_counter() - t0
+        for key in HISTORY_KEYS:
+            hist[key].append(float(row[key]))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, cfg.epochs, row)
+
+    test_probs = trainer.predict(data.x_test)
+    if not np.all(np.isfinite(test_probs)):
+        raise DivergedError("non-finite test probabilities after training")
+    outcome.metrics = final_metrics(test_probs, data.y_test)
+    outcome.arrays = {"test_probs": test_probs.astype(np.float32), "test_labels": data.y_test.astype(np.int64),
+                      "val_probs": val_probs.astype(np.float32), "val_labels": data.y_val.astype(np.int64)}
+
+
+def summarize_outcome(outcome: RunOutcome) -> dict[str, Any]:
+    """The JSON-ready part of an outcome."""
+    return {"status": outcome.status, "error": outcome.error, "history": outcome.history,
+            "metrics": outcome.metrics, "seconds": outcome.seconds}

@@ -1,0 +1,72 @@
+"""``--only`` and ``--seeds``: pick a subset of a grid's runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ablate.config import RunSpec, canonical_backend
+from ablate.errors import ConfigError
+
+SELECT_KEYS = ("backend", "dataset", "model", "arm", "smoothing")
+
+
+def parse_seeds(text: str) -> set[int]:
+    """``"0-9"``, ``"0,2,5"`` or ``"0-3,7"`` -> a set of seeds."""
+    seeds: set[int] = set()
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds.update(range(lo, hi + 1))
+            else:
+                seeds.add(int(part))
+    except ValueError:
+        raise ConfigError(f"--seeds: expected a range like 0-9 or a list like 0,2,5, but got {text!r}") from None
+    if not seeds:
+        raise ConfigError(f"--seeds: expected at least one seed, but got {text!r}")
+    return seeds
+
+
+def parse_only(text: str) -> dict[str, set[str]]:
+    """``"backend=torch,arm=loss,arm=explicit"`` -> {key: allowed values}; values of one key are OR-ed."""
+    wanted: dict[str, set[str]] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise ConfigError(f"--only: expected KEY=VALUE items, but got {part!r}")
+        if key not in SELECT_KEYS:
+            raise ConfigError(f"--only: expected keys among {SELECT_KEYS}, but got {key!r}")
+        if key == "backend":
+            value = canonical_backend(value)
+        if key == "smoothing":
+            try:
+                value = repr(float(value))
+            except ValueError:
+                raise ConfigError(f"--only: smoothing must be a number, but got {value!r}") from None
+        wanted.setdefault(key, set()).add(value)
+    return wanted
+
+
+def _field(spec: RunSpec, key: str) -> str:
+    return {"backend": spec.backend, "dataset": spec.dataset.name, "model": spec.model, "arm": spec.arm,
+            "smoothing": repr(float(spec.smoothing))}[key]
+
+
+def select(runs: Sequence[RunSpec], *, only: str | None = None, seeds: str | None = None) -> list[RunSpec]:
+    out = list(runs)
+    if only:
+        wanted = parse_only(only)
+        for key, values in wanted.items():
+            present = {_field(s, key) for s in out}
+            unknown = values - present
+            if unknown:
+                raise ConfigError(f"--only: {key} {sorted(unknown)} is not in the grid; "
+                                  f"the grid has {sorted(present)}")
+        out = [s for s in out if all(_field(s, k) in v for k, v in wanted.items())]
+    if seeds:
+        chosen = parse_seeds(seeds)
+        out = [s for s in out if s.seed in chosen]
+    return out

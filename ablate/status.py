@@ -1,0 +1,36 @@
+"""``python -m ablate status``: done / failed / diverged / pending per cell, read from the store.
+
+It reads only finished records, so it is safe while a sweep is running.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+from ablate.config import RunSpec
+from ablate.store import RunStore
+
+STATUS_COLUMNS = ("completed", "failed", "diverged", "pending")
+
+
+def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collections.Counter]:
+    """cell (backend, dataset, model, arm, eps) -> Counter of statuses, pending included."""
+    stored = store.statuses()
+    cells: dict[tuple, collections.Counter] = {}
+    for spec in runs:
+        cells.setdefault(spec.cell, collections.Counter())[stored.get(spec.run_id, "pending")] += 1
+    return cells
+
+
+def format_status(cells: dict[tuple, collections.Counter]) -> str:
+    header = ("backend", "dataset", "model", "arm", "eps") + STATUS_COLUMNS
+    rows = [header]
+    total: collections.Counter = collections.Counter()
+    for (backend, dataset, model, arm, eps), counts in cells.items():
+        total.update(counts)
+        rows.append((backend, dataset, model, arm, "-" if arm == "none" else f"{eps:g}")
+                    + tuple(str(counts.get(c, 0)) for c in STATUS_COLUMNS))
+    rows.append(("total", "", "", "", "") + tuple(str(total.get(c, 0)) for c in STATUS_COLUMNS))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

@@ -1,0 +1,71 @@
+"""Training backends, one module per framework, behind the contract in :mod:`backends.base`.
+
+Modules are imported lazily by name, so importing this package imports no framework.
+A backend name is ``torch`` or ``keras/<engine>`` (``keras`` alone means ``keras/tensorflow``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+from ablate.errors import BackendError
+
+# name -> (module, the top-level packages it needs, the install hint)
+_REGISTRY: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "torch": ("backends.torch", ("torch",), "pip install 'torch>=2.1'"),
+    "keras/tensorflow": ("backends.keras", ("keras", "tensorflow"), "pip install 'keras>=3' tensorflow-cpu"),
+    "keras/jax": ("backends.keras", ("keras", "jax"), "pip install 'keras>=3' jax"),
+    "keras/torch": ("backends.keras", ("keras", "torch"), "pip install 'keras>=3' torch"),
+}
+BACKEND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def canonical(name: str) -> str:
+    """Map a user-facing name to its registry key, or raise listing the known names."""
+    key = "keras/tensorflow" if name == "keras" else name
+    if key not in _REGISTRY:
+        raise BackendError(f"Expected backend to be one of {('keras',) + BACKEND_NAMES}, but got {name!r}.")
+    return key
+
+
+def engine(name: str) -> str | None:
+    """The Keras engine a backend needs fixed in its process (None for non-Keras backends)."""
+    key = canonical(name)
+    return key.split("/", 1)[1] if key.startswith("keras/") else None
+
+
+def check_installed(name: str) -> None:
+    """Raise a one-line BackendError with the install hint if the backend's framework is absent.
+
+    Uses import specs only, so nothing heavy is imported.
+    """
+    key = canonical(name)
+    _, packages, hint = _REGISTRY[key]
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise BackendError(f"backend {name!r} needs {', '.join(missing)}, which is not installed; "
+                           f"install it with: {hint}")
+
+
+def load(name: str):
+    """Import and return the backend object for ``name``.
+
+    For Keras backends the engine must be fixed before Keras is first imported in this
+    process; a clash with an already-imported Keras is an error rather than a silent switch.
+    """
+    key = canonical(name)
+    check_installed(key)
+    module_name = _REGISTRY[key][0]
+    eng = engine(key)
+    if eng is not None:
+        import sys
+
+        current = os.environ.get("KERAS_BACKEND")
+        if "keras" in sys.modules and current not in (None, eng):
+            raise BackendError(f"backend {name!r} needs KERAS_BACKEND={eng}, but this process "
+                               f"already imported Keras with {current!r}; run it in its own process")
+        os.environ["KERAS_BACKEND"] = eng
+    module = importlib.import_module(module_name)
+    return module.create_backend(key)

@@ -1,0 +1,73 @@
+"""The backend contract: what the core needs from a training framework, and nothing more.
+
+The core owns data, batch order, augmentation, label smoothing of targets (the
+`explicit` arm), learning-rate schedules and every metric. A backend only builds a model,
+takes optimiser steps on the batches it is handed and returns class probabilities.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import numpy as np
+
+from ablate.config import TrainConfig
+
+
+class Trainer(ABC):
+    """One model with its optimiser, for one run.
+
+    Inputs are channels-last float32 arrays ``x: (B, H, W, C)``; targets are
+    ``(B, K)`` float32 probability vectors (one-hot, or smoothed for the `explicit` arm).
+    """
+
+    @abstractmethod
+    def train_step(self, x: np.ndarray, targets: np.ndarray, lr: float) -> float:
+        """One optimiser step at learning rate ``lr``; returns the batch's objective (mean loss)."""
+
+    @abstractmethod
+    def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Class probabilities ``(n, K)`` float32 in inference mode (no dropout, BN running stats)."""
+
+    @abstractmethod
+    def gradients(self, x: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+        """Gradients of the training objective w.r.t. each trainable weight, without updating.
+
+        Used by the conformance suite to show that `explicit` and `loss` smoothing coincide.
+        """
+
+    @abstractmethod
+    def weights(self) -> list[np.ndarray]:
+        """Copies of the trainable weights, in a fixed order."""
+
+
+class Backend(ABC):
+    """A framework adapter; one instance per worker process."""
+
+    name: str
+
+    @abstractmethod
+    def configure(self, *, device: str | None = None, threads: int | None = None,
+                  deterministic: bool = True) -> None:
+        """Pick the device (``"cpu"`` or ``"cuda"``), thread limits and determinism settings.
+
+        Called once per process, before the first trainer is created.
+        """
+
+    @abstractmethod
+    def create_trainer(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int,
+                       train: TrainConfig, loss_smoothing: float, seed: int) -> Trainer:
+        """Build a model with weights drawn from ``seed`` and its optimiser.
+
+        ``loss_smoothing`` > 0 selects the framework's own smoothed cross-entropy (the `loss`
+        arm); 0 gives plain cross-entropy on the targets handed to ``train_step``.
+        """
+
+    @abstractmethod
+    def environment(self) -> Mapping[str, str]:
+        """Framework versions and the device actually used, for the run record."""
+
+    @abstractmethod
+    def count_parameters(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
+        """Trainable parameter count of ``model`` for this input shape and class count."""

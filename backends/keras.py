@@ -1,0 +1,157 @@
+"""Keras 3 backend, on whichever engine ``KERAS_BACKEND`` fixed for this process.
+
+Models live in :mod:`backends.keras_models`. Training goes through ``train_on_batch`` so
+every engine shares one code path; only gradient inspection differs per engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+
+from ablate.config import TrainConfig
+from backends import keras_models
+from backends.base import Backend, Trainer
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class KerasTrainer(Trainer):
+    def __init__(self, model: keras.Model, train: TrainConfig, loss_smoothing: float):
+        self.model = model
+        # The `loss` arm: Keras' own smoothing, y*(1-eps) + eps/K, applied inside the loss.
+        self.loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=loss_smoothing)
+        if train.optimizer == "sgd":
+            optimizer = keras.optimizers.SGD(learning_rate=train.lr, momentum=train.momentum,
+                                             weight_decay=train.weight_decay or None)
+        else:
+            optimizer = keras.optimizers.Adam(learning_rate=train.lr, weight_decay=train.weight_decay or None)
+        # XLA would change numerics run to run on some engines and is slower for tiny models on CPU.
+        model.compile(optimizer=optimizer, loss=self.loss, jit_compile=False)
+
+    def train_step(self, x: np.ndarray, targets: np.ndarray, lr: float) -> float:
+        self.model.optimizer.learning_rate = lr
+        out = self.model.train_on_batch(np.asarray(x, np.float32), np.asarray(targets, np.float32))
+        return float(out[0] if isinstance(out, (list, tuple)) else out)
+
+    def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        out = [keras.ops.convert_to_numpy(self.model.predict_on_batch(np.asarray(x[s:s + batch_size], np.float32)))
+               for s in range(0, len(x), batch_size)]
+        return _softmax(np.concatenate(out)) if out else np.zeros((0, 0), np.float32)
+
+    def gradients(self, x: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+        x = np.asarray(x, np.float32)
+        targets = np.asarray(targets, np.float32)
+        engine = keras.backend.backend()
+        weights = self.model.trainable_weights
+        if engine == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                loss = self.loss(targets, self.model(x, training=True))
+            grads = tape.gradient(loss, weights)
+        elif engine == "torch":
+            import torch
+
+            for w in weights:
+                w.value.grad = None
+            loss = self.loss(torch.as_tensor(targets), self.model(x, training=True))
+            loss.backward()
+            grads = [w.value.grad for w in weights]
+        elif engine == "jax":
+            import jax
+
+            trainable = [w.value for w in weights]
+            non_trainable = [w.value for w in self.model.non_trainable_weights]
+
+            def objective(values):
+                logits, _ = self.model.stateless_call(values, non_trainable, x, training=True)
+                return self.loss(targets, logits)
+
+            grads = jax.grad(objective)(trainable)
+        else:
+            raise NotImplementedError(f"gradients are not wired for Keras engine {engine!r}")
+        return [np.array(keras.ops.convert_to_numpy(g), copy=True) for g in grads]
+
+    def weights(self) -> list[np.ndarray]:
+        return [np.array(keras.ops.convert_to_numpy(w), copy=True) for w in self.model.trainable_weights]
+
+
+class KerasBackend(Backend):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.device = "cpu"
+
+    def configure(self, *, device: str | None = None, threads: int | None = None,
+                  deterministic: bool = True) -> None:
+        engine = keras.backend.backend()
+        if engine == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            for gpu in gpus:
+                # Several runs share one GPU: claim memory as needed, not all of it up front.
+                tf.config.experimental.set_memory_growth(gpu, True)
+            if device == "cpu" and gpus:
+                tf.config.set_visible_devices([], "GPU")
+                gpus = []
+            if threads:
+                try:
+                    tf.config.threading.set_intra_op_parallelism_threads(threads)
+                    tf.config.threading.set_inter_op_parallelism_threads(max(1, min(threads, 2)))
+                except RuntimeError:  # the runtime was already initialised in this process
+                    pass
+            if deterministic:
+                tf.config.experimental.enable_op_determinism()
+            self.device = "cuda" if gpus else "cpu"
+        elif engine == "torch":
+            import torch
+
+            if threads:
+                torch.set_num_threads(threads)
+            if deterministic:
+                torch.use_deterministic_algorithms(True)
+            self.device = "cuda" if torch.cuda.is_available() and device != "cpu" else "cpu"
+        elif engine == "jax":
+            import jax
+
+            self.device = "cuda" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
+
+    def create_trainer(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int,
+                       train: TrainConfig, loss_smoothing: float, seed: int) -> KerasTrainer:
+        # Seeds Python, numpy and the engine: the same seed gives every arm the same weights
+        # and the same dropout draws.
+        keras.utils.set_random_seed(seed)
+        net = keras_models.build_model(model, tuple(input_shape), num_classes)
+        return KerasTrainer(net, train, loss_smoothing)
+
+    def environment(self) -> Mapping[str, str]:
+        engine = keras.backend.backend()
+        env = {"framework": "keras", "keras": keras.__version__, "engine": engine, "device": self.device}
+        if engine == "tensorflow":
+            import tensorflow as tf
+
+            env["tensorflow"] = tf.__version__
+        elif engine == "torch":
+            import torch
+
+            env["torch"] = torch.__version__
+        elif engine == "jax":
+            import jax
+
+            env["jax"] = jax.__version__
+        return env
+
+    def count_parameters(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
+        return keras_models.count_trainable(model, tuple(input_shape), num_classes)
+
+
+def create_backend(name: str) -> KerasBackend:
+    return KerasBackend(name)

@@ -1,0 +1,39 @@
+"""Shared fixtures. Keras' engine is fixed here, before anything imports Keras."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def write_grid(tmp_path):
+    """Write a grid YAML into tmp_path and return its path."""
+
+    def _write(text: str, name: str = "grid.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return _write
+
+
+TINY_GRID = """\
+study: tiny
+datasets: [{name: digits, train_size: 400, test_size: 200}]
+models: [mlp]
+backends: [torch, keras]
+arms: [none, explicit, loss]
+smoothing: [0.1]
+seeds: 2
+train: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9, schedule: polynomial}
+"""

@@ -1,0 +1,97 @@
+"""The run store: atomic writes, completed runs never overwritten, corrupt records skipped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ablate.errors import StoreError
+from ablate.store import ARRAYS, RECORD, CorruptRecord, RunStore, StoredRun
+
+
+def _record(run_id="abc123", status="completed"):
+    return {"run_id": run_id, "status": status, "config": {"arm": "none"}, "error": None,
+            "history": {"epoch": [1]}, "metrics": {"accuracy": 0.5}}
+
+
+def _arrays():
+    return {"test_probs": np.full((4, 2), 0.5, np.float32), "test_labels": np.array([0, 1, 0, 1])}
+
+
+def test_write_and_read_back(tmp_path):
+    store = RunStore(tmp_path, "s")
+    store.write(_record(), _arrays())
+    item = store.read_record("abc123")
+    assert isinstance(item, StoredRun) and item.status == "completed"
+    arrays = item.arrays()
+    assert arrays["test_probs"].dtype == np.float32 and arrays["test_labels"].tolist() == [0, 1, 0, 1]
+    assert store.completed_ids() == {"abc123"}
+    # no temporary files are left behind
+    assert sorted(p.name for p in (tmp_path / "s" / "runs" / "abc123").iterdir()) == [ARRAYS, RECORD]
+
+
+def test_arrays_need_no_pickle(tmp_path):
+    store = RunStore(tmp_path, "s")
+    store.write(_record(), _arrays())
+    with np.load(tmp_path / "s" / "runs" / "abc123" / ARRAYS, allow_pickle=False) as data:
+        assert set(data.files) == {"test_probs", "test_labels"}
+
+
+def test_crash_while_writing_leaves_no_record(tmp_path, monkeypatch):
+    store = RunStore(tmp_path, "s")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
+        store.write(_record(), _arrays())
+    folder = tmp_path / "s" / "runs" / "abc123"
+    assert not (folder / RECORD).exists()
+    assert [p for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+    assert store.read_record("abc123") is None and store.completed_ids() == set()
+
+
+def test_completed_record_is_never_overwritten(tmp_path):
+    store = RunStore(tmp_path, "s")
+    store.write(_record(), _arrays())
+    with pytest.raises(StoreError, match="already completed"):
+        store.write(_record(status="failed"))
+    assert store.read_record("abc123").status == "completed"
+
+
+def test_failed_record_can_be_replaced_by_a_retry(tmp_path):
+    store = RunStore(tmp_path, "s")
+    store.write(_record(status="failed"))
+    store.write({**_record(), "attempt": 2}, _arrays())
+    assert store.read_record("abc123").record["attempt"] == 2
+
+
+@pytest.mark.parametrize("content,reason", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "does not hold an object"),
+    (json.dumps({"run_id": "abc123", "status": "completed"}), "lacks config"),
+    (json.dumps({"run_id": "abc123", "status": "weird", "config": {}}), "status 'weird'"),
+    (json.dumps({"run_id": "other", "status": "failed", "config": {}}), "does not match its folder"),
+    (json.dumps({"run_id": "abc123", "status": "completed", "config": {}}), "without arrays.npz"),
+])
+def test_corrupt_records_are_reported_not_raised(tmp_path, content, reason):
+    store = RunStore(tmp_path, "s")
+    store.write(_record("good1"), _arrays())
+    folder = tmp_path / "s" / "runs" / "abc123"
+    folder.mkdir(parents=True)
+    (folder / RECORD).write_text(content)
+    items = list(store.scan())
+    corrupt = [i for i in items if isinstance(i, CorruptRecord)]
+    assert len(corrupt) == 1 and reason in corrupt[0].reason
+    assert store.completed_ids() == {"good1"}
+
+
+def test_unreadable_arrays_raise_store_error(tmp_path):
+    store = RunStore(tmp_path, "s")
+    store.write(_record(), _arrays())
+    (tmp_path / "s" / "runs" / "abc123" / ARRAYS).write_bytes(b"garbage")
+    with pytest.raises(StoreError, match="unreadable arrays"):
+        store.read_record("abc123").arrays()
