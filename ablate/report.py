@@ -168,7 +168,7 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
             values = group[metric].dropna().to_numpy(dtype=float)
             if not len(values):
                 continue
-            interval = t_interval(values, level=0.95)
+            interval = t_interval(values, confidence=0.95)
             out.append({**dict(zip(CELL, cell)), "metric": metric, "n": len(values),
                         "mean": float(values.mean()),
                         "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,

@@ -116,9 +116,13 @@ def worker_main(worker_id: int, backend_name: str, gpu: str | None, threads: int
                 results: str, study: str, tasks, events) -> None:
     """Process entry point. Protocol: send ("ready"), receive a task or None, report, repeat."""
     pin_environment(backend=backend_name, gpu=gpu, threads=threads)
+    # Framework start-up chatter goes to the worker's log, not over the driver's progress display.
+    log_dir = Path(results) / study / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        executor = RunExecutor(backend_name, device="cuda" if gpu is not None else "cpu",
-                               threads=threads, results=results, study=study)
+        with redirect_output(log_dir / f"worker-{os.getpid()}.log"):
+            executor = RunExecutor(backend_name, device="cuda" if gpu is not None else "cpu",
+                                   threads=threads, results=results, study=study)
     except BaseException as exc:  # noqa: BLE001 - report why this worker cannot start
         events.put(("broken", worker_id, f"{type(exc).__name__}: {exc}"))
         return
