@@ -1,0 +1,871 @@
+"""Datasets as preprocessed NHWC float32 numpy arrays, read without any training framework.
+
+Where each dataset comes from (`path` overrides the default folders):
+
+- ``digits``: scikit-learn's ``load_digits`` (1797 8x8 images, pixel values 0..16).
+  It has no official test split, so a fixed stratified 25% (449 images, drawn with
+  seed ``DIGITS_SPLIT_SEED``, independent of ``split_seed``) is its test set.
+- ``fashion-mnist`` / ``mnist``: a folder with the four IDX files
+  (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+  ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``; gzipped or not).
+  Fashion-MNIST defaults to the Debian package's folder ``/usr/share/datasets/fashion-mnist``;
+  MNIST also accepts the ``mnist.npz`` that ``keras.datasets`` saves.
+- ``cifar10``: ``cifar-10-batches-py`` (the pickles that Keras downloads) or
+  ``cifar-10-batches-bin`` (binary records); `path` may name either folder or its parent.
+- ``imagenette``: a folder with ``train/`` and ``val/`` folders of class folders of
+  JPEG/PNG images (fastai's imagenette2-160), squashed to ``image_size`` (default 128)
+  with bilinear resampling after conversion to RGB, like the fastai notebook's
+  ``make_rgb`` + ``ResizeFixed``. Class names are the sorted folder names.
+
+The Keras cache (``$KERAS_HOME/datasets``, default ``~/.keras/datasets``) is searched
+too; when nothing is found and ``download=True``, fashion-mnist, mnist and cifar10 are
+downloaded through ``keras.datasets`` (imported only then; it needs internet). An
+explicit `path` is never replaced by a download.
+
+Splits, all stratified by class (each class keeps its share, rounded by largest
+remainder), indices kept in file order:
+
+- ``train_size``: a subset of the official training data, drawn from
+  ``np.random.default_rng(split_seed)``;
+- ``val_fraction``: a validation split of that training data (after subsetting), drawn
+  from the same generator; it never touches the test set;
+- ``test_size``: a subset of the test set drawn with the fixed seed
+  ``TEST_SUBSET_SEED``, so every ``split_seed`` is scored on the same test images.
+
+Preprocessing is fitted on the training split (the validation split removed) and then
+applied to train, validation and test alike:
+
+- ``"standardize"``: per-channel ``(x - mean_c) / std_c``;
+- ``"mean_subtract"``: per-pixel ``x - mean[h, w, c]`` in raw pixel units (0..255;
+  0..16 for digits), exactly as the Keras notebook, which does not divide by 255;
+- ``"none"``: ``x / max`` (255; 16 for digits), i.e. values in [0, 1].
+
+Parsed raw arrays are cached in-process (read-only), so a worker that trains many runs
+reads each dataset once; every `load_dataset` call returns fresh arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import os
+import pickle
+import struct
+import zipfile
+import zlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+
+from ablate.errors import DatasetError
+
+DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenette")
+Preprocess = Literal["standardize", "mean_subtract", "none"]
+PREPROCESS_NAMES: tuple[str, ...] = get_args(Preprocess)
+
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+TEST_SUBSET_SEED = 0
+DEFAULT_IMAGE_SIZE = 128
+FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
+
+_DIGITS_N = 1797
+_IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+_CIFAR_RECORD = 1 + 3 * 32 * 32  # binary format: a label byte, then CHW pixels
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+_KERAS_DOWNLOADABLE = ("fashion-mnist", "mnist", "cifar10")
+
+_CLASS_NAMES = {
+    "digits": tuple(str(d) for d in range(10)),
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+    "cifar10": (
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ),
+}
+# The official sizes, shown by describe_datasets for a dataset that is not here.
+_KNOWN = {
+    "digits": ((8, 8, 1), 10, _DIGITS_N - round(DIGITS_TEST_FRACTION * _DIGITS_N),
+               round(DIGITS_TEST_FRACTION * _DIGITS_N)),
+    "fashion-mnist": ((28, 28, 1), 10, 60000, 10000),
+    "mnist": ((28, 28, 1), 10, 60000, 10000),
+    "cifar10": ((32, 32, 3), 10, 50000, 10000),
+    "imagenette": ((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), 10, 9469, 3925),
+}
+_IDX_FILE_LIST = (
+    "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
+)
+_HOW_TO_OBTAIN = {
+    "digits": "install scikit-learn (pip install scikit-learn)",
+    "fashion-mnist": (
+        "install the Debian package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist), "
+        f"pass `path:` to a folder holding {_IDX_FILE_LIST}, "
+        "or let keras.datasets download it (download: true, needs internet)"
+    ),
+    "mnist": (
+        f"pass `path:` to a folder holding {_IDX_FILE_LIST} (or keras's mnist.npz), "
+        "or let keras.datasets download it (download: true, needs internet)"
+    ),
+    "cifar10": (
+        f"download {CIFAR10_URL}, untar it and pass `path:` to cifar-10-batches-py (or its parent), "
+        "or let keras.datasets download it (download: true, needs internet)"
+    ),
+    "imagenette": (
+        f"download fastai's imagenette2-160 ({IMAGENETTE_URL}), untar it and pass `path:` "
+        "to the folder holding train/ and val/"
+    ),
+}
+_WHAT_IS_MISSING = {
+    "fashion-mnist": "no IDX files",
+    "mnist": "no IDX files or mnist.npz",
+    "cifar10": "no cifar-10-batches-py or cifar-10-batches-bin folder",
+    "imagenette": "no train/ and val/ class folders",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset split three ways and preprocessed; every array is a fresh copy.
+
+    x_train: (n_train, H, W, C) float32; y_train: (n_train,) int64 class indices.
+    x_val, y_val: (n_val, H, W, C), (n_val,): held out from the training data.
+    x_test, y_test: (n_test, H, W, C), (n_test,).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one image."""
+        h, w, c = self.x_train.shape[1:]
+        return int(h), int(w), int(c)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, input_shape={self.input_shape}, num_classes={self.num_classes}, "
+            f"n_train={len(self.y_train)}, n_val={len(self.y_val)}, n_test={len(self.y_test)})"
+        )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of `python -m ablate datasets`."""
+
+    name: str
+    available: bool  # found on this machine (a download fallback does not count)
+    location: str  # where it was found and in which format, or how to obtain it
+    input_shape: tuple[int, int, int]  # (H, W, C); imagenette at the default image_size
+    num_classes: int
+    n_train: int | None  # official training images (before train_size/val_fraction); None if unknown
+    n_test: int | None
+
+
+@dataclass(frozen=True)
+class _Found:
+    kind: Literal["sklearn", "idx", "npz", "cifar-py", "cifar-bin", "folder", "keras"]
+    location: str  # a folder or file; for "keras", the folders that were searched
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Parsed, unprocessed arrays; all read-only because they live in the cache."""
+
+    x_train: np.ndarray  # (n_train, H, W, C) uint8
+    y_train: np.ndarray  # (n_train,) int64
+    x_test: np.ndarray  # (n_test, H, W, C) uint8
+    y_test: np.ndarray  # (n_test,) int64
+    class_names: tuple[str, ...]
+    max_value: float  # the largest pixel value the format can hold: 255, or 16 for digits
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def load_dataset(
+    name: str,
+    *,
+    path: str | None = None,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    val_fraction: float = 0.1,
+    preprocess: Preprocess = "standardize",
+    image_size: int | None = None,
+    split_seed: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """Load, split and preprocess one dataset (see the module docstring for the rules).
+
+    Raises DatasetError (one line) when the dataset is unknown, missing or malformed, or
+    an argument is out of range.
+    """
+    _check_name(name)
+    size = _check_options(
+        name,
+        path=path,
+        train_size=train_size,
+        test_size=test_size,
+        val_fraction=val_fraction,
+        preprocess=preprocess,
+        image_size=image_size,
+        split_seed=split_seed,
+    )
+    found = _resolve(name, path, download=download)
+    raw = _load_raw(name, found.kind, found.location, size)
+
+    rng = np.random.default_rng(split_seed)
+    n_avail = len(raw.y_train)
+    pool = np.arange(n_avail)
+    if train_size is not None:
+        if train_size > n_avail:
+            raise DatasetError(
+                f"{name}: `train_size` must be at most {n_avail} (the training images available), got {train_size}"
+            )
+        pool, _ = _stratified_split(raw.y_train, train_size, rng)
+    n_val = _val_count(name, len(pool), val_fraction)
+    val_pos, train_pos = _stratified_split(raw.y_train[pool], n_val, rng)
+    train_idx, val_idx = pool[train_pos], pool[val_pos]
+
+    test_idx = np.arange(len(raw.y_test))
+    if test_size is not None:
+        if test_size > len(raw.y_test):
+            raise DatasetError(
+                f"{name}: `test_size` must be at most {len(raw.y_test)} (the test images available), got {test_size}"
+            )
+        test_idx, _ = _stratified_split(raw.y_test, test_size, np.random.default_rng(TEST_SUBSET_SEED))
+
+    x_train = raw.x_train[train_idx]
+    shift, scale = _fit_preprocessing(preprocess, x_train, raw.max_value)
+    return Dataset(
+        name=name,
+        x_train=_transform(x_train, shift, scale),
+        y_train=raw.y_train[train_idx],
+        x_val=_transform(raw.x_train[val_idx], shift, scale),
+        y_val=raw.y_train[val_idx],
+        x_test=_transform(raw.x_test[test_idx], shift, scale),
+        y_test=raw.y_test[test_idx],
+        num_classes=len(raw.class_names),
+        class_names=raw.class_names,
+    )
+
+
+def check_available(name: str, path: str | None = None, *, download: bool = True) -> None:
+    """Raise DatasetError (one line) unless `name` can be loaded; looks only at folder listings.
+
+    With ``download=True`` a dataset that keras.datasets can download counts as
+    available when keras is installed; whether there is internet is found out at load.
+    """
+    _check_name(name)
+    _resolve(name, path, download=download)
+
+
+def describe_datasets(paths: Mapping[str, str] | None = None) -> list[DatasetInfo]:
+    """One `DatasetInfo` per name in DATASET_NAMES, for `python -m ablate datasets`.
+
+    paths: optional {dataset name: folder} overrides, as a grid's `path:` would give.
+    Shapes and counts come from file headers and listings, not from decoding the data,
+    except CIFAR-10's python format, whose pickles must be read to count their rows.
+    """
+    paths = dict(paths or {})
+    unknown = sorted(set(paths) - set(DATASET_NAMES))
+    if unknown:
+        raise DatasetError(f"Expected dataset names among {DATASET_NAMES}, but got {unknown}")
+    infos = []
+    for name in DATASET_NAMES:
+        path = paths.get(name)
+        if name == "digits" and path is not None:
+            raise DatasetError("digits: `path` is not used (the data ships with scikit-learn)")
+        found, looked = _locate(name, path)
+        if found is None:
+            shape, k, n_train, n_test = _KNOWN[name]
+            where = ", ".join(str(p) for p in looked) or "scikit-learn"
+            location = f"not found ({where}); {_HOW_TO_OBTAIN[name]}"
+            infos.append(DatasetInfo(name, False, location, shape, k, None, None))
+            continue
+        shape, k, n_train, n_test = _describe_found(name, found)
+        infos.append(DatasetInfo(name, True, _describe_location(found), shape, k, n_train, n_test))
+    return infos
+
+
+# ------------------------------------------------------------------- argument checking
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise DatasetError(f"Expected a dataset name among {DATASET_NAMES}, but got {name!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_options(
+    name: str,
+    *,
+    path: str | None,
+    train_size: int | None,
+    test_size: int | None,
+    val_fraction: float,
+    preprocess: str,
+    image_size: int | None,
+    split_seed: int,
+) -> int:
+    """Validate load_dataset's arguments; returns the image size (0 where it does not apply)."""
+    if name == "digits" and path is not None:
+        raise DatasetError(f"digits: `path` is not used (the data ships with scikit-learn), got {path!r}")
+    for field, value in (("train_size", train_size), ("test_size", test_size)):
+        if value is not None and not (_is_int(value) and value >= 1):
+            raise DatasetError(f"{name}: `{field}` must be a positive integer or null, got {value!r}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise DatasetError(f"{name}: `val_fraction` must be a number in [0, 1), got {val_fraction!r}")
+    if preprocess not in PREPROCESS_NAMES:
+        raise DatasetError(f"{name}: `preprocess` must be one of {PREPROCESS_NAMES}, got {preprocess!r}")
+    if not (_is_int(split_seed) and split_seed >= 0):
+        raise DatasetError(f"{name}: `split_seed` must be a non-negative integer, got {split_seed!r}")
+    if name != "imagenette":
+        if image_size is not None:
+            raise DatasetError(f"{name}: `image_size` applies only to imagenette, got {image_size!r}")
+        return 0
+    if image_size is None:
+        return DEFAULT_IMAGE_SIZE
+    if not (_is_int(image_size) and 8 <= image_size <= 1024):
+        raise DatasetError(f"{name}: `image_size` must be an integer in 8..1024, got {image_size!r}")
+    return int(image_size)
+
+
+def _val_count(name: str, n: int, val_fraction: float) -> int:
+    """Validation images out of n training images: round(fraction * n), at least 1 if fraction > 0."""
+    if val_fraction == 0:
+        return 0
+    n_val = max(1, round(val_fraction * n))
+    if n_val >= n:
+        raise DatasetError(
+            f"{name}: `val_fraction` {val_fraction} of {n} training images leaves none to train on; "
+            "use a larger train_size or a smaller val_fraction"
+        )
+    return n_val
+
+
+# ----------------------------------------------------------------------- locating data
+
+
+def _keras_datasets_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets"
+
+
+def _default_dirs(name: str) -> list[Path]:
+    """Folders searched, in order, when no `path` is given."""
+    keras_dir = _keras_datasets_dir()
+    if name == "fashion-mnist":
+        return [Path(FASHION_MNIST_DEBIAN_DIR), keras_dir / "fashion-mnist"]
+    if name == "mnist":
+        return [keras_dir / "mnist", keras_dir]
+    if name == "cifar10":
+        # Keras 3 extracts the archive into cifar-10-batches-py-target/.
+        return [keras_dir, keras_dir / "cifar-10-batches-py-target"]
+    if name == "imagenette":
+        fastai_data = Path(os.environ.get("FASTAI_HOME", "~/.fastai")).expanduser() / "data"
+        return [fastai_data / "imagenette2-160", fastai_data / "imagenette2-320", fastai_data / "imagenette2"]
+    return []
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    # Also accept the "train-images.idx3-ubyte" spelling some archives use.
+    dotted = stem.replace("-idx", ".idx")
+    for candidate in (f"{stem}.gz", stem, f"{dotted}.gz", dotted):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    return None
+
+
+def _find_in(name: str, where: Path) -> _Found | None:
+    """The dataset in folder `where` (or, for cifar10, one level below), if its files are there."""
+    if name in ("fashion-mnist", "mnist"):
+        if where.is_dir() and all(_idx_file(where, stem) for stem in _IDX_STEMS.values()):
+            return _Found("idx", str(where))
+        if name == "mnist":
+            npz = where if where.suffix == ".npz" else where / "mnist.npz"
+            if npz.is_file():
+                return _Found("npz", str(npz))
+        return None
+    if name == "cifar10":
+        for folder in (where, where / "cifar-10-batches-py", where / "cifar-10-batches-bin"):
+            if (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
+                return _Found("cifar-py", str(folder))
+            if (folder / "data_batch_1.bin").is_file() and (folder / "test_batch.bin").is_file():
+                return _Found("cifar-bin", str(folder))
+        return None
+    if name == "imagenette":
+        if (where / "train").is_dir() and (where / "val").is_dir():
+            return _Found("folder", str(where))
+        return None
+    raise AssertionError(name)
+
+
+def _locate(name: str, path: str | None) -> tuple[_Found | None, list[Path]]:
+    """Search locally only: (what was found or None, the places looked at)."""
+    if name == "digits":
+        found = importlib.util.find_spec("sklearn") is not None
+        return (_Found("sklearn", "scikit-learn"), []) if found else (None, [])
+    looked = [Path(path).expanduser()] if path is not None else _default_dirs(name)
+    for folder in looked:
+        found = _find_in(name, folder)
+        if found is not None:
+            return found, looked
+    return None, looked
+
+
+def _resolve(name: str, path: str | None, *, download: bool) -> _Found:
+    """Where to load `name` from: a local find, else a keras download, else DatasetError."""
+    found, looked = _locate(name, path)
+    if found is not None:
+        return found
+    if name == "digits":
+        raise DatasetError(f"digits: scikit-learn is not installed; {_HOW_TO_OBTAIN['digits']}")
+    where = ", ".join(str(p) + ("" if p.exists() else " (does not exist)") for p in looked)
+    message = f"{name}: {_WHAT_IS_MISSING[name]} in {where}; {_HOW_TO_OBTAIN[name]}"
+    if path is None and name in _KERAS_DOWNLOADABLE:
+        if not download:
+            raise DatasetError(message + "; the download is off here (download: false)")
+        if importlib.util.find_spec("keras") is None:
+            raise DatasetError(message + "; keras is not installed here, so it cannot download")
+        return _Found("keras", where)
+    raise DatasetError(message)
+
+
+# ------------------------------------------------------------------------ describing
+
+
+def _describe_location(found: _Found) -> str:
+    kinds = {
+        "sklearn": "bundled",
+        "idx": "IDX files",
+        "npz": "keras mnist.npz",
+        "cifar-py": "python pickles",
+        "cifar-bin": "binary batches",
+        "folder": "image folders",
+    }
+    return f"{found.location} ({kinds[found.kind]})"
+
+
+def _describe_found(name: str, found: _Found) -> tuple[tuple[int, int, int], int, int, int]:
+    """(input shape, classes, n_train, n_test) of a local dataset, cheaply."""
+    if found.kind == "sklearn":
+        return _KNOWN["digits"]
+    folder = Path(found.location)
+    if found.kind == "idx":
+        n_train, h, w = _read_idx_header(_idx_file(folder, _IDX_STEMS["train_images"]), _IDX_IMAGES_MAGIC)
+        n_test = _read_idx_header(_idx_file(folder, _IDX_STEMS["test_images"]), _IDX_IMAGES_MAGIC)[0]
+        return (h, w, 1), 10, n_train, n_test
+    if found.kind == "npz":
+        shapes = _npz_shapes(folder, ("x_train", "x_test"))
+        (n_train, h, w), (n_test, _, _) = shapes
+        return (h, w, 1), 10, n_train, n_test
+    if found.kind == "cifar-bin":
+        sizes = [_cifar_bin_count(folder / f"data_batch_{i}.bin") for i in range(1, 6)]
+        k = len(_cifar_bin_names(folder))
+        return (32, 32, 3), k, sum(sizes), _cifar_bin_count(folder / "test_batch.bin")
+    if found.kind == "cifar-py":
+        n_train = sum(len(_unpickle(folder / f"data_batch_{i}")[b"labels"]) for i in range(1, 6))
+        n_test = len(_unpickle(folder / "test_batch")[b"labels"])
+        return (32, 32, 3), len(_cifar_py_names(folder)), n_train, n_test
+    if found.kind == "folder":
+        names, train, _, test, _ = _list_image_folder(folder)
+        return (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), len(names), len(train), len(test)
+    raise AssertionError(found.kind)
+
+
+# ----------------------------------------------------------------------- raw loading
+
+
+@functools.lru_cache(maxsize=8)
+def _load_raw(name: str, kind: str, location: str, image_size: int) -> _Raw:
+    """Parse a dataset once per process; keyed by where it was found (and the image size)."""
+    if kind == "sklearn":
+        parts = _read_digits()
+    elif kind == "idx":
+        parts = _read_idx_folder(Path(location))
+    elif kind == "npz":
+        parts = _read_mnist_npz(Path(location))
+    elif kind == "cifar-py":
+        parts = _read_cifar_py(Path(location))
+    elif kind == "cifar-bin":
+        parts = _read_cifar_bin(Path(location))
+    elif kind == "folder":
+        parts = _read_image_folder(Path(location), image_size)
+    elif kind == "keras":
+        parts = _download_with_keras(name, location)
+    else:
+        raise AssertionError(kind)
+    x_train, y_train, x_test, y_test, class_names = parts
+    if class_names is None:
+        class_names = _CLASS_NAMES[name]
+    max_value = 16.0 if name == "digits" else 255.0
+    return _freeze(name, location, x_train, y_train, x_test, y_test, tuple(class_names), max_value)
+
+
+def _freeze(name, location, x_train, y_train, x_test, y_test, class_names, max_value) -> _Raw:
+    """Check shapes and labels, convert to (uint8 NHWC, int64) and make read-only."""
+    arrays = []
+    for x, y, split in ((x_train, y_train, "training"), (x_test, y_test, "test")):
+        x = np.ascontiguousarray(x, dtype=np.uint8)
+        y = np.asarray(y).reshape(-1).astype(np.int64)
+        if x.ndim != 4 or len(x) != len(y):
+            raise DatasetError(
+                f"{name}: {location} holds {split} images of shape {x.shape} with {len(y)} labels; "
+                "expected (n, H, W, C) and n labels"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= len(class_names)):
+            raise DatasetError(
+                f"{name}: {split} labels in {location} span {y.min()}..{y.max()}, "
+                f"outside 0..{len(class_names) - 1} for {len(class_names)} classes"
+            )
+        x.flags.writeable = False
+        y.flags.writeable = False
+        arrays += [x, y]
+    if arrays[0].shape[1:] != arrays[2].shape[1:]:
+        raise DatasetError(
+            f"{name}: training images {arrays[0].shape[1:]} and test images {arrays[2].shape[1:]} differ in {location}"
+        )
+    if len(arrays[1]) == 0:
+        raise DatasetError(f"{name}: no training images in {location}")
+    return _Raw(*arrays, class_names=class_names, max_value=max_value)
+
+
+def _read_digits():
+    from sklearn.datasets import load_digits  # lazy: scikit-learn is slow to import
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.uint8)[..., None]  # (1797, 8, 8, 1), values 0..16
+    y = bunch.target.astype(np.int64)
+    test, train = _stratified_split(y, round(DIGITS_TEST_FRACTION * len(y)), np.random.default_rng(DIGITS_SPLIT_SEED))
+    return x[train], y[train], x[test], y[test], None
+
+
+def _open_maybe_gzip(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _idx_dims(f, path: Path, magic: int) -> tuple[int, ...]:
+    """Read an IDX header (big-endian magic number, then one uint32 per dimension)."""
+    head = f.read(4)
+    if len(head) < 4:
+        raise DatasetError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+    (found,) = struct.unpack(">I", head)
+    if found != magic:
+        raise DatasetError(
+            f"{path}: bad IDX magic number 0x{found:08x}, expected 0x{magic:08x} "
+            f"(unsigned bytes, {magic & 0xFF} dimensions)"
+        )
+    ndim = magic & 0xFF
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header")
+    return struct.unpack(f">{ndim}I", raw_dims)
+
+
+def _read_idx_header(path: Path, magic: int) -> tuple[int, ...]:
+    try:
+        with _open_maybe_gzip(path) as f:
+            return _idx_dims(f, path, magic)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DatasetError(f"{path}: cannot read IDX file ({type(e).__name__}: {e})") from e
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """An IDX file of unsigned bytes as a uint8 array of the header's shape."""
+    try:
+        with _open_maybe_gzip(path) as f:
+            dims = _idx_dims(f, path, magic)
+            expected = int(np.prod(dims))
+            data = f.read(expected)
+    except (OSError, EOFError, zlib.error) as e:  # includes gzip.BadGzipFile and a cut-off gzip stream
+        raise DatasetError(f"{path}: cannot read IDX file ({type(e).__name__}: {e})") from e
+    if len(data) < expected:
+        raise DatasetError(
+            f"{path}: truncated IDX file: header says {dims} ({expected} bytes), found {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _read_idx_folder(folder: Path):
+    files = {key: _idx_file(folder, stem) for key, stem in _IDX_STEMS.items()}
+    x_train = _read_idx(files["train_images"], _IDX_IMAGES_MAGIC)[..., None]
+    y_train = _read_idx(files["train_labels"], _IDX_LABELS_MAGIC)
+    x_test = _read_idx(files["test_images"], _IDX_IMAGES_MAGIC)[..., None]
+    y_test = _read_idx(files["test_labels"], _IDX_LABELS_MAGIC)
+    return x_train, y_train, x_test, y_test, None
+
+
+def _npz_shapes(path: Path, keys: tuple[str, ...]) -> list[tuple[int, ...]]:
+    """Array shapes inside an .npz, read from the .npy headers only."""
+    shapes = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for key in keys:
+                with archive.open(f"{key}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape = np.lib.format.read_array_header_1_0(f)[0]
+                    else:
+                        shape = np.lib.format.read_array_header_2_0(f)[0]
+                    shapes.append(tuple(shape))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path}: cannot read mnist.npz ({type(e).__name__}: {e})") from e
+    return shapes
+
+
+def _read_mnist_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            parts = [f[key] for key in ("x_train", "y_train", "x_test", "y_test")]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path}: cannot read mnist.npz ({type(e).__name__}: {e})") from e
+    x_train, y_train, x_test, y_test = parts
+    return x_train[..., None], y_train, x_test[..., None], y_test, None
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batches contain (numpy arrays), never arbitrary code."""
+
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+        }
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+        if module.startswith("numpy.core") and importlib.util.find_spec("numpy._core") is not None:
+            module = "numpy._core" + module[len("numpy.core"):]  # numpy 2 moved it; the old name warns
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = _CifarUnpickler(f, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
+        raise DatasetError(f"{path}: cannot read CIFAR-10 pickle ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    return obj
+
+
+def _cifar_py_names(folder: Path) -> tuple[str, ...]:
+    meta = folder / "batches.meta"
+    if not meta.is_file():
+        return _CLASS_NAMES["cifar10"]
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in _unpickle(meta)[b"label_names"])
+
+
+def _cifar_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path)
+    try:
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    except KeyError as e:
+        raise DatasetError(f"{path}: CIFAR-10 batch without the key {e.args[0]!r}") from e
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{path}: expected b'data' of shape (n, 3072) uint8, got {data.shape} {data.dtype}")
+    # Rows are CHW (1024 red, 1024 green, 1024 blue), each row-major.
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _read_cifar_py(folder: Path):
+    batches = []
+    for i in range(1, 6):
+        path = folder / f"data_batch_{i}"
+        if not path.is_file():
+            raise DatasetError(f"cifar10: {path} is missing (cifar-10-batches-py holds data_batch_1..5)")
+        batches.append(_cifar_py_batch(path))
+    x_test, y_test = _cifar_py_batch(folder / "test_batch")
+    x_train = np.concatenate([x for x, _ in batches])
+    y_train = np.concatenate([y for _, y in batches])
+    return x_train, y_train, x_test, y_test, _cifar_py_names(folder)
+
+
+def _cifar_bin_count(path: Path) -> int:
+    if not path.is_file():
+        raise DatasetError(f"cifar10: {path} is missing (cifar-10-batches-bin holds data_batch_1..5.bin)")
+    size = path.stat().st_size
+    if size % _CIFAR_RECORD:
+        raise DatasetError(
+            f"{path}: truncated CIFAR-10 binary batch ({size} bytes is not a multiple of {_CIFAR_RECORD})"
+        )
+    return size // _CIFAR_RECORD
+
+
+def _cifar_bin_names(folder: Path) -> tuple[str, ...]:
+    meta = folder / "batches.meta.txt"
+    if not meta.is_file():
+        return _CLASS_NAMES["cifar10"]
+    return tuple(line.strip() for line in meta.read_text().splitlines() if line.strip())
+
+
+def _cifar_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    n = _cifar_bin_count(path)
+    records = np.fromfile(path, dtype=np.uint8).reshape(n, _CIFAR_RECORD)
+    return records[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1), records[:, 0]
+
+
+def _read_cifar_bin(folder: Path):
+    batches = [_cifar_bin_batch(folder / f"data_batch_{i}.bin") for i in range(1, 6)]
+    x_test, y_test = _cifar_bin_batch(folder / "test_batch.bin")
+    x_train = np.concatenate([x for x, _ in batches])
+    y_train = np.concatenate([y for _, y in batches])
+    return x_train, y_train, x_test, y_test, _cifar_bin_names(folder)
+
+
+def _list_image_folder(root: Path):
+    """(class names, train files, train labels, val files, val labels) of train/ and val/."""
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    if not classes:
+        raise DatasetError(f"imagenette: {root / 'train'} holds no class folders")
+    index = {c: i for i, c in enumerate(classes)}
+    splits = []
+    for split in ("train", "val"):
+        files, labels = [], []
+        for class_dir in sorted(d for d in (root / split).iterdir() if d.is_dir()):
+            if class_dir.name not in index:
+                raise DatasetError(f"imagenette: class folder {class_dir} has no counterpart in {root / 'train'}")
+            images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+            files += images
+            labels += [index[class_dir.name]] * len(images)
+        splits += [files, np.array(labels, dtype=np.int64)]
+    return (tuple(classes), *splits)
+
+
+def _read_image_folder(root: Path, size: int):
+    try:
+        from PIL import Image  # lazy: only imagenette needs Pillow
+    except ImportError as e:
+        raise DatasetError("imagenette: reading images needs Pillow; pip install pillow") from e
+    classes, train_files, y_train, val_files, y_val = _list_image_folder(root)
+
+    def read(path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"imagenette: cannot read image {path} ({e})") from e
+
+    def read_all(files: list[Path]) -> np.ndarray:
+        out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+        # Pillow releases the GIL while decoding and resizing, so threads help.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for i, image in enumerate(pool.map(read, files)):
+                out[i] = image
+        return out
+
+    return read_all(train_files), y_train, read_all(val_files), y_val, classes
+
+
+def _download_with_keras(name: str, looked: str):
+    try:
+        import keras  # lazy: importing keras starts a framework
+
+        module = {
+            "fashion-mnist": keras.datasets.fashion_mnist,
+            "mnist": keras.datasets.mnist,
+            "cifar10": keras.datasets.cifar10,
+        }[name]
+        (x_train, y_train), (x_test, y_test) = module.load_data()
+    except Exception as e:  # no internet, a bad archive, a broken install: all one line
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        raise DatasetError(
+            f"{name}: not found in {looked} and the keras.datasets download failed ({reason}); {_HOW_TO_OBTAIN[name]}"
+        ) from e
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    if x_train.ndim == 3:  # (n, 28, 28) greyscale
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    elif x_train.shape[1] == 3 and x_train.shape[-1] != 3:  # keras set to channels_first
+        x_train, x_test = x_train.transpose(0, 2, 3, 1), x_test.transpose(0, 2, 3, 1)
+    return x_train, y_train, x_test, y_test, None
+
+
+# --------------------------------------------------------------- splits and preprocessing
+
+
+def _stratified_split(y: np.ndarray, n_take: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split positions 0..n-1 into (take, rest), len(take) == n_take, keeping class shares.
+
+    y: (n,) class labels. Each class gets floor(n_take * share) places, and the places
+    left over go to the largest remainders (ties: larger class, then lower label).
+    Within a class the positions come from `rng.permutation`, classes in label order.
+    Returns two sorted int64 arrays.
+    """
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quota = n_take * counts / len(y)
+    alloc = np.floor(quota).astype(np.int64)
+    short = n_take - int(alloc.sum())
+    if short > 0:
+        order = np.lexsort((np.arange(len(classes)), -counts, -(quota - alloc)))
+        alloc[order[:short]] += 1
+    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    take = np.concatenate([rng.permutation(idx)[:k] for idx, k in zip(by_class, alloc)] + [np.empty(0, np.int64)])
+    take = np.sort(take.astype(np.int64))
+    rest = np.setdiff1d(np.arange(len(y), dtype=np.int64), take, assume_unique=True)
+    return take, rest
+
+
+def _fit_preprocessing(kind: str, x: np.ndarray, max_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) such that the preprocessed images are (x - shift) * scale.
+
+    x: (n, H, W, C) uint8 training images. The shapes broadcast against x:
+    "none" -> scalars; "mean_subtract" -> (H, W, C) shift; "standardize" -> (C,) both.
+    """
+    if kind == "none":
+        return np.float32(0.0), np.float32(1.0 / max_value)
+    if kind == "mean_subtract":
+        return x.mean(axis=0, dtype=np.float64).astype(np.float32), np.float32(1.0)
+    # Per-channel moments in float64, a chunk at a time, so a CIFAR-sized uint8 array is
+    # never copied whole to float64.
+    total = np.zeros(x.shape[-1])
+    total_sq = np.zeros(x.shape[-1])
+    for start in range(0, len(x), 4096):
+        chunk = x[start : start + 4096].astype(np.float64)
+        total += chunk.sum(axis=(0, 1, 2))
+        total_sq += np.square(chunk).sum(axis=(0, 1, 2))
+    count = x.size / x.shape[-1]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    std[std == 0] = 1.0  # a constant channel is left centred, not divided by zero
+    return mean.astype(np.float32), (1.0 / std).astype(np.float32)
+
+
+def _transform(x: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """x: (n, H, W, C) uint8 -> a new (n, H, W, C) float32 array (x - shift) * scale."""
+    out = x.astype(np.float32)
+    out -= shift
+    out *= scale
+    return out
