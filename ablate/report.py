@@ -291,9 +291,8 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics,
                 cells, title=f"{backend} / {dataset} / {model}: test-set reliability, pooled over seeds"))
     if "ece_ts" in done and done["ece_ts"].notna().any():
         save("temperature_scaling", cal_figs.temperature_effect(done))
-    fig = power_figs.power_curve(comparisons, alpha=alpha)
-    if fig is not None:
-        save("power", fig)
+    if len(comparisons.table):
+        save("power", power_figs.power_curve(comparisons))
     return paths
 
 

@@ -1,0 +1,54 @@
+"""Power of the equivalence test against the number of seeds (plotting only).
+
+The curves come from :func:`ablate.compare.power_curves`, which calls
+:func:`ablate.stats.tost_power`; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ablate.compare import TARGET_POWER, Comparisons, power_curves
+from ablate.figures._style import new_axes, style
+
+
+def power_curve(
+    comparisons: Comparisons,
+    *,
+    arms: tuple[str, str] | None = ("explicit", "loss"),
+    metrics: Sequence[str] | None = None,
+    n_max: int = 40,
+    ax=None,
+):
+    """Plot TOST power against seed count, one line per group and metric.
+
+    Each line uses its row's margin and observed SD of the paired differences (pooled
+    SD, seeds per backend, for cross-backend rows). ``arms`` picks the rows (default
+    explicit vs loss; None: all rows) and ``metrics`` the metrics (default all). A
+    dashed line marks the 80% target and a dot each row's ``seeds_needed``. Returns the
+    figure (``ax``'s figure when given).
+    """
+    curves = power_curves(comparisons, arms=arms, n_max=n_max)
+    if metrics is not None:
+        curves = curves[curves["metric"].isin(list(metrics))]
+    with style():
+        fig, ax = new_axes(ax)
+        for (label, metric), line in curves.groupby(["label", "metric"], sort=False):
+            (handle,) = ax.plot(line["n"], line["power"], lw=1.5, label=f"{label} · {metric}")
+            reached = line[line["power"] >= TARGET_POWER]
+            if len(reached):
+                first = reached.iloc[0]
+                ax.plot([first["n"]], [first["power"]], "o", ms=4, color=handle.get_color())
+        ax.axhline(TARGET_POWER, ls="--", lw=1, color="0.4")
+        ax.set_xlabel("seeds (pairs)")
+        ax.set_ylabel(f"TOST power at ±margin (α = {comparisons.alpha:g})")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(2, max(int(n_max), 3))
+        ax.set_title("Seeds needed to show equivalence")
+        if curves.empty:
+            ax.text(0.5, 0.5, "no comparison with an estimable SD", ha="center", va="center",
+                    transform=ax.transAxes)
+        else:
+            ax.legend(fontsize="x-small", loc="lower right")
+        fig.tight_layout()
+    return fig
