@@ -218,6 +218,8 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
     from ablate.compare import load_runs_table
 
     runs = load_runs_table(path)
+    if "status" not in runs:
+        runs = runs.assign(status="completed")  # a table made elsewhere lists finished runs
     return _write_report(runs, out=Path(out), title=f"Runs table `{Path(path).name}`",
                          margins={**DEFAULT_MARGINS, **(margins or {})}, alpha=alpha or 0.05,
                          correction=correction or "holm", histories=None, reliability={}, corrupt=(),
@@ -341,7 +343,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
             parts.append(f"- `{arm}` trains with " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
                          "; every other arm uses the grid's `train` settings. A difference between arms may "
                          "come from this, not from how the labels are smoothed.")
-    parts += ["", "## Verdicts", "", compare.markdown(comparisons, alpha=alpha, correction=correction)]
+    parts += ["", compare.markdown(comparisons, alpha=alpha, correction=correction)]
 
     parts += ["", "## Summary per cell (mean ± std, 95% t-interval of the mean)", ""]
     if len(summary):

@@ -19,9 +19,10 @@ import random
 import keras
 from keras import layers
 
+from ablate.config import MODELS
 from ablate.errors import BackendError
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "small-cnn", "minigooglenet", "fastai-cnn")
+MODEL_NAMES = MODELS  # one list of names, shared with the grid schema
 
 # torch's BatchNorm2d defaults in Keras terms (Keras' momentum is 1 - torch's), as the
 # fast.ai course's conv_layer sets them. Keras' moving variance uses the biased batch

@@ -17,9 +17,10 @@ import math
 import torch
 from torch import nn
 
+from ablate.config import MODELS
 from ablate.errors import BackendError
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "small-cnn", "minigooglenet", "fastai-cnn")
+MODEL_NAMES = MODELS  # one list of names, shared with the grid schema
 
 # Keras BatchNormalization defaults (epsilon=1e-3, momentum=0.99). torch's momentum is the
 # weight of the new batch, Keras' the weight of the running value: 1 - 0.99.

@@ -6,7 +6,8 @@ import os
 import textwrap
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_keras = [b for b in os.environ.get("ABLATE_TEST_BACKENDS", "").split(",") if b.startswith("keras/")]
+os.environ.setdefault("KERAS_BACKEND", _keras[0].split("/")[1] if _keras else "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 

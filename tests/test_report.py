@@ -109,7 +109,7 @@ def test_summary_and_comparisons(reported):
 def test_report_md_mentions_failures_and_corrupt_records(reported):
     out, _ = reported
     text = (out / "report.md").read_text()
-    assert "## Verdicts" in text and "diverged" in text
+    assert "## Comparisons" in text and "explicit and loss smoothing" in text and "diverged" in text
     assert "deadbeefdeadbeef" in text and "not valid JSON" in text
     assert "figures/accuracy_by_arm.png" in text
 
@@ -131,3 +131,39 @@ def test_cli_report_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and "expected one of ['synth']" in proc.stderr
     proc = subprocess.run(cmd + ["--margin", "accuracy=-1"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--margin" in proc.stderr
+
+
+def test_report_on_a_table_made_elsewhere(tmp_path):
+    """`ablate report --runs FILE.csv` on a user's own per-run table (no backend/dataset columns)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in range(8):
+        base = 0.90 + rng.normal(0, 0.004)
+        for arm, shift in (("none", -0.02), ("explicit", 0.0), ("loss", 0.0003)):
+            rows.append({"arm": arm, "seed": seed, "accuracy": base + shift + rng.normal(0, 0.001),
+                         "ece": 0.05 - (0.03 if arm != "none" else 0) + rng.normal(0, 0.002)})
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out", str(out),
+                           "--margin", "accuracy=0.005", "--correction", "bh"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert list(comparisons.columns) == COMPARISON_COLUMNS
+    row = comparisons[(comparisons["metric"] == "accuracy") & (comparisons["arm_a"] == "explicit")
+                      & (comparisons["arm_b"] == "loss")].iloc[0]
+    assert row["n"] == 8 and row["verdict"] == "equivalent"
+    none_rows = comparisons[(comparisons["metric"] == "accuracy") & (comparisons["arm_a"] == "none")]
+    assert set(none_rows["verdict"]) == {"different"}
+    text = (out / "report.md").read_text()
+    assert "equivalent" in text and str(out / "report.md") in proc.stdout
+
+
+def test_report_on_a_bad_table_names_the_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"method": ["a", "b"], "seed": [0, 0], "accuracy": [0.9, 0.8]}).to_csv(path, index=False)
+    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "arm" in proc.stderr and "bad.csv" in proc.stderr
+    assert not (tmp_path / "o").exists()
