@@ -249,8 +249,7 @@ def _write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], 
 
     figure_paths: dict[str, Path] = {}
     if figures:
-        figure_paths = _draw_figures(runs, histories, reliability, comparisons, out, metrics,
-                                     margins=margins, alpha=alpha)
+        figure_paths = _draw_figures(runs, histories, reliability, comparisons, out, metrics)
         written.extend(figure_paths.values())
 
     md = _markdown(runs, summary, comparisons, title=title, alpha=alpha, correction=correction,
@@ -260,25 +259,19 @@ def _write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], 
     return written
 
 
-def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics, *, margins, alpha) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # the report only writes files; never open a window
-    import matplotlib.pyplot as plt
-
+def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics) -> dict[str, Path]:
     from ablate.figures import calibration as cal_figs
     from ablate.figures import power as power_figs
     from ablate.figures import runs as run_figs
+    from ablate.figures._style import save_figure
 
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
 
     def save(name: str, fig) -> None:
-        path = fig_dir / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths[name] = path
+        paths[name] = fig_dir / f"{name}.png"
+        save_figure(fig, paths[name])
 
     done = runs[runs["status"] == "completed"]
     for metric in ("accuracy", "ece", "nll", "ece_ts"):
@@ -294,7 +287,7 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics,
     if "ece_ts" in done and done["ece_ts"].notna().any():
         save("temperature_scaling", cal_figs.temperature_effect(done))
     if len(comparisons.table):
-        save("power", power_figs.power_curve(comparisons))
+        save("power", power_figs.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy"))
     return paths
 
 

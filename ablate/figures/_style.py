@@ -28,3 +28,11 @@ def new_axes(ax=None, figsize=(6.0, 4.0)):
         return ax.figure, ax
     fig, ax = plt.subplots(figsize=figsize)
     return fig, ax
+
+
+def save_figure(fig, path, *, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` and release it (report runs draw many figures)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)

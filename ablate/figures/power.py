@@ -52,3 +52,22 @@ def power_curve(
             ax.legend(fontsize="x-small", loc="lower right")
         fig.tight_layout()
     return fig
+
+
+def power_overview(comparisons: Comparisons, *, metric: str = "accuracy", n_max: int = 40):
+    """Two panels for one metric: explicit vs loss, and no smoothing vs each smoothing arm.
+
+    When explicit and loss agree bitwise their curve is flat at 1, so the second panel is what
+    tells how many seeds a design needs.
+    """
+    import matplotlib.pyplot as plt
+
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        power_curve(comparisons, arms=("explicit", "loss"), metrics=[metric], n_max=n_max, ax=axes[0])
+        axes[0].set_title(f"explicit vs loss: seeds to show equivalence ({metric})", fontsize=10)
+        power_curve(comparisons, arms=("none", "loss"), metrics=[metric], n_max=n_max, ax=axes[1])
+        power_curve(comparisons, arms=("none", "explicit"), metrics=[metric], n_max=n_max, ax=axes[1])
+        axes[1].set_title(f"none vs smoothing: seeds to show equivalence ({metric})", fontsize=10)
+        fig.tight_layout()
+    return fig

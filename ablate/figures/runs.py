@@ -59,18 +59,20 @@ def training_curves(histories):
 
     with style():
         frame = histories[histories["quantity"].isin(["objective", "nll", "accuracy"])].copy()
-        frame["arm_label"] = _arm_label(frame)
-        frame["curve"] = frame["split"] + " " + frame["quantity"]
-        hue_order = [lab for arm in ARM_ORDER
-                     for lab in sorted(frame.loc[frame["arm"] == arm, "arm_label"].unique())]
+        labels = _arm_label(frame)
+        hue_order = [lab for arm in ARM_ORDER for lab in sorted(labels[frame["arm"] == arm].unique())]
+        frame["arm"] = labels
         palette = {lab: ARM_PALETTE.get(lab.split(" ")[0], "#333333") for lab in hue_order}
         frame["panel"] = frame["backend"] + " / " + frame["dataset"] + " / " + frame["model"]
-        grid = sns.relplot(data=frame, x="epoch", y="value", hue="arm_label", hue_order=hue_order,
+        grid = sns.relplot(data=frame, x="epoch", y="value", hue="arm", hue_order=hue_order,
                            palette=palette, style="split", row="panel", col="quantity",
                            col_order=["objective", "nll", "accuracy"], kind="line", errorbar=("ci", 95),
                            height=2.8, aspect=1.3, facet_kws={"sharey": False})
         grid.set_titles("{row_name}: {col_name}", size=9)
-        grid.legend.set_title("arm / split")
+        from matplotlib.ticker import MaxNLocator
+
+        for axis in grid.axes.flat:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         grid.figure.suptitle("Training curves: optimiser objective, NLL on hard labels, accuracy "
                              "(mean over seeds, 95% band)", y=1.01, fontsize=10)
         return grid.figure
