@@ -118,15 +118,15 @@ _HOW_TO_OBTAIN = {
     "fashion-mnist": (
         "install the Debian package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist), "
         f"pass `path:` to a folder holding {_IDX_FILE_LIST}, "
-        "or let keras.datasets download it (download: true, needs internet)"
+        "or leave `path:` out so keras.datasets downloads it (needs internet)"
     ),
     "mnist": (
         f"pass `path:` to a folder holding {_IDX_FILE_LIST} (or keras's mnist.npz), "
-        "or let keras.datasets download it (download: true, needs internet)"
+        "or leave `path:` out so keras.datasets downloads it (needs internet)"
     ),
     "cifar10": (
         f"download {CIFAR10_URL}, untar it and pass `path:` to cifar-10-batches-py (or its parent), "
-        "or let keras.datasets download it (download: true, needs internet)"
+        "or leave `path:` out so keras.datasets downloads it (needs internet)"
     ),
     "imagenette": (
         f"download fastai's imagenette2-160 ({IMAGENETTE_URL}), untar it and pass `path:` "
@@ -307,7 +307,12 @@ def describe_datasets(paths: Mapping[str, str] | None = None) -> list[DatasetInf
             location = f"not found ({where}); {_HOW_TO_OBTAIN[name]}"
             infos.append(DatasetInfo(name, False, location, shape, k, None, None))
             continue
-        shape, k, n_train, n_test = _describe_found(name, found)
+        try:
+            shape, k, n_train, n_test = _describe_found(name, found)
+        except DatasetError as exc:  # one broken copy must not hide the other datasets
+            shape, k, _, _ = _KNOWN[name]
+            infos.append(DatasetInfo(name, False, f"unreadable: {exc}", shape, k, None, None))
+            continue
         infos.append(DatasetInfo(name, True, _describe_location(found), shape, k, n_train, n_test))
     return infos
 

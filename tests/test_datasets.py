@@ -601,3 +601,16 @@ def test_debian_fashion_mnist_loads(monkeypatch):
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (900, 100, 500)
     np.testing.assert_array_equal(np.bincount(d.y_train), [90] * 10)
     assert d.class_names[9] == "Ankle boot"
+
+
+def test_describe_survives_one_unreadable_copy(tmp_path):
+    """A corrupt local copy is listed as unreadable; the other datasets are still described."""
+    from ablate.datasets import describe_datasets
+
+    bad = tmp_path / "cifar-10-batches-py"
+    bad.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (bad / name).write_bytes(b"not a pickle")
+    infos = {i.name: i for i in describe_datasets({"cifar10": str(bad)})}
+    assert not infos["cifar10"].available and "unreadable" in infos["cifar10"].location
+    assert infos["digits"].available
