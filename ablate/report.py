@@ -234,7 +234,9 @@ def _write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     metrics = [m for m in margins if m in runs.columns]
-    comparisons = compare.compare_runs(runs, margins={m: margins[m] for m in metrics}, alpha=alpha,
+    # Bookkeeping columns are numbers too, but not metrics to compare.
+    measured = runs.drop(columns=[c for c in ("attempt", "temperature", "seconds") if c in runs])
+    comparisons = compare.compare_runs(measured, margins={m: margins[m] for m in metrics}, alpha=alpha,
                                        correction=correction, rng=np.random.default_rng(0))
     summary = summary_table(runs, [m for m in SUMMARY_METRICS if m in runs.columns] +
                             [m for m in metrics if m not in SUMMARY_METRICS])
