@@ -405,8 +405,19 @@ def check_environment(grid: Grid) -> None:
             check_installed(backend)
         except BackendError as exc:
             raise ConfigError(f"{grid.source}: `backends[{i}]`: {exc}") from None
+    from ablate.datasets import load_dataset
+
     for i, ds in enumerate(grid.datasets):
         try:
-            check_available(ds.name, ds.path)
+            try:
+                check_available(ds.name, ds.path, download=False)
+            except DatasetError:
+                check_available(ds.name, ds.path, download=True)
+                # Not here yet but downloadable: fetch it once now, so that a machine without
+                # internet fails with one line before any run starts, not once per run.
+                import os
+
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+                load_dataset(ds.name, path=ds.path)
         except DatasetError as exc:
             raise ConfigError(f"{grid.source}: `datasets[{i}]`: {exc}") from None

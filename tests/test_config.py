@@ -121,3 +121,23 @@ def test_missing_dataset_says_how_to_obtain(write_grid, tmp_path):
         check_environment(grid)
     message = str(info.value)
     assert "`datasets[0]`" in message and "fashion-mnist" in message and "\n" not in message
+
+
+def test_undownloadable_dataset_fails_before_any_run(write_grid, tmp_path, monkeypatch):
+    """Without a local copy the driver tries the download once; no internet is one line up front."""
+    import ablate.datasets as datasets
+    from ablate.errors import DatasetError
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    calls = []
+
+    def no_network(name, **kwargs):
+        calls.append(name)
+        raise DatasetError(f"{name}: the keras.datasets download failed (no network)")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    grid = load_grid(write_grid(TINY_GRID.replace(
+        "datasets: [{name: digits, train_size: 400, test_size: 200}]", "datasets: [mnist]")))
+    with pytest.raises(ConfigError, match=r"`datasets\[0\]`: mnist: the keras.datasets download failed"):
+        check_environment(grid)
+    assert calls == ["mnist"]
