@@ -37,14 +37,17 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every pending cell of a grid file",
                          description="Expand GRID and run every cell not already completed. Records go to "
-                                     "RESULTS/<study>/runs/; completed runs are skipped on a re-run.")
+                                     "RESULTS/<study>/runs/; completed and diverged runs are skipped on a re-run, "
+                                     "failed ones run again.")
     run.add_argument("grid", help="grid YAML file (see README: grid-file reference)")
     run.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
                      help="results root (default: ./results)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="parallel CPU worker processes when no GPU is used (default: number of cores, at most 4)")
+                     help="parallel CPU worker processes when no GPU is used (default: number of cores, at most 4); "
+                          "with --executor ray, at most N concurrent CPU runs (default: every CPU of the cluster)")
     run.add_argument("--gpus", default=None, metavar="IDS",
-                     help="comma-separated GPU ids to use (default: every GPU found; 'none' forces the CPU)")
+                     help="comma-separated GPU ids to use (default: every GPU found; 'none' forces the CPU; "
+                          "with --executor ray only 'all' or 'none')")
     run.add_argument("--per-gpu", type=int, default=1, metavar="N",
                      help="concurrent runs packed on each GPU (default: 1)")
     run.add_argument("--retries", type=int, default=0, metavar="N",
@@ -54,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", default=None, metavar="RANGE",
                      help="run only these seeds, e.g. 0-9 or 0,2,5")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
-                     help="local process pool (default) or an existing Ray cluster")
+                     help="local persistent worker processes (default), or Ray: one actor per slot, records "
+                          "written to the shared --results folder")
     run.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                      help="Ray cluster address for --executor ray (default: start a local Ray)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and exit without running")
@@ -81,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="done / failed / diverged / pending per cell of a grid")
     status.add_argument("grid", help="grid YAML file")
     status.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="results root (default: ./results)")
+    status.add_argument("--only", default=None, metavar="KEY=VALUE,...", help="count a subset, as for run")
+    status.add_argument("--seeds", default=None, metavar="RANGE", help="count only these seeds, as for run")
 
     sub.add_parser("datasets", help="list the datasets, whether each is available here, shapes and classes")
 
@@ -119,7 +125,10 @@ def _cmd_run(args) -> int:
         statuses = store.statuses()
         for spec in runs:
             print(f"{spec.run_id}  {statuses.get(spec.run_id, 'pending'):<9}  {spec.describe()}")
-        print(f"{len(runs)} run(s); {sum(statuses.get(s.run_id) == 'completed' for s in runs)} already completed")
+        counts = {k: sum(statuses.get(s.run_id) == k for s in runs) for k in ("completed", "diverged", "failed")}
+        print(f"{len(runs)} run(s); {counts['completed']} completed and {counts['diverged']} diverged "
+              f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
+              f"({counts['failed']} of them failed before)")
         return 0
     check_environment(grid)
     for name, value in (("--workers", args.workers), ("--per-gpu", args.per_gpu)):
@@ -127,29 +136,38 @@ def _cmd_run(args) -> int:
             raise ConfigError(f"{name}: expected an integer >= 1, but got {value}")
     if args.retries < 0:
         raise ConfigError(f"--retries: expected an integer >= 0, but got {args.retries}")
-    found = devices.discover_gpus()
-    if args.gpus in (None, "all"):
-        gpus = found
-    elif args.gpus == "none":
-        gpus = []
+    if args.address is not None and args.executor != "ray":
+        raise ConfigError("--address: only applies with --executor ray")
+    if args.executor == "ray":
+        # Ray assigns devices across the cluster; the driver's own GPUs say nothing about it.
+        if args.gpus not in (None, "all", "none"):
+            raise ConfigError(f"--gpus: with --executor ray expected 'all' or 'none', but got {args.gpus!r}")
+        ray_gpus = 0 if args.gpus == "none" else None
+        where = f"Ray ({args.address or 'local'}), {args.per_gpu} run(s) per GPU"
     else:
-        gpus = devices.parse_gpu_list(args.gpus, found)
-    workers = args.workers or min(4, os.cpu_count() or 1)
-    where = f"{len(gpus)} GPU(s) x {args.per_gpu}" if gpus else f"{workers} CPU worker(s)"
+        found = devices.discover_gpus()
+        if args.gpus in (None, "all"):
+            gpus = found
+        elif args.gpus == "none":
+            gpus = []
+        else:
+            gpus = devices.parse_gpu_list(args.gpus, found)
+        workers = args.workers or min(4, os.cpu_count() or 1)
+        where = f"{len(gpus)} GPU(s) x {args.per_gpu}" if gpus else f"{workers} CPU worker(s)"
     print(f"study {grid.study!r}: {len(runs)} run(s) on {where} -> {store.study_dir}", file=sys.stderr)
+    from ablate.orchestrator import study_lock
     from ablate.report import write_study_settings
 
-    write_study_settings(store, grid)
+    with study_lock(store):
+        write_study_settings(store, grid)
+        if args.executor == "ray":
+            from ablate.executors.ray import run_ray
 
-    if args.executor == "ray":
-        from ablate.executors.ray import run_ray
+            summary = run_ray(runs, store=store, results=args.results, address=args.address, gpus=ray_gpus,
+                              per_gpu=args.per_gpu, retries=args.retries, workers=args.workers)
+        else:
+            from ablate.orchestrator import run_local
 
-        summary = run_ray(runs, store=store, results=args.results, address=args.address, gpus=len(gpus),
-                          per_gpu=args.per_gpu, retries=args.retries)
-    else:
-        from ablate.orchestrator import run_local, study_lock
-
-        with study_lock(store):
             summary = run_local(runs, store=store, results=args.results, workers=workers, gpus=gpus,
                                 per_gpu=args.per_gpu, retries=args.retries)
     for line in summary.failures:
@@ -183,7 +201,10 @@ def _cmd_status(args) -> int:
     from ablate.store import RunStore
 
     grid = load_grid(args.grid)
-    print(format_status(grid_status(grid.runs(), RunStore(args.results, grid.study))))
+    from ablate import selection
+
+    runs = selection.select(grid.runs(), only=args.only, seeds=args.seeds)
+    print(format_status(grid_status(runs, RunStore(args.results, grid.study))))
     return 0
 
 
@@ -211,17 +232,23 @@ def _cmd_models(args) -> int:
             raise ValueError
     except ValueError:
         raise ConfigError(f"--input: expected HxWxC like 32x32x3, but got {args.input!r}") from None
+    if args.classes < 2:
+        raise ConfigError(f"--classes: expected an integer >= 2, but got {args.classes}")
     import backends
 
-    names = [backends.canonical(b.strip()) for b in args.backends.split(",") if b.strip()]
+    names = list(dict.fromkeys(backends.canonical(b.strip()) for b in args.backends.split(",") if b.strip()))
+    if not names:
+        raise ConfigError(f"--backends: expected a comma-separated list of backends, but got {args.backends!r}")
     rows = [("model", "backend", "input", "classes", "trainable parameters")]
-    # Each backend counts in its own process: Keras' engine is fixed per process.
+    notes: dict[str, str] = {}  # model -> why it cannot take this input
+    # Each backend counts in its own process: Keras' engine is fixed per process. A model
+    # too small for the input is a row with "-" and a note, not a failure of the command.
     for name in names:
         backends.check_installed(name)
-        code = ("import sys, json; import backends; from ablate.config import MODELS; "
-                f"b = backends.load({name!r}); "
-                f"print(json.dumps({{m: b.count_parameters(model=m, input_shape={shape!r}, num_classes={args.classes}) "
-                "for m in MODELS}))")
+        code = ("import json, backends\nfrom ablate.config import MODELS\nfrom ablate.errors import BackendError\n"
+                f"b = backends.load({name!r})\nout = {{}}\nfor m in MODELS:\n    try:\n"
+                f"        out[m] = b.count_parameters(model=m, input_shape={shape!r}, num_classes={args.classes})\n"
+                "    except BackendError as e:\n        out[m] = str(e)\nprint(json.dumps(out))")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                               cwd=Path(__file__).resolve().parent.parent)
@@ -231,9 +258,16 @@ def _cmd_models(args) -> int:
         import json
 
         for model, count in json.loads(proc.stdout.strip().splitlines()[-1]).items():
-            rows.append((model, name, args.input, str(args.classes), f"{count:,}"))
+            if isinstance(count, str):
+                notes.setdefault(model, count)
+                count = "-"
+            else:
+                count = f"{count:,}"
+            rows.append((model, name, "x".join(map(str, shape)), str(args.classes), count))
     rows[1:] = sorted(rows[1:])
     _print_table(rows)
+    for _, why in sorted(notes.items()):
+        print(f"note: {why}")
     return 0
 
 

@@ -11,10 +11,20 @@ from ablate.errors import ConfigError
 
 
 def discover_gpus() -> list[str]:
-    """The GPU ids this process may use (strings, as CUDA_VISIBLE_DEVICES names them)."""
+    """The GPU ids this process may use (strings, as CUDA_VISIBLE_DEVICES names them).
+
+    A set CUDA_VISIBLE_DEVICES wins, even empty (no GPU); ids may be indices or UUIDs and are
+    handed on to workers as they are. Otherwise ``nvidia-smi -L`` lists the physical GPUs;
+    without it, or when it fails, there is no GPU.
+    """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+        ids = []
+        for item in (d.strip() for d in visible.split(",")):
+            if not item or item.startswith("-"):
+                break  # CUDA ignores an invalid id and every id after it
+            ids.append(item)
+        return ids
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return []
@@ -31,4 +41,6 @@ def parse_gpu_list(text: str, available: list[str]) -> list[str]:
     unknown = [g for g in wanted if g not in available]
     if unknown or not wanted:
         raise ConfigError(f"--gpus: expected ids among {available or 'none (no GPU found)'}, but got {text!r}")
+    if len(set(wanted)) != len(wanted):
+        raise ConfigError(f"--gpus: expected each id once (use --per-gpu to pack runs), but got {text!r}")
     return wanted

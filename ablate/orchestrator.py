@@ -1,23 +1,28 @@
-"""Run a grid's pending runs on persistent local worker processes.
+"""Run a grid's pending runs on persistent local worker processes (the `local` executor).
 
 Workers are slots: ``--workers N`` CPU slots, or ``per_gpu`` slots on each GPU. A slot
 hosts one worker at a time, and a worker serves one backend (the Keras engine is fixed per
 process), so the driver starts workers for the backends that still have work and routes
-runs to them. A run that crashes its worker process is stored as ``failed`` by the driver;
-everything else is stored by the worker. A failure never stops the sweep.
+runs to them. Each worker talks to the driver over its own pipe, so a worker killed at any
+moment cannot wedge the others. A run that crashes its worker is stored as ``failed`` by
+the driver; everything else is stored by the worker. A failure never stops the sweep.
+
+:class:`Ledger` is the part every executor shares (the Ray one too): what is pending per
+backend, each run's attempt, retries, and the tally.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as _dt
 import fcntl
 import multiprocessing as mp
 import os
-import queue
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_any
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +30,13 @@ from ablate.config import RunSpec
 from ablate.errors import StoreError
 from ablate.progress import Progress
 from ablate.store import RunStore
+from ablate.worker import FINAL_STATUSES, worker_main
 
 
 @dataclass(frozen=True)
 class Slot:
     index: int
     gpu: str | None  # the physical GPU id, or None for a CPU slot
-
-
-@dataclass
-class _Worker:
-    wid: int
-    backend: str
-    slot: Slot
-    process: Any
-    tasks: Any
-    current: dict[str, Any] | None = None
-    ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,8 +50,9 @@ class SweepSummary:
 
 
 def plan_slots(*, workers: int, gpus: Sequence[str], per_gpu: int) -> list[Slot]:
+    """``per_gpu`` slots on each GPU, interleaved so the first workers spread over the GPUs."""
     if gpus:
-        return [Slot(i, g) for i, g in enumerate(g for g in gpus for _ in range(per_gpu))]
+        return [Slot(i, g) for i, g in enumerate(g for _ in range(per_gpu) for g in gpus)]
     return [Slot(i, None) for i in range(workers)]
 
 
@@ -70,153 +66,245 @@ def study_lock(store: RunStore) -> Iterator[None]:
     """One driver per study at a time; a second one gets a clear error, not a race."""
     store.study_dir.mkdir(parents=True, exist_ok=True)
     path = store.study_dir / ".lock"
-    with open(path, "w") as fh:
+    with open(path, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(f"{store.study_dir}: another `ablate run` is using this study; "
+            holder = path.read_text().strip() or "?"
+            raise StoreError(f"{store.study_dir}: another `ablate run` (pid {holder}) is using this study; "
                              f"wait for it or use another --results folder") from None
+        fh.truncate(0)
         fh.write(str(os.getpid()))
         fh.flush()
         yield
 
 
+def pending_runs(runs: Sequence[RunSpec], store: RunStore) -> tuple[list[RunSpec], int]:
+    """The runs without a final record (each run id once, grid order kept), and how many were skipped."""
+    done = {rid for rid, status in store.statuses().items() if status in FINAL_STATUSES}
+    todo: dict[str, RunSpec] = {}
+    for spec in runs:
+        todo.setdefault(spec.run_id, spec)
+    skipped = sum(1 for rid in todo if rid in done)
+    return [s for rid, s in todo.items() if rid not in done], skipped
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Ledger:
+    """The driver's book of one sweep, shared by every executor.
+
+    Runs wait in one queue per backend. A failed run goes back to the front of its queue
+    until ``retries`` more attempts are spent; a diverged run is final at once.
+    """
+
+    def __init__(self, todo: Sequence[RunSpec], *, store: RunStore, retries: int, progress: Progress):
+        self.store = store
+        self.retries = retries
+        self.progress = progress
+        self.pending: dict[str, collections.deque[RunSpec]] = collections.defaultdict(collections.deque)
+        self.attempts: dict[str, int] = {}
+        self.by_id: dict[str, RunSpec] = {}
+        self.broken: dict[str, str] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.failures: list[str] = []
+        for spec in todo:
+            self.pending[spec.backend].append(spec)
+            self.attempts[spec.run_id] = 1
+            self.by_id[spec.run_id] = spec
+
+    def take(self, backend: str) -> dict[str, Any] | None:
+        """The next task for a worker of ``backend``, or None when that backend has no work."""
+        if backend in self.broken or not self.pending[backend]:
+            return None
+        spec = self.pending[backend].popleft()
+        self.progress.run_started(spec.run_id)
+        return {"run_id": spec.run_id, "spec": spec.to_dict(), "attempt": self.attempts[spec.run_id]}
+
+    def choose_backend(self, workers: Iterable[tuple[str, bool]]) -> str | None:
+        """Which backend a free slot should host, given the live workers as (backend, busy).
+
+        The backend with the most pending runs per worker wins, among those with more pending
+        runs than idle workers already waiting for them.
+        """
+        total: collections.Counter[str] = collections.Counter()
+        idle: collections.Counter[str] = collections.Counter()
+        for backend, busy in workers:
+            total[backend] += 1
+            idle[backend] += not busy
+        load = {b: len(q) / (1 + total[b]) for b, q in self.pending.items()
+                if b not in self.broken and len(q) > idle[b]}
+        return max(load, key=load.get) if load else None
+
+    def finish(self, run_id: str, result: dict[str, Any]) -> None:
+        spec = self.by_id[run_id]
+        status = result["status"]
+        error = result.get("error") or ""
+        if status == "failed" and self.attempts[run_id] <= self.retries and spec.backend not in self.broken:
+            self.attempts[run_id] += 1
+            self.pending[spec.backend].appendleft(spec)
+            self.progress.retry(run_id, spec.describe(), error)
+            return
+        self.counts[status] += 1
+        if status != "completed":
+            self.failures.append(f"{status}: {spec.describe()} ({run_id}): {error}")
+        self.progress.run_done(run_id, spec.describe(), status, result.get("seconds", 0.0), error)
+
+    def crashed(self, run_id: str, reason: str) -> None:
+        """The process executing ``run_id`` died: store the run as failed (a retry may follow)."""
+        spec = self.by_id[run_id]
+        status = store_crash(self.store, spec, self.attempts[run_id], reason)
+        self.finish(run_id, {"status": status, "error": reason if status != "completed" else "",
+                             "seconds": 0.0})
+
+    def abandon(self, backend: str, reason: str) -> None:
+        """A backend's worker cannot start: every run still waiting for it fails with the reason."""
+        self.broken[backend] = reason
+        self.progress.note(f"a {backend} worker could not start: {reason}")
+        while self.pending[backend]:
+            spec = self.pending[backend].popleft()
+            self.crashed(spec.run_id, f"backend could not start: {reason}")
+
+    def has_work(self) -> bool:
+        return any(q for b, q in self.pending.items() if b not in self.broken)
+
+    def summary(self, skipped: int, seconds: float) -> SweepSummary:
+        return SweepSummary(self.counts["completed"], self.counts["failed"], self.counts["diverged"], skipped,
+                            seconds, tuple(self.failures))
+
+
+def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> str:
+    """Record a run whose process died, unless it managed to store a completed record first.
+
+    Returns the status the run ends with: ``completed`` if it was stored after all.
+    """
+    from ablate import environment
+
+    existing = store.read_record(spec.run_id)
+    if getattr(existing, "status", None) == "completed":
+        return "completed"
+    try:
+        store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
+                     "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,
+                     "finished_at": _now(), "environment": environment.describe()})
+    except (StoreError, OSError):
+        pass  # the tally still says failed, and the run stays pending on disk
+    return "failed"
+
+
+@dataclass
+class _Worker:
+    wid: int
+    backend: str
+    slot: Slot
+    process: Any
+    conn: Any
+    current: str | None = None  # the run id in hand
+    error: str | None = None  # why it could not start
+
+
 def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, workers: int = 1,
               gpus: Sequence[str] = (), per_gpu: int = 1, retries: int = 0,
               progress: Progress | None = None) -> SweepSummary:
-    """Run every spec in ``runs`` not already completed in ``store``."""
+    """Run every spec in ``runs`` without a final record in ``store``; a run's failure never raises."""
     started = time.perf_counter()
-    done_ids = store.completed_ids()
-    todo = [s for s in runs if s.run_id not in done_ids]
-    skipped = len(runs) - len(todo)
-    progress = progress or Progress(total=len(todo), skipped=skipped, workers=len(gpus) * per_gpu or workers)
+    todo, skipped = pending_runs(runs, store)
+    slots = plan_slots(workers=workers, gpus=gpus, per_gpu=per_gpu)
+    progress = progress or Progress(total=len(todo), skipped=skipped, workers=len(slots))
     progress.start()
-    counts = collections.Counter()
-    failures: list[str] = []
+    ledger = Ledger(todo, store=store, retries=retries, progress=progress)
     if not todo:
         progress.finish()
-        return SweepSummary(0, 0, 0, skipped, 0.0)
+        return ledger.summary(skipped, 0.0)
 
-    slots = plan_slots(workers=workers, gpus=gpus, per_gpu=per_gpu)
-    threads = None if gpus else threads_per_worker(len(slots))
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    pending: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-    attempts: dict[str, int] = {}
-    for spec in todo:
-        pending[spec.backend].append(spec)
-        attempts[spec.run_id] = 1
+    threads = threads_per_worker(len(slots))
+    ctx = mp.get_context("spawn")  # a fork would inherit the driver's state; workers start clean
     live: dict[int, _Worker] = {}
     free = list(slots)
-    broken: dict[str, str] = {}
     next_wid = 0
 
     def spawn(backend: str, slot: Slot) -> None:
         nonlocal next_wid
-        from ablate.worker import worker_main
-
-        tasks = ctx.Queue()
-        proc = ctx.Process(target=worker_main, name=f"ablate-worker-{next_wid}",
-                           args=(next_wid, backend, slot.gpu, threads, str(results),
-                                 store.study_dir.name, tasks, events), daemon=True)
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=worker_main, name=f"ablate-worker-{next_wid}", daemon=True,
+                           args=(next_wid, backend, slot.gpu, threads, str(results), store.study_dir.name, theirs))
         proc.start()
-        live[next_wid] = _Worker(next_wid, backend, slot, proc, tasks)
+        theirs.close()  # so the worker's death shows as end-of-file here
+        live[next_wid] = _Worker(next_wid, backend, slot, proc, ours)
         next_wid += 1
 
     def fill_slots() -> None:
         while free:
-            load = {b: len(q) / (1 + sum(w.backend == b for w in live.values()))
-                    for b, q in pending.items()
-                    if q and b not in broken and len(q) > sum(w.backend == b and w.current is None
-                                                              for w in live.values())}
-            if not load:
+            backend = ledger.choose_backend((w.backend, w.current is not None or w.error is not None)
+                                            for w in live.values())
+            if backend is None:
                 return
-            spawn(max(load, key=load.get), free.pop(0))
+            spawn(backend, free.pop(0))
 
-    def finish(result: dict[str, Any], spec: RunSpec) -> None:
-        status = result["status"]
-        if status == "failed" and attempts[spec.run_id] <= retries:
-            attempts[spec.run_id] += 1
-            pending[spec.backend].appendleft(spec)
-            progress.retry(spec.run_id, spec.describe(), result.get("error", ""))
-            return
-        counts[status] += 1
-        if status != "completed":
-            failures.append(f"{status}: {spec.describe()} ({spec.run_id}): {result.get('error', '')}")
-        progress.run_done(spec.run_id, spec.describe(), status, result.get("seconds", 0.0), result.get("error", ""))
+    def dispatch(worker: _Worker) -> None:
+        task = ledger.take(worker.backend)
+        worker.current = task["run_id"] if task else None
+        try:
+            worker.conn.send(task)
+        except OSError:
+            pass  # it died; reaping stores its run as failed
 
-    def fail_pending(backend: str, reason: str) -> None:
-        while pending[backend]:
-            spec = pending[backend].popleft()
-            _store_crash(store, spec, attempts[spec.run_id], reason)
-            finish({"status": "failed", "error": reason, "seconds": 0.0}, spec)
+    def receive(worker: _Worker) -> None:
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return
+                kind, payload = worker.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "ready":
+                dispatch(worker)
+            elif kind == "epoch":
+                progress.epoch(*payload)
+            elif kind == "done":
+                worker.current = None
+                ledger.finish(payload["run_id"], payload)
+                dispatch(worker)
+            elif kind == "broken":
+                worker.error = payload
 
-    by_id = {s.run_id: s for s in todo}
+    def reap(worker: _Worker) -> None:
+        receive(worker)  # whatever it said before dying
+        worker.process.join()
+        worker.conn.close()
+        del live[worker.wid]
+        free.append(worker.slot)
+        if worker.current is not None:
+            ledger.crashed(worker.current,
+                           f"worker process died (exit code {worker.process.exitcode}) during the run")
+        if worker.error is not None and worker.backend not in ledger.broken:
+            ledger.abandon(worker.backend, worker.error)
+
     try:
         fill_slots()
         while live:
-            try:
-                kind, wid, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                kind = None
-            if kind is not None and wid in live:
-                worker = live[wid]
-                if kind == "ready":
-                    if pending[worker.backend]:
-                        spec = pending[worker.backend].popleft()
-                        worker.current = {"run_id": spec.run_id, "spec": spec.to_dict(),
-                                          "attempt": attempts[spec.run_id]}
-                        worker.tasks.put(worker.current)
-                        progress.run_started(spec.run_id)
-                    else:
-                        worker.tasks.put(None)
-                        worker.current = None
-                elif kind == "epoch":
-                    progress.epoch(*payload)
-                elif kind == "done":
-                    spec = by_id[payload["run_id"]]
-                    worker.current = None
-                    finish(payload, spec)
-                elif kind == "broken":
-                    broken[worker.backend] = payload
-                    progress.note(f"a {worker.backend} worker could not start: {payload}")
-            # Reap exited workers; a death mid-run is stored as a failure of that run.
-            for wid, worker in list(live.items()):
-                if worker.process.is_alive():
+            handles = {w.conn: w for w in live.values()} | {w.process.sentinel: w for w in live.values()}
+            for handle in wait_any(list(handles), timeout=0.5):
+                worker = handles[handle]
+                if worker.wid not in live:
                     continue
-                worker.process.join()
-                if worker.current is not None:
-                    spec = by_id[worker.current["run_id"]]
-                    reason = f"worker process died (exit code {worker.process.exitcode}) during the run"
-                    _store_crash(store, spec, attempts[spec.run_id], reason)
-                    finish({"status": "failed", "error": reason, "seconds": 0.0}, spec)
-                del live[wid]
-                free.append(worker.slot)
-                if worker.backend in broken:
-                    fail_pending(worker.backend, f"backend could not start: {broken[worker.backend]}")
+                if handle is worker.conn:
+                    receive(worker)
+                if not worker.process.is_alive():
+                    reap(worker)
             fill_slots()
             progress.tick()
     finally:
         for worker in live.values():
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        deadline = time.monotonic() + 5
+        for worker in live.values():
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.terminate()
-        for worker in live.values():
-            worker.process.join(timeout=5)
+                worker.process.join(timeout=5)
         progress.finish()
-    return SweepSummary(counts["completed"], counts["failed"], counts["diverged"], skipped,
-                        time.perf_counter() - started, tuple(failures))
-
-
-def _store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> None:
-    """Record a run whose worker died, unless the worker managed to store it first."""
-    import datetime as _dt
-
-    existing = store.read_record(spec.run_id)
-    if existing is not None and getattr(existing, "status", None) == "completed":
-        return
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-    from ablate import environment
-
-    store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
-                 "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,
-                 "finished_at": now, "environment": environment.describe()})
+    return ledger.summary(skipped, time.perf_counter() - started)

@@ -38,7 +38,7 @@ class Progress:
     def start(self) -> None:
         msg = f"{self.total} run(s) to do"
         if self.skipped:
-            msg += f", {self.skipped} already completed and skipped"
+            msg += f", {self.skipped} already stored (completed or diverged) and skipped"
         self._line(msg)
 
     def run_started(self, run_id: str) -> None:

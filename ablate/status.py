@@ -1,6 +1,8 @@
 """``python -m ablate status``: done / failed / diverged / pending per cell, read from the store.
 
-It reads only finished records, so it is safe while a sweep is running.
+It reads only finished records (each written atomically) and never takes the study lock,
+so it is safe while a sweep is running. Pending runs that a worker is executing right now
+(their claim is held) are counted as ``running`` as well.
 """
 
 from __future__ import annotations
@@ -11,15 +13,30 @@ from collections.abc import Sequence
 from ablate.config import RunSpec
 from ablate.store import RunStore
 
-STATUS_COLUMNS = ("completed", "failed", "diverged", "pending")
+STATUS_COLUMNS = ("completed", "failed", "diverged", "pending", "running", "total")
 
 
 def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collections.Counter]:
-    """cell (backend, dataset, model, arm, eps) -> Counter of statuses, pending included."""
+    """cell (backend, dataset, model, arm, eps) -> Counter of statuses.
+
+    Every run counts once under its stored status or ``pending``, and once under ``total``;
+    ``running`` is the part of ``pending`` being executed now.
+    """
+    from ablate.worker import is_claimed
+
     stored = store.statuses()
     cells: dict[tuple, collections.Counter] = {}
+    seen: set[str] = set()
     for spec in runs:
-        cells.setdefault(spec.cell, collections.Counter())[stored.get(spec.run_id, "pending")] += 1
+        if spec.run_id in seen:
+            continue
+        seen.add(spec.run_id)
+        counts = cells.setdefault(spec.cell, collections.Counter())
+        status = stored.get(spec.run_id, "pending")
+        counts[status] += 1
+        counts["total"] += 1
+        if status != "completed" and is_claimed(store.run_dir(spec.run_id)):
+            counts["running"] += 1
     return cells
 
 

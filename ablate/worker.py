@@ -1,41 +1,60 @@
-"""A persistent worker process: imports one framework once, then runs many runs.
+"""A persistent worker: imports one framework once, loads each dataset once, runs many runs.
 
-The framework, its Keras engine and the GPU are fixed through environment variables set
-here, before anything imports a framework; that is why a worker serves one backend only.
-Each run's record is written by the worker, atomically, to the shared results folder.
+The framework, its Keras engine, the visible GPU and the thread pools are fixed through
+environment variables set before anything imports a framework; that is why a worker
+serves one backend only. Each run's record is written by the worker, atomically and last,
+to the shared results folder, so a worker killed mid-run leaves no record and the run
+simply runs again. The same :class:`RunExecutor` serves the local process pool
+(:func:`worker_main`) and the Ray executor's actors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
+# Stored outcomes that are never executed again: a diverged run would diverge again (runs are
+# deterministic); a failed one may have met a passing problem, so it runs again.
+FINAL_STATUSES = ("completed", "diverged")
+
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def pin_environment(*, backend: str, gpu: str | None, threads: int | None) -> None:
-    """Environment a framework reads once, at import: engine, visible GPU, thread pools."""
+def worker_environment(backend: str, *, gpu: str | None, threads: int | None) -> dict[str, str]:
+    """The variables a framework reads once, at import: engine, visible GPU, thread pools.
+
+    ``gpu`` is the physical id this worker may see; None hides every GPU.
+    """
     from backends import engine
 
+    env: dict[str, str] = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                           "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
+                           # Several runs share a GPU: claim memory as needed, not all of it at start.
+                           "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                           # An empty value hides every GPU from a CPU worker.
+                           "CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu)}
     eng = engine(backend)
     if eng is not None:
-        os.environ["KERAS_BACKEND"] = eng
-    # An empty CUDA_VISIBLE_DEVICES hides every GPU from a CPU worker.
-    os.environ["CUDA_VISIBLE_DEVICES"] = "" if gpu is None else str(gpu)
+        env["KERAS_BACKEND"] = eng
     if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "TF_NUM_INTRAOP_THREADS"):
-            os.environ[var] = str(threads)
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env[var] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
+
+
+def pin_environment(*, backend: str, gpu: str | None, threads: int | None) -> None:
+    """Apply :func:`worker_environment` to this process; call it before any framework import."""
+    os.environ.update(worker_environment(backend, gpu=gpu, threads=threads))
 
 
 @contextlib.contextmanager
@@ -58,6 +77,37 @@ def redirect_output(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
+@contextlib.contextmanager
+def claim_run(folder: Path) -> Iterator[None]:
+    """Hold a run's claim while executing it, so no two processes ever execute one run at once.
+
+    A lock left by a killed process is released by the kernel, so claims never go stale.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / CLAIM, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_claimed(folder: Path) -> bool:
+    """Whether some process is executing this run right now (for `ablate status`)."""
+    path = folder / CLAIM
+    if not path.exists():
+        return False
+    try:
+        with open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class RunExecutor:
     """Loads a backend once and executes run specs, writing each record to the store."""
 
@@ -69,8 +119,17 @@ class RunExecutor:
 
         self.backend = backends.load(backend_name)
         self.backend.configure(device=device, threads=threads, deterministic=True)
+        # Asked once, here: a worker whose framework cannot reach its device fails at start,
+        # with the framework's reason, rather than once per run.
+        self.backend_env = dict(self.backend.environment())
         self.store = RunStore(results, study)
         self._datasets: dict[Any, Any] = {}
+        self.dataset_loads = 0
+        self.served = 0
+        # Which process served a run, and what it could see: proves reuse and GPU pinning.
+        self.worker_info = {"worker_pid": os.getpid(),
+                            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                            "threads": threads}
 
     def dataset(self, spec):
         from ablate.datasets import load_dataset
@@ -79,20 +138,42 @@ class RunExecutor:
             self._datasets[spec] = load_dataset(
                 spec.name, path=spec.path, train_size=spec.train_size, test_size=spec.test_size,
                 val_fraction=spec.val_fraction, preprocess=spec.preprocess, image_size=spec.image_size)
+            self.dataset_loads += 1
         return self._datasets[spec]
 
     def run(self, spec_dict: Mapping[str, Any], *, attempt: int = 1, on_epoch=None) -> dict[str, Any]:
-        """Execute one run and store it; returns a short summary for the driver."""
-        from ablate import environment
+        """Execute one run and store it; returns a short summary for the driver.
+
+        A run whose stored outcome is final (completed or diverged) is not executed again:
+        its stored status comes back with ``skipped`` True.
+        """
         from ablate.config import RunSpec
-        from ablate.runner import RunOutcome, execute, summarize_outcome
 
         spec = RunSpec.from_dict(spec_dict)
+        folder = self.store.run_dir(spec.run_id)
+        with claim_run(folder):
+            existing = self.store.read_record(spec.run_id)
+            status = getattr(existing, "status", None)
+            if status in FINAL_STATUSES:
+                return {"run_id": spec.run_id, "status": status, "skipped": True,
+                        "seconds": float(existing.record.get("seconds") or 0.0),
+                        "error": existing.record.get("error") or ""}
+            # Temporary files of a writer killed mid-write; we hold the claim, so none is live.
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+            return self._run_claimed(spec, attempt, on_epoch)
+
+    def _run_claimed(self, spec, attempt: int, on_epoch) -> dict[str, Any]:
+        from ablate import environment
+        from ablate.errors import StoreError
+        from ablate.runner import RunOutcome, execute, summarize_outcome
+
         run_id = spec.run_id
         started_at = _now()
-        log = self.store.log_path(run_id)
-        with redirect_output(log):
-            print(f"== {started_at} attempt {attempt}: {spec.describe()} ({run_id})", flush=True)
+        self.served += 1
+        with redirect_output(self.store.log_path(run_id)):
+            print(f"== {started_at} attempt {attempt} pid {os.getpid()}: {spec.describe()} ({run_id})",
+                  flush=True)
             try:
                 data = self.dataset(spec.dataset)
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails this run only
@@ -101,20 +182,30 @@ class RunExecutor:
                 outcome = execute(spec, self.backend, data, on_epoch=on_epoch)
             if outcome.error:
                 print(outcome.error, flush=True)
-        record = {
-            "run_id": run_id, "config": spec.to_dict(), "attempt": attempt,
-            **summarize_outcome(outcome), "started_at": started_at, "finished_at": _now(),
-            "environment": environment.describe(dict(self.backend.environment())),
-        }
-        self.store.write(record, outcome.arrays or None)
+            print(f"== {_now()} {outcome.status} in {outcome.seconds:.2f}s", flush=True)
+        env = environment.describe(self.backend_env)
+        env.update(self.worker_info, worker_run=self.served, dataset_loads=self.dataset_loads)
+        record = {"run_id": run_id, "config": spec.to_dict(), "attempt": attempt,
+                  **summarize_outcome(outcome), "started_at": started_at, "finished_at": _now(),
+                  "environment": env}
+        try:
+            self.store.write(record, outcome.arrays or None)
+        except (StoreError, OSError) as exc:  # a full disk fails this run, not the worker
+            return {"run_id": run_id, "status": "failed", "seconds": outcome.seconds,
+                    "error": f"could not store the run: {exc}"}
         error_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
-        return {"run_id": run_id, "status": outcome.status, "seconds": outcome.seconds,
-                "error": error_line[0]}
+        return {"run_id": run_id, "status": outcome.status, "seconds": outcome.seconds, "error": error_line[0]}
+
+
+class DriverGone(BaseException):
+    """The driver died; a BaseException so the runner's failure handling does not record it."""
 
 
 def worker_main(worker_id: int, backend_name: str, gpu: str | None, threads: int | None,
-                results: str, study: str, tasks, events) -> None:
-    """Process entry point. Protocol: send ("ready"), receive a task or None, report, repeat."""
+                results: str, study: str, conn) -> None:
+    """Process entry point. Protocol over ``conn``: send ("ready"), then for each task received
+    send ("epoch", ...) events and one ("done", result); a None task, or the driver's end
+    closing, ends the worker."""
     pin_environment(backend=backend_name, gpu=gpu, threads=threads)
     # Framework start-up chatter goes to the worker's log, not over the driver's progress display.
     log_dir = Path(results) / study / "logs"
@@ -124,18 +215,24 @@ def worker_main(worker_id: int, backend_name: str, gpu: str | None, threads: int
             executor = RunExecutor(backend_name, device="cuda" if gpu is not None else "cpu",
                                    threads=threads, results=results, study=study)
     except BaseException as exc:  # noqa: BLE001 - report why this worker cannot start
-        events.put(("broken", worker_id, f"{type(exc).__name__}: {exc}"))
+        conn.send(("broken", f"{type(exc).__name__}: {exc}"))
         return
-    events.put(("ready", worker_id, None))
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        run_id = task["run_id"]
+    try:
+        conn.send(("ready", {"pid": os.getpid()}))
+        while True:
+            task = conn.recv()
+            if task is None:
+                return
 
-        def on_epoch(epoch: int, epochs: int, row, _rid=run_id) -> None:
-            events.put(("epoch", worker_id, (_rid, epoch, epochs)))
+            def on_epoch(epoch: int, epochs: int, row, _rid=task["run_id"]) -> None:
+                try:
+                    conn.send(("epoch", (_rid, epoch, epochs)))
+                except OSError:
+                    raise DriverGone from None
 
-        result = executor.run(task["spec"], attempt=task["attempt"], on_epoch=on_epoch)
-        events.put(("done", worker_id, result))
-        events.put(("ready", worker_id, None))
+            result = executor.run(task["spec"], attempt=task["attempt"], on_epoch=on_epoch)
+            conn.send(("done", result))
+    except (EOFError, OSError, DriverGone):
+        # The driver was killed: stop without recording the run in hand, which the next
+        # driver runs again.
+        return

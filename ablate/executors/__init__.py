@@ -1,0 +1,5 @@
+"""Executors other than the default local process pool (:mod:`ablate.orchestrator`).
+
+Each lives in its own module and imports its distributed engine only when a sweep starts,
+so ``import ablate`` never imports one.
+"""

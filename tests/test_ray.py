@@ -1,0 +1,102 @@
+"""The Ray executor on a real local Ray (2 CPUs): engines routed through runtime_env, persistent
+actors, records written once to the shared results folder, resume, and the CLI joining a cluster."""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ablate.config import parse_grid
+from ablate.progress import Progress
+from ablate.store import RunStore
+from tests.conftest import REPO
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("torch")
+
+from ablate.executors.ray import plan_capacity, run_ray  # noqa: E402
+
+
+def test_capacity_follows_the_cluster():
+    slots, request, threads = plan_capacity({"CPU": 16.0, "GPU": 2.0}, gpus=None, per_gpu=4, workers=None)
+    assert (slots, request["num_gpus"], threads) == (8, 0.25, 2)
+    slots, request, _ = plan_capacity({"CPU": 16.0, "GPU": 2.0}, gpus=0, per_gpu=4, workers=None)
+    assert slots == 16 and request == {"num_cpus": 1}
+    slots, request, threads = plan_capacity({"CPU": 16.0}, gpus=None, per_gpu=1, workers=4)
+    assert slots == 4 and request == {"num_cpus": 4} and threads == 4
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+def _grid(backends):
+    return parse_grid({"study": "rayg", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+                       "models": ["mlp"], "backends": backends, "arms": ["none", "loss"], "smoothing": [0.1],
+                       "seeds": 2, "train": {"epochs": 1, "batch_size": 32, "monitor_size": 64}})
+
+
+def test_ray_runs_a_small_grid_once_on_persistent_actors(local_ray, tmp_path):
+    backends = ["torch"]
+    try:
+        import keras  # noqa: F401  # the spec only; the engine is chosen inside each actor
+
+        backends.append("keras/torch")
+    except ImportError:
+        pass
+    runs = _grid(backends).runs()
+    store = RunStore(tmp_path, "rayg")
+    out = io.StringIO()
+    summary = run_ray(runs, store=store, results=tmp_path, progress=Progress(total=len(runs), stream=out, live=False))
+    assert (summary.completed, summary.failed, summary.diverged) == (len(runs), 0, 0), out.getvalue()
+    records = {r.run_id: store.read_record(r.run_id).record for r in runs}
+    assert {r["status"] for r in records.values()} == {"completed"}
+    pids = collections.defaultdict(set)
+    for rec in records.values():
+        env = rec["environment"]
+        pids[rec["config"]["backend"]].add(env["worker_pid"])
+        assert env["worker_pid"] != os.getpid() and env["device"] == "cpu"
+        assert env["cuda_visible_devices"] == ""  # CPU actors are given no GPU
+        if rec["config"]["backend"] == "keras/torch":
+            assert env["engine"] == "torch"  # KERAS_BACKEND came through the actor's runtime_env
+    # an actor imports its framework once and serves several runs
+    assert all(len(p) < len([r for r in runs if r.backend == b]) for b, p in pids.items())
+    assert max(r["environment"]["worker_run"] for r in records.values()) >= 2
+    assert all((store.run_dir(rid) / "log.txt").exists() for rid in records)
+
+    # a second sweep finds everything stored and executes nothing
+    again = run_ray(runs, store=store, results=tmp_path, progress=Progress(total=0, stream=io.StringIO(), live=False))
+    assert (again.completed, again.skipped) == (0, len(runs))
+    assert {rid: store.read_record(rid).record["finished_at"] for rid in records} == \
+        {rid: rec["finished_at"] for rid, rec in records.items()}
+
+
+def test_cli_joins_a_running_cluster(local_ray, tmp_path, write_grid):
+    grid = write_grid("""\
+        study: raycli
+        datasets: [{name: digits, train_size: 200, test_size: 100}]
+        models: [mlp]
+        backends: [torch]
+        arms: [none, loss]
+        smoothing: [0.1]
+        seeds: 3
+        train: {epochs: 1, batch_size: 32, monitor_size: 64}
+        """)
+    proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(tmp_path),
+                           "--executor", "ray", "--address", "auto", "--seeds", "0-1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "4 run(s) to do" in proc.stderr and "4 completed" in proc.stderr
+    statuses = RunStore(tmp_path, "raycli").statuses()
+    assert sorted(statuses.values()) == ["completed"] * 4
