@@ -130,7 +130,6 @@ def _cmd_run(args) -> int:
               f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
               f"({counts['failed']} of them failed before)")
         return 0
-    check_environment(grid)
     for name, value in (("--workers", args.workers), ("--per-gpu", args.per_gpu)):
         if value is not None and value < 1:
             raise ConfigError(f"{name}: expected an integer >= 1, but got {value}")
@@ -138,6 +137,8 @@ def _cmd_run(args) -> int:
         raise ConfigError(f"--retries: expected an integer >= 0, but got {args.retries}")
     if args.address is not None and args.executor != "ray":
         raise ConfigError("--address: only applies with --executor ray")
+    # Options first (cheap), then frameworks and data (may fetch a dataset once).
+    check_environment(grid)
     if args.executor == "ray":
         # Ray assigns devices across the cluster; the driver's own GPUs say nothing about it.
         if args.gpus not in (None, "all", "none"):

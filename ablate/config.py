@@ -168,8 +168,9 @@ _REQUIRED = ("study", "datasets", "models", "backends", "arms", "seeds")
 class _Ctx:
     """Carries the file name so every error can name it."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, base_dir: Path | None = None):
         self.source = source
+        self.base_dir = base_dir
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: `{key}`: {message}")
@@ -206,6 +207,12 @@ class _Ctx:
 
     def number(self, key: str, value: Any, *, low: float | None = None, high: float | None = None,
                open_low: bool = False, open_high: bool = False) -> float:
+        if isinstance(value, str):
+            # YAML 1.1 reads exponents without a sign (1e9, 1.0e9) as strings.
+            try:
+                value = float(value)
+            except ValueError:
+                raise self.fail(key, f"expected a number, but got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(key, f"expected a number, but got {value!r}")
         v = float(value)
@@ -238,6 +245,9 @@ def _parse_dataset(ctx: _Ctx, value: Any, index: int) -> DatasetSpec:
     path = data.get("path")
     if path is not None and not isinstance(path, str):
         raise ctx.fail(f"{key}.path", f"expected a folder path string, but got {path!r}")
+    if path is not None and ctx.base_dir is not None:
+        # Relative to the grid file, so a grid runs the same from any working directory.
+        path = str((ctx.base_dir / Path(path).expanduser()).resolve())
     train_size = data.get("train_size")
     if train_size is not None:
         train_size = ctx.integer(f"{key}.train_size", train_size, minimum=2)
@@ -315,9 +325,12 @@ def _parse_analysis(ctx: _Ctx, raw: Any) -> AnalysisConfig:
                           ece_binning=binning)
 
 
-def parse_grid(data: Any, source: str = "<grid>") -> Grid:
-    """Validate a loaded YAML document and return the frozen grid."""
-    ctx = _Ctx(source)
+def parse_grid(data: Any, source: str = "<grid>", base_dir: str | Path | None = None) -> Grid:
+    """Validate a loaded YAML document and return the frozen grid.
+
+    ``base_dir`` anchors relative dataset paths (the grid file's folder when loaded from a file).
+    """
+    ctx = _Ctx(source, Path(base_dir) if base_dir is not None else None)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of grid keys at top level, but got "
                           f"{type(data).__name__}")
@@ -391,7 +404,7 @@ def load_grid(path: str | Path) -> Grid:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_grid(data, source=str(path))
+    return parse_grid(data, source=str(path), base_dir=path.parent)
 
 
 def check_environment(grid: Grid) -> None:

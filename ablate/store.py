@@ -1,7 +1,8 @@
 """The run store: one folder per run under ``<root>/<study>/runs/<run_id>/``.
 
 A folder holds ``arrays.npz`` (probabilities and labels; read with ``allow_pickle=False``),
-``log.txt`` and, written last, ``record.json``. Each file is written to a temporary name
+``log.txt``, a hidden ``.claim`` file that whoever executes the run holds a lock on, and,
+written last, ``record.json``. Each file is written to a temporary name
 and renamed into place, so a run killed half-way leaves no ``record.json`` and simply runs
 again; a reader never sees a half-written file. A ``completed`` record is never
 overwritten.

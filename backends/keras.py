@@ -42,8 +42,14 @@ class KerasTrainer(Trainer):
         return float(out[0] if isinstance(out, (list, tuple)) else out)
 
     def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        out = [keras.ops.convert_to_numpy(self.model.predict_on_batch(np.asarray(x[s:s + batch_size], np.float32)))
-               for s in range(0, len(x), batch_size)]
+        out = []
+        for start in range(0, len(x), batch_size):
+            chunk = np.asarray(x[start:start + batch_size], np.float32)
+            n = len(chunk)
+            if n < batch_size and start > 0:
+                # One input shape per model: a shorter last chunk would trace the function again.
+                chunk = np.concatenate([chunk, np.zeros((batch_size - n,) + chunk.shape[1:], np.float32)])
+            out.append(keras.ops.convert_to_numpy(self.model.predict_on_batch(chunk))[:n])
         return _softmax(np.concatenate(out)) if out else np.zeros((0, 0), np.float32)
 
     def gradients(self, x: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:

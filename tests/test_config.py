@@ -141,3 +141,15 @@ def test_undownloadable_dataset_fails_before_any_run(write_grid, tmp_path, monke
     with pytest.raises(ConfigError, match=r"`datasets\[0\]`: mnist: the keras.datasets download failed"):
         check_environment(grid)
     assert calls == ["mnist"]
+
+
+def test_yaml_exponents_without_sign_are_numbers(write_grid):
+    grid = load_grid(write_grid(TINY_GRID.replace("lr: 0.05", "lr: 1.0e9")))
+    assert grid.train.lr == 1e9
+
+
+def test_relative_dataset_path_is_relative_to_the_grid_file(write_grid, tmp_path):
+    grid = load_grid(write_grid(TINY_GRID.replace(
+        "datasets: [{name: digits, train_size: 400, test_size: 200}]",
+        "datasets: [{name: fashion-mnist, path: data/fm}]")))
+    assert grid.datasets[0].path == str((tmp_path / "data" / "fm").resolve())

@@ -20,7 +20,8 @@ def test_import_ablate_is_light():
 
 def test_core_modules_are_light():
     modules = ("config", "store", "runner", "worker", "orchestrator", "calibration", "stats", "compare",
-               "datasets", "augment", "schedules", "report", "cli", "status", "selection", "devices")
+               "datasets", "augment", "schedules", "report", "cli", "status", "selection", "devices",
+               "executors.ray")
     assert _loaded_after("\n".join(f"import ablate.{m}" for m in modules) + "\nimport backends") == set()
 
 
