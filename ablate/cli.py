@@ -273,6 +273,6 @@ def _cmd_models(args) -> int:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    from ablate.progress import format_table
+
+    print(format_table(rows))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import datetime as _dt
 import fcntl
 import multiprocessing as mp
 import os
@@ -30,7 +29,7 @@ from ablate.config import RunSpec
 from ablate.errors import StoreError
 from ablate.progress import Progress
 from ablate.store import RunStore
-from ablate.worker import FINAL_STATUSES, worker_main
+from ablate.worker import FINAL_STATUSES, utc_now, worker_main
 
 
 @dataclass(frozen=True)
@@ -88,9 +87,6 @@ def pending_runs(runs: Sequence[RunSpec], store: RunStore) -> tuple[list[RunSpec
     skipped = sum(1 for rid in todo if rid in done)
     return [s for rid, s in todo.items() if rid not in done], skipped
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Ledger:
@@ -188,7 +184,7 @@ def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> st
     try:
         store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
                      "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,
-                     "finished_at": _now(), "environment": environment.describe()})
+                     "finished_at": utc_now(), "environment": environment.describe()})
     except (StoreError, OSError):
         pass  # the tally still says failed, and the run stays pending on disk
     return "failed"

@@ -11,6 +11,13 @@ import time
 from typing import TextIO
 
 
+def format_table(rows) -> str:
+    """Rows of cells as left-aligned columns, two spaces apart (the CLI's tables)."""
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:

@@ -58,8 +58,7 @@ def parse_margins(items: Sequence[str]) -> dict[str, float]:
 
 def write_study_settings(store: RunStore, grid) -> None:
     """Keep the grid's analysis settings and overrides beside the runs, for the report."""
-    import os
-    import tempfile
+    from ablate.store import atomic_write
 
     store.study_dir.mkdir(parents=True, exist_ok=True)
     payload = {"study": grid.study, "grid": grid.source,
@@ -67,10 +66,8 @@ def write_study_settings(store: RunStore, grid) -> None:
                             "correction": grid.analysis.correction, "ece_bins": grid.analysis.ece_bins,
                             "ece_binning": grid.analysis.ece_binning},
                "overrides": {arm: dict(v) for arm, v in grid.override_text.items()}}
-    fd, tmp = tempfile.mkstemp(dir=store.study_dir, prefix=".study.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True)
-    os.replace(tmp, store.study_dir / STUDY_FILE)
+    text = json.dumps(payload, indent=1, sort_keys=True).encode()
+    atomic_write(store.study_dir / STUDY_FILE, lambda fh: fh.write(text))
 
 
 def _read_settings(store: RunStore) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import collections
 from collections.abc import Sequence
 
 from ablate.config import RunSpec
+from ablate.progress import format_table
 from ablate.store import RunStore
 
 STATUS_COLUMNS = ("completed", "failed", "diverged", "pending", "running", "total")
@@ -49,5 +50,4 @@ def format_status(cells: dict[tuple, collections.Counter]) -> str:
         rows.append((backend, dataset, model, arm, "-" if arm == "none" else f"{eps:g}")
                     + tuple(str(counts.get(c, 0)) for c in STATUS_COLUMNS))
     rows.append(("total", "", "", "", "") + tuple(str(total.get(c, 0)) for c in STATUS_COLUMNS))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return format_table(rows)

@@ -64,7 +64,7 @@ class CorruptRecord:
     reason: str
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -107,10 +107,10 @@ class RunStore:
         if isinstance(existing, StoredRun) and existing.status == "completed":
             raise StoreError(f"{folder}: run {run_id} is already completed; refusing to overwrite it")
         if arrays:
-            _atomic_write(folder / ARRAYS, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
+            atomic_write(folder / ARRAYS, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
         payload = json.dumps({"schema": SCHEMA_VERSION, **record}, indent=1, sort_keys=True,
                              allow_nan=True).encode()
-        _atomic_write(folder / RECORD, lambda fh: fh.write(payload))
+        atomic_write(folder / RECORD, lambda fh: fh.write(payload))
         return folder
 
     def read_record(self, run_id: str) -> StoredRun | CorruptRecord | None:

@@ -25,7 +25,7 @@ CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
 FINAL_STATUSES = ("completed", "diverged")
 
 
-def _now() -> str:
+def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
@@ -169,7 +169,7 @@ class RunExecutor:
         from ablate.runner import RunOutcome, execute, summarize_outcome
 
         run_id = spec.run_id
-        started_at = _now()
+        started_at = utc_now()
         self.served += 1
         with redirect_output(self.store.log_path(run_id)):
             print(f"== {started_at} attempt {attempt} pid {os.getpid()}: {spec.describe()} ({run_id})",
@@ -182,11 +182,11 @@ class RunExecutor:
                 outcome = execute(spec, self.backend, data, on_epoch=on_epoch)
             if outcome.error:
                 print(outcome.error, flush=True)
-            print(f"== {_now()} {outcome.status} in {outcome.seconds:.2f}s", flush=True)
+            print(f"== {utc_now()} {outcome.status} in {outcome.seconds:.2f}s", flush=True)
         env = environment.describe(self.backend_env)
         env.update(self.worker_info, worker_run=self.served, dataset_loads=self.dataset_loads)
         record = {"run_id": run_id, "config": spec.to_dict(), "attempt": attempt,
-                  **summarize_outcome(outcome), "started_at": started_at, "finished_at": _now(),
+                  **summarize_outcome(outcome), "started_at": started_at, "finished_at": utc_now(),
                   "environment": env}
         try:
             self.store.write(record, outcome.arrays or None)

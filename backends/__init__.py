@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 
+from ablate.config import canonical_backend
 from ablate.errors import BackendError
 
 # name -> (module, the top-level packages it needs, the install hint)
@@ -24,7 +25,7 @@ BACKEND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 def canonical(name: str) -> str:
     """Map a user-facing name to its registry key, or raise listing the known names."""
-    key = "keras/tensorflow" if name == "keras" else name
+    key = canonical_backend(name)
     if key not in _REGISTRY:
         raise BackendError(f"Expected backend to be one of {('keras',) + BACKEND_NAMES}, but got {name!r}.")
     return key

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ablate.config import RunSpec, parse_grid  # noqa: E402
 from ablate.devices import discover_gpus  # noqa: E402
-from ablate.progress import Progress  # noqa: E402
+from ablate.progress import Progress, format_table as table  # noqa: E402
 from ablate.store import RunStore  # noqa: E402
 
 
@@ -150,15 +150,6 @@ def calibrate(args, dataset: dict, threads: int) -> tuple[int, float]:
     times, _ = bare_loop(probe, threads)
     per_epoch = times[-1] / 2
     return max(1, round(args.run_seconds / per_epoch)), per_epoch
-
-
-def _row(cells, widths):
-    return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-
-def table(rows: list[tuple]) -> str:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(_row(r, widths) for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
