@@ -114,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
 
 # ------------------------------------------------------------------------------- run
 def _cmd_run(args) -> int:
-    from ablate import devices, selection
-    from ablate.config import check_environment, load_grid
-    from ablate.store import RunStore
+    from ablate.execution import devices
+    from ablate.execution import selection
+    from ablate.config import load_grid
+    from ablate.execution.preflight import check_environment
+    from ablate.execution.store import RunStore
 
     grid = load_grid(args.grid)
     runs = selection.select(grid.runs(), only=args.only, seeds=args.seeds)
@@ -156,18 +158,18 @@ def _cmd_run(args) -> int:
         workers = args.workers or min(4, os.cpu_count() or 1)
         where = f"{len(gpus)} GPU(s) x {args.per_gpu}" if gpus else f"{workers} CPU worker(s)"
     print(f"study {grid.study!r}: {len(runs)} run(s) on {where} -> {store.study_dir}", file=sys.stderr)
-    from ablate.orchestrator import study_lock
-    from ablate.report import write_study_settings
+    from ablate.execution.orchestrator import study_lock
+    from ablate.study import write_study_settings
 
     with study_lock(store):
         write_study_settings(store, grid)
         if args.executor == "ray":
-            from ablate.executors.ray import run_ray
+            from ablate.execution.executors.ray import run_ray
 
             summary = run_ray(runs, store=store, results=args.results, address=args.address, gpus=ray_gpus,
                               per_gpu=args.per_gpu, retries=args.retries, workers=args.workers)
         else:
-            from ablate.orchestrator import run_local
+            from ablate.execution.orchestrator import run_local
 
             summary = run_local(runs, store=store, results=args.results, workers=workers, gpus=gpus,
                                 per_gpu=args.per_gpu, retries=args.retries)
@@ -179,7 +181,8 @@ def _cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------- report
 def _cmd_report(args) -> int:
-    from ablate import report
+    from ablate import study
+    from ablate.analysis import report
 
     margins = report.parse_margins(args.margin)
     if args.runs:
@@ -187,7 +190,7 @@ def _cmd_report(args) -> int:
         written = report.report_from_table(args.runs, out=out, margins=margins, alpha=args.alpha,
                                            correction=args.correction, figures=not args.no_figures)
     else:
-        written = report.report_study(args.results, study=args.study, out=args.out, margins=margins,
+        written = study.report_study(args.results, study=args.study, out=args.out, margins=margins,
                                       alpha=args.alpha, correction=args.correction, ece_bins=args.ece_bins,
                                       ece_binning=args.ece_binning, figures=not args.no_figures)
     for path in written:
@@ -198,11 +201,11 @@ def _cmd_report(args) -> int:
 # ---------------------------------------------------------------------------- status
 def _cmd_status(args) -> int:
     from ablate.config import load_grid
-    from ablate.status import format_status, grid_status
-    from ablate.store import RunStore
+    from ablate.execution.status import format_status, grid_status
+    from ablate.execution.store import RunStore
 
     grid = load_grid(args.grid)
-    from ablate import selection
+    from ablate.execution import selection
 
     runs = selection.select(grid.runs(), only=args.only, seeds=args.seeds)
     print(format_status(grid_status(runs, RunStore(args.results, grid.study))))
@@ -211,7 +214,7 @@ def _cmd_status(args) -> int:
 
 # -------------------------------------------------------------------------- datasets
 def _cmd_datasets(args) -> int:
-    from ablate.datasets import describe_datasets
+    from ablate.data.catalogue import describe_datasets
 
     rows = [("dataset", "available", "input", "classes", "train", "test", "where / how to obtain")]
     for info in describe_datasets():
@@ -235,7 +238,7 @@ def _cmd_models(args) -> int:
         raise ConfigError(f"--input: expected HxWxC like 32x32x3, but got {args.input!r}") from None
     if args.classes < 2:
         raise ConfigError(f"--classes: expected an integer >= 2, but got {args.classes}")
-    import backends
+    from ablate import backends
 
     names = list(dict.fromkeys(backends.canonical(b.strip()) for b in args.backends.split(",") if b.strip()))
     if not names:
@@ -246,7 +249,7 @@ def _cmd_models(args) -> int:
     # too small for the input is a row with "-" and a note, not a failure of the command.
     for name in names:
         backends.check_installed(name)
-        code = ("import json, backends\nfrom ablate.config import MODELS\nfrom ablate.errors import BackendError\n"
+        code = ("import json\nfrom ablate import backends\nfrom ablate.config import MODELS\nfrom ablate.errors import BackendError\n"
                 f"b = backends.load({name!r})\nout = {{}}\nfor m in MODELS:\n    try:\n"
                 f"        out[m] = b.count_parameters(model=m, input_shape={shape!r}, num_classes={args.classes})\n"
                 "    except BackendError as e:\n        out[m] = str(e)\nprint(json.dumps(out))")
@@ -273,6 +276,6 @@ def _cmd_models(args) -> int:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
-    from ablate.progress import format_table
+    from ablate.execution.progress import format_table
 
     print(format_table(rows))

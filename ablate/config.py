@@ -405,32 +405,3 @@ def load_grid(path: str | Path) -> Grid:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     return parse_grid(data, source=str(path), base_dir=path.parent)
-
-
-def check_environment(grid: Grid) -> None:
-    """Fail early, before anything runs, when a backend's framework or a dataset is missing."""
-    from backends import check_installed
-    from ablate.datasets import check_available
-    from ablate.errors import BackendError, DatasetError
-
-    for i, backend in enumerate(grid.backends):
-        try:
-            check_installed(backend)
-        except BackendError as exc:
-            raise ConfigError(f"{grid.source}: `backends[{i}]`: {exc}") from None
-    from ablate.datasets import load_dataset
-
-    for i, ds in enumerate(grid.datasets):
-        try:
-            try:
-                check_available(ds.name, ds.path, download=False)
-            except DatasetError:
-                check_available(ds.name, ds.path, download=True)
-                # Not here yet but downloadable: fetch it once now, so that a machine without
-                # internet fails with one line before any run starts, not once per run.
-                import os
-
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-                load_dataset(ds.name, path=ds.path)
-        except DatasetError as exc:
-            raise ConfigError(f"{grid.source}: `datasets[{i}]`: {exc}") from None

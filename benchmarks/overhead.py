@@ -33,9 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ablate.config import RunSpec, parse_grid  # noqa: E402
-from ablate.devices import discover_gpus  # noqa: E402
-from ablate.progress import Progress, format_table as table  # noqa: E402
-from ablate.store import RunStore  # noqa: E402
+from ablate.execution.devices import discover_gpus  # noqa: E402
+from ablate.execution.progress import Progress, format_table as table  # noqa: E402
+from ablate.execution.store import RunStore  # noqa: E402
 
 
 def _specs(*, backend: str, dataset: dict, model: str, epochs: int, n: int, first_seed: int = 0) -> list[RunSpec]:
@@ -69,7 +69,7 @@ class Sweep:
 
 
 def orchestrated(specs: list[RunSpec], *, workers: int = 1, gpus: tuple[str, ...] = (), per_gpu: int = 1) -> Sweep:
-    from ablate.orchestrator import run_local
+    from ablate.execution.orchestrator import run_local
 
     with tempfile.TemporaryDirectory(prefix="ablate-bench-") as root:
         store = RunStore(root, "bench")
@@ -100,13 +100,13 @@ def orchestrated(specs: list[RunSpec], *, workers: int = 1, gpus: tuple[str, ...
 
 
 def _bare_child(spec_dicts: list[dict], threads: int, conn) -> None:
-    from ablate.worker import pin_environment
+    from ablate.execution.worker import pin_environment
 
     pin_environment(backend=spec_dicts[0]["backend"], gpu=None, threads=threads)
     t0 = time.perf_counter()
-    import backends
-    from ablate.datasets import load_dataset
-    from ablate.runner import execute
+    from ablate import backends
+    from ablate.data.catalogue import load_dataset
+    from ablate.execution.runner import execute
 
     specs = [RunSpec.from_dict(d) for d in spec_dicts]
     backend = backends.load(specs[0].backend)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ablate.augment import AugmentConfig, _shifts, augment_batch
+from ablate.data.augment import AugmentConfig, _shifts, augment_batch
 from ablate.errors import ConfigError, InputError
 
 

@@ -1,4 +1,4 @@
-"""Tests for ablate.calibration: references (torchmetrics), hand-worked cases, bad inputs."""
+"""Tests for ablate.analysis.calibration: references (torchmetrics), hand-worked cases, bad inputs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ablate import calibration as cal
+from ablate.analysis import calibration as cal
 from ablate.errors import InputError
 
 # --------------------------------------------------------------------------- fixtures
@@ -425,7 +425,7 @@ def test_validate_probs_tolerance_and_return_types():
 
 def test_import_pulls_in_no_framework_or_plotting_library():
     code = (
-        "import sys, ablate.calibration; "
+        "import sys, ablate.analysis.calibration; "
         "bad = [m for m in ('torch', 'tensorflow', 'keras', 'jax', 'matplotlib', 'seaborn', 'scipy') "
         "if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.datasets import DATASET_NAMES, FASHION_MNIST_DEBIAN_DIR
+from ablate.data.catalogue import DATASET_NAMES, FASHION_MNIST_DEBIAN_DIR
 from tests.test_notebooks import write_cifar10_py
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ablate.config import load_grid
-from ablate.store import CorruptRecord, RunStore, StoredRun
+from ablate.execution.store import CorruptRecord, RunStore, StoredRun
 from tests.conftest import REPO
 
 pytest.importorskip("torch")

@@ -1,4 +1,4 @@
-"""ablate.compare: the comparisons table, its verdicts, report text and runs-table input."""
+"""ablate.analysis.compare: the comparisons table, its verdicts, report text and runs-table input."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from ablate import compare, stats
-from ablate.compare import COLUMNS, compare_runs, load_runs_table, markdown
+from ablate.analysis import compare
+from ablate.analysis import stats
+from ablate.analysis.compare import COLUMNS, compare_runs, load_runs_table, markdown
 from ablate.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,7 +357,7 @@ def test_load_missing_file(tmp_path):
 
 
 def test_importing_stats_and_compare_imports_no_framework_or_plotting():
-    code = ("import sys, ablate.stats, ablate.compare; "
+    code = ("import sys, ablate.analysis.stats, ablate.analysis.compare; "
             "bad = [m for m in ('torch', 'tensorflow', 'keras', 'matplotlib', 'seaborn') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,

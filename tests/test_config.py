@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from ablate.config import RunSpec, check_environment, load_grid, parse_grid
+from ablate.config import RunSpec, load_grid, parse_grid
+from ablate.execution.preflight import check_environment
 from ablate.errors import ConfigError
 from tests.conftest import TINY_GRID
 
@@ -125,7 +126,7 @@ def test_missing_dataset_says_how_to_obtain(write_grid, tmp_path):
 
 def test_undownloadable_dataset_fails_before_any_run(write_grid, tmp_path, monkeypatch):
     """Without a local copy the driver tries the download once; no internet is one line up front."""
-    import ablate.datasets as datasets
+    import ablate.data.catalogue as datasets
     from ablate.errors import DatasetError
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))

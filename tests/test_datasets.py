@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ablate.datasets as ds
-from ablate.datasets import DATASET_NAMES, Dataset, check_available, describe_datasets, load_dataset
+import ablate.data.catalogue as ds
+from ablate.data.catalogue import DATASET_NAMES, Dataset, check_available, describe_datasets, load_dataset
 from ablate.errors import DatasetError
 
 
@@ -404,11 +404,11 @@ def test_cache_reads_once_and_results_are_independent(tmp_path):
 
 def test_import_pulls_in_no_framework():
     code = (
-        "import sys, ablate.datasets, ablate.augment, ablate.schedules; "
+        "import sys, ablate.data.catalogue, ablate.data.augment, ablate.execution.schedules; "
         "heavy = ('torch', 'tensorflow', 'keras', 'matplotlib', 'sklearn', 'PIL'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
     )
-    env = dict(os.environ, PYTHONPATH=str(Path(ds.__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(ds.__file__).parents[2]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -605,7 +605,7 @@ def test_debian_fashion_mnist_loads(monkeypatch):
 
 def test_describe_survives_one_unreadable_copy(tmp_path):
     """A corrupt local copy is listed as unreadable; the other datasets are still described."""
-    from ablate.datasets import describe_datasets
+    from ablate.data.catalogue import describe_datasets
 
     bad = tmp_path / "cifar-10-batches-py"
     bad.mkdir()

@@ -1,4 +1,4 @@
-"""Tests for ablate.figures.calibration: the figures render and leave matplotlib's state alone."""
+"""Tests for ablate.analysis.figures.calibration: the figures render and leave matplotlib's state alone."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ matplotlib = pytest.importorskip("matplotlib")
 pd = pytest.importorskip("pandas")
 pytest.importorskip("seaborn")
 
-from ablate import calibration as cal  # noqa: E402
+from ablate.analysis import calibration as cal  # noqa: E402
 from ablate.errors import InputError  # noqa: E402
-from ablate.figures.calibration import reliability_diagrams, temperature_effect  # noqa: E402
+from ablate.analysis.figures.calibration import reliability_diagrams, temperature_effect  # noqa: E402
 
 _BACKEND_KEYS = {"backend", "backend_fallback"}  # set by _style's matplotlib.use("Agg")
 

@@ -1,4 +1,4 @@
-"""ablate.figures.power: the TOST power curve figure."""
+"""ablate.analysis.figures.power: the TOST power curve figure."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ablate import stats  # noqa: E402
-from ablate.compare import compare_runs, power_curves  # noqa: E402
-from ablate.figures.power import power_curve  # noqa: E402
+from ablate.analysis import stats  # noqa: E402
+from ablate.analysis.compare import compare_runs, power_curves  # noqa: E402
+from ablate.analysis.figures.power import power_curve  # noqa: E402
 
 
 def _runs(backends=("keras", "torch"), seeds=6) -> pd.DataFrame:

@@ -11,10 +11,10 @@ import stat
 import pytest
 
 from ablate.config import parse_grid
-from ablate.devices import discover_gpus, parse_gpu_list
+from ablate.execution.devices import discover_gpus, parse_gpu_list
 from ablate.errors import ConfigError
-from ablate.progress import Progress
-from ablate.store import RunStore
+from ablate.execution.progress import Progress
+from ablate.execution.store import RunStore
 
 SMI = """\
 GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-11111111-2222-3333-4444-555555555555)
@@ -71,7 +71,7 @@ def test_workers_are_pinned_to_one_gpu_and_packed(tmp_path, backend):
     gpus = discover_gpus()
     if not gpus:
         pytest.skip("no NVIDIA GPU found (CUDA_VISIBLE_DEVICES / nvidia-smi -L)")
-    from ablate.orchestrator import run_local
+    from ablate.execution.orchestrator import run_local
 
     gpu = gpus[-1]
     runs = parse_grid({"study": "gpu", "datasets": [{"name": "digits", "train_size": 300, "test_size": 100}],

@@ -1,11 +1,86 @@
-"""Importing the core, or starting the CLI, pulls in no framework and no plotting library."""
+"""Imports point one way, and importing the core pulls in no framework and no plotting library.
+
+The layering (README, "Architecture"): ``config`` and ``errors`` are leaves; ``data``,
+``analysis`` and ``backends`` never import ``execution``; ``analysis`` never imports
+``backends`` or ``data``; ``execution`` uses only the metrics of ``analysis.calibration``; only ``analysis.figures`` imports matplotlib or seaborn, and only
+the framework modules of ``backends`` import a framework. The rules are checked on the
+source (AST), so a lazy import inside a function counts too.
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 HEAVY = ("torch", "tensorflow", "keras", "jax", "ray", "matplotlib", "seaborn")
+PACKAGE = Path(__file__).resolve().parents[1] / "ablate"
+
+# module prefix -> package prefixes it must never import
+FORBIDDEN = {
+    "ablate.config": ("ablate.",),
+    "ablate.errors": ("ablate.",),
+    "ablate.registry": ("ablate.",),
+    "ablate.data": ("ablate.execution", "ablate.analysis", "ablate.backends", "ablate.api", "ablate.cli"),
+    "ablate.analysis": ("ablate.execution", "ablate.backends", "ablate.data", "ablate.api", "ablate.cli"),
+    "ablate.backends": ("ablate.execution", "ablate.analysis", "ablate.data", "ablate.api", "ablate.cli"),
+    "ablate.execution": ("ablate.analysis.report", "ablate.analysis.compare", "ablate.analysis.figures",
+                         "ablate.analysis.stats", "ablate.api", "ablate.cli", "ablate.study"),
+}
+ALLOWED_FROM_LEAF = {"ablate.config": ("ablate.errors",), "ablate.registry": ("ablate.errors",),
+                     "ablate.errors": ()}
+# Modules that may import a framework or plotting library, at any depth.
+HEAVY_OK = ("ablate.backends.torch", "ablate.backends.keras", "ablate.backends.torch_models",
+            "ablate.backends.keras_models", "ablate.backends.torch_pack", "ablate.analysis.figures",
+            "ablate.execution.executors.ray", "ablate.export", "ablate.data.catalogue")
+
+
+def _modules() -> list[str]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out.append(".".join(parts))
+    return out
+
+
+def _imports(module: str) -> set[str]:
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", _modules())
+def test_imports_point_one_way(module):
+    imported = {m for m in _imports(module) if m == "ablate" or m.startswith("ablate.")}
+    for prefix, banned in FORBIDDEN.items():
+        if module == prefix or module.startswith(prefix + "."):
+            allowed = ALLOWED_FROM_LEAF.get(prefix, ())
+            bad = sorted(m for m in imported if any(m.startswith(b) for b in banned)
+                         and not any(m == a or m.startswith(a + ".") for a in allowed))
+            assert not bad, f"{module} must not import {bad}"
+
+
+@pytest.mark.parametrize("module", _modules())
+def test_only_framework_modules_import_heavy_libraries(module):
+    if any(module == ok or module.startswith(ok + ".") for ok in HEAVY_OK):
+        return
+    heavy = sorted(m for m in _imports(module) if m.split(".")[0] in HEAVY)
+    assert not heavy, f"{module} imports {heavy}; only {HEAVY_OK} may"
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -19,10 +94,9 @@ def test_import_ablate_is_light():
 
 
 def test_core_modules_are_light():
-    modules = ("config", "store", "runner", "worker", "orchestrator", "calibration", "stats", "compare",
-               "datasets", "augment", "schedules", "report", "cli", "status", "selection", "devices",
-               "executors.ray")
-    assert _loaded_after("\n".join(f"import ablate.{m}" for m in modules) + "\nimport backends") == set()
+    light = [m for m in _modules() if not any(m == ok or m.startswith(ok + ".") for ok in HEAVY_OK)
+             and m != "ablate.__main__"]
+    assert _loaded_after("\n".join(f"import {m}" for m in light)) == set()
 
 
 def test_cli_help_is_light():

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ablate.config import AugmentSpec, load_grid
-from ablate.store import RunStore, StoredRun
+from ablate.execution.store import RunStore, StoredRun
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -92,7 +92,7 @@ def write_cifar10_py(parent: Path, per_class: int = 1, test_per_class: int = 2):
 
 def test_tiny_cifar10_reads_like_the_real_files(tmp_path):
     """The official recipe (pickle.load(..., encoding="bytes")) and ablate agree on it."""
-    from ablate.datasets import _load_raw, load_dataset
+    from ablate.data.catalogue import _load_raw, load_dataset
 
     x_train, y_train, x_test, y_test = write_cifar10_py(tmp_path)
     folder = tmp_path / "cifar-10-batches-py"

@@ -10,11 +10,11 @@ import pytest
 
 from ablate.config import parse_grid
 from ablate.errors import StoreError
-from ablate.orchestrator import (
+from ablate.execution.orchestrator import (
     Ledger, Slot, pending_runs, plan_slots, run_local, store_crash, study_lock, threads_per_worker)
-from ablate.progress import Progress
-from ablate.store import RunStore
-from ablate.worker import CLAIM, worker_environment
+from ablate.execution.progress import Progress
+from ablate.execution.store import RunStore
+from ablate.execution.worker import CLAIM, worker_environment
 
 
 def _grid(backends=("torch",), seeds=2, arms=("none", "loss"), epochs=1, **extra):
@@ -178,7 +178,7 @@ def test_a_backend_that_cannot_start_fails_only_its_runs(tmp_path):
 
 def test_executor_leaves_a_final_run_alone_and_clears_stale_temporaries(tmp_path):
     pytest.importorskip("torch")
-    from ablate.worker import RunExecutor
+    from ablate.execution.worker import RunExecutor
 
     done, fresh = _grid(seeds=1).runs()
     store = RunStore(tmp_path, "orch")
@@ -202,7 +202,7 @@ def test_executors_import_no_framework():
     import subprocess
     import sys
 
-    code = ("import sys, ablate.executors.ray, ablate.orchestrator, ablate.worker, ablate.status\n"
+    code = ("import sys, ablate.execution.executors.ray, ablate.execution.orchestrator, ablate.execution.worker, ablate.execution.status\n"
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -12,14 +12,14 @@ import sys
 import pytest
 
 from ablate.config import parse_grid
-from ablate.progress import Progress
-from ablate.store import RunStore
+from ablate.execution.progress import Progress
+from ablate.execution.store import RunStore
 from tests.conftest import REPO
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
 
-from ablate.executors.ray import plan_capacity, run_ray  # noqa: E402
+from ablate.execution.executors.ray import plan_capacity, run_ray  # noqa: E402
 
 
 def test_capacity_follows_the_cluster():

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate import calibration
+from ablate.analysis import calibration
 from ablate.config import DatasetSpec, RunSpec, TrainConfig
-from ablate.report import RUNS_COLUMNS, report_study
-from ablate.store import RunStore
+from ablate.analysis.report import RUNS_COLUMNS
+from ablate.study import report_study
+from ablate.execution.store import RunStore
 
 COMPARISON_COLUMNS = ["metric", "backend", "dataset", "model", "smoothing", "arm_a", "arm_b", "n", "mean_a",
                       "mean_b", "mean_diff", "ci_low", "ci_high", "margin", "p_equivalence", "p_equivalence_adj",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ablate.config import AugmentSpec, DatasetSpec, RunSpec, TrainConfig
-from ablate.datasets import Dataset
-from ablate.runner import execute, one_hot, smooth_labels, smoothed_cross_entropy
+from ablate.data.catalogue import Dataset
+from ablate.execution.runner import execute, one_hot, smooth_labels, smoothed_cross_entropy
 
 
 def _dataset(n=40, k=3, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ablate.errors import ConfigError
-from ablate.schedules import SCHEDULE_NAMES, learning_rate, learning_rates
+from ablate.execution.schedules import SCHEDULE_NAMES, learning_rate, learning_rates
 
 
 def test_names():

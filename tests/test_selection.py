@@ -6,7 +6,7 @@ import pytest
 
 from ablate.config import parse_grid
 from ablate.errors import ConfigError
-from ablate.selection import parse_only, parse_seeds, select
+from ablate.execution.selection import parse_only, parse_seeds, select
 
 
 def _runs(seeds=10, backends=("torch", "keras")):

@@ -1,4 +1,4 @@
-"""ablate.stats against statsmodels / scipy references and hand-worked cases."""
+"""ablate.analysis.stats against statsmodels / scipy references and hand-worked cases."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from ablate import stats
+from ablate.analysis import stats
 from ablate.errors import InputError
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 from ablate.config import parse_grid
-from ablate.status import STATUS_COLUMNS, format_status, grid_status
-from ablate.store import RunStore
-from ablate.worker import claim_run
+from ablate.execution.status import STATUS_COLUMNS, format_status, grid_status
+from ablate.execution.store import RunStore
+from ablate.execution.worker import claim_run
 from tests.conftest import REPO
 
 DATA = {"study": "st", "datasets": ["digits"], "models": ["mlp"], "backends": ["torch", "keras"],

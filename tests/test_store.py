@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ablate.errors import StoreError
-from ablate.store import ARRAYS, RECORD, CorruptRecord, RunStore, StoredRun
+from ablate.execution.store import ARRAYS, RECORD, CorruptRecord, RunStore, StoredRun
 
 
 def _record(run_id="abc123", status="completed"):

@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-import backends
+from ablate import backends
 from ablate.config import DatasetSpec, RunSpec, TrainConfig
-from ablate.datasets import load_dataset
-from ablate.runner import execute, one_hot, smooth_labels, smoothed_cross_entropy
-from backends.base import Backend, Trainer
+from ablate.data.catalogue import load_dataset
+from ablate.execution.runner import execute, one_hot, smooth_labels, smoothed_cross_entropy
+from ablate.backends.base import Backend, Trainer
 
 # Keras' engine is fixed per process, so one pytest process covers one Keras engine;
 # test_keras_engines.py runs this same file again for the other engines.

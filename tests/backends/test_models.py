@@ -27,7 +27,7 @@ UNKNOWN = "Expected model to be one of ('mlp', 'small-cnn', 'minigooglenet', 'fa
 @pytest.fixture(scope="module")
 def torch_models():
     pytest.importorskip("torch", reason="PyTorch is not installed")
-    from backends import torch_models
+    from ablate.backends import torch_models
 
     return torch_models
 
@@ -35,7 +35,7 @@ def torch_models():
 @pytest.fixture(scope="module")
 def keras_models():
     pytest.importorskip("keras", reason="Keras 3 (with an engine) is not installed")
-    from backends import keras_models
+    from ablate.backends import keras_models
 
     return keras_models
 

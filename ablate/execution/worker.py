@@ -34,7 +34,7 @@ def worker_environment(backend: str, *, gpu: str | None, threads: int | None) ->
 
     ``gpu`` is the physical id this worker may see; None hides every GPU.
     """
-    from backends import engine
+    from ablate.backends import engine
 
     env: dict[str, str] = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
@@ -113,9 +113,9 @@ class RunExecutor:
 
     def __init__(self, backend_name: str, *, device: str | None, threads: int | None, results: str,
                  study: str):
-        import backends
+        from ablate import backends
 
-        from ablate.store import RunStore
+        from ablate.execution.store import RunStore
 
         self.backend = backends.load(backend_name)
         self.backend.configure(device=device, threads=threads, deterministic=True)
@@ -132,7 +132,7 @@ class RunExecutor:
                             "threads": threads}
 
     def dataset(self, spec):
-        from ablate.datasets import load_dataset
+        from ablate.data.catalogue import load_dataset
 
         if spec not in self._datasets:
             self._datasets[spec] = load_dataset(
@@ -164,9 +164,9 @@ class RunExecutor:
             return self._run_claimed(spec, attempt, on_epoch)
 
     def _run_claimed(self, spec, attempt: int, on_epoch) -> dict[str, Any]:
-        from ablate import environment
+        from ablate.execution import environment
         from ablate.errors import StoreError
-        from ablate.runner import RunOutcome, execute, summarize_outcome
+        from ablate.execution.runner import RunOutcome, execute, summarize_outcome
 
         run_id = spec.run_id
         started_at = utc_now()

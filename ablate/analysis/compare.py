@@ -3,14 +3,14 @@
 :func:`compare_runs` turns a per-run table (one row per run; columns ``backend,
 dataset, model, arm, smoothing, seed``, optional ``repeat`` and ``status``, plus
 metric columns) into one row per comparison, with the statistics of
-:mod:`ablate.stats`. The rows, per metric that has a margin:
+:mod:`ablate.analysis.stats`. The rows, per metric that has a margin:
 
 * **paired** (within one backend / dataset / model / smoothing, paired by seed, repeat
   0 only): ``explicit`` vs ``loss``, ``none`` vs ``explicit``, ``none`` vs ``loss``.
   The ``none`` arm (smoothing 0) is paired with every smoothing value's arms, and
   its rows carry that smoothing value. Seeds missing from one side are dropped with
   a note. ``p_difference`` comes from the paired t-test or, under the rule of
-  :func:`ablate.stats.choose_difference_test`, the Wilcoxon signed-rank test.
+  :func:`ablate.analysis.stats.choose_difference_test`, the Wilcoxon signed-rank test.
 * **across backends** (unpaired, Welch): for each dataset / model / arm / smoothing
   run on two backends, ``backend`` holds ``"<a> vs <b>"`` (names in sorted order,
   e.g. ``"keras vs torch"``), ``arm_a`` and ``arm_b`` both hold the arm,
@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ablate import stats
+from ablate.analysis import stats
 from ablate.errors import InputError
 
 COLUMNS = (

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ablate.config import TrainConfig
-from backends import torch_models
-from backends.base import Backend, Trainer
+from ablate.backends import torch_models
+from ablate.backends.base import Backend, Trainer
 
 
 class TorchTrainer(Trainer):

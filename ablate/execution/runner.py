@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ablate import calibration
-from ablate.augment import augment_batch
+from ablate.analysis import calibration
+from ablate.data.augment import augment_batch
 from ablate.config import RunSpec
-from ablate.datasets import Dataset
+from ablate.data.catalogue import Dataset
 from ablate.errors import DivergedError
-from ablate.schedules import learning_rate
+from ablate.execution.schedules import learning_rate
 
 HISTORY_KEYS = ("epoch", "lr", "train_objective", "train_nll", "train_accuracy",
                 "val_objective", "val_nll", "val_accuracy", "seconds")

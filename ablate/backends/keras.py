@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from ablate.config import TrainConfig
-from backends import keras_models
-from backends.base import Backend, Trainer
+from ablate.backends import keras_models
+from ablate.backends.base import Backend, Trainer
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

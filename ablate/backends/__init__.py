@@ -1,4 +1,4 @@
-"""Training backends, one module per framework, behind the contract in :mod:`backends.base`.
+"""Training backends, one module per framework, behind the contract in :mod:`ablate.backends.base`.
 
 Modules are imported lazily by name, so importing this package imports no framework.
 A backend name is ``torch`` or ``keras/<engine>`` (``keras`` alone means ``keras/tensorflow``).
@@ -15,10 +15,10 @@ from ablate.errors import BackendError
 
 # name -> (module, the top-level packages it needs, the install hint)
 _REGISTRY: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "torch": ("backends.torch", ("torch",), "pip install 'torch>=2.1'"),
-    "keras/tensorflow": ("backends.keras", ("keras", "tensorflow"), "pip install 'keras>=3' tensorflow-cpu"),
-    "keras/jax": ("backends.keras", ("keras", "jax"), "pip install 'keras>=3' jax"),
-    "keras/torch": ("backends.keras", ("keras", "torch"), "pip install 'keras>=3' torch"),
+    "torch": ("ablate.backends.torch", ("torch",), "pip install 'torch>=2.1'"),
+    "keras/tensorflow": ("ablate.backends.keras", ("keras", "tensorflow"), "pip install 'keras>=3' tensorflow-cpu"),
+    "keras/jax": ("ablate.backends.keras", ("keras", "jax"), "pip install 'keras>=3' jax"),
+    "keras/torch": ("ablate.backends.keras", ("keras", "torch"), "pip install 'keras>=3' torch"),
 }
 BACKEND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

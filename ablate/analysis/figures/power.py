@@ -1,15 +1,15 @@
 """Power of the equivalence test against the number of seeds (plotting only).
 
-The curves come from :func:`ablate.compare.power_curves`, which calls
-:func:`ablate.stats.tost_power`; nothing is computed here.
+The curves come from :func:`ablate.analysis.compare.power_curves`, which calls
+:func:`ablate.analysis.stats.tost_power`; nothing is computed here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ablate.compare import TARGET_POWER, Comparisons, power_curves
-from ablate.figures._style import new_axes, style
+from ablate.analysis.compare import TARGET_POWER, Comparisons, power_curves
+from ablate.analysis.figures._style import new_axes, style
 
 
 def power_curve(

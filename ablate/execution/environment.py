@@ -12,7 +12,7 @@ from pathlib import Path
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The commit of the checkout ablate runs from, with ``+dirty`` when it has local changes."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()

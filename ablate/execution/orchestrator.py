@@ -27,9 +27,9 @@ from typing import Any
 
 from ablate.config import RunSpec
 from ablate.errors import StoreError
-from ablate.progress import Progress
-from ablate.store import RunStore
-from ablate.worker import FINAL_STATUSES, utc_now, worker_main
+from ablate.execution.progress import Progress
+from ablate.execution.store import RunStore
+from ablate.execution.worker import FINAL_STATUSES, utc_now, worker_main
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> st
 
     Returns the status the run ends with: ``completed`` if it was stored after all.
     """
-    from ablate import environment
+    from ablate.execution import environment
 
     existing = store.read_record(spec.run_id)
     if getattr(existing, "status", None) == "completed":

@@ -1,7 +1,7 @@
 """The ``ray`` executor: the same sweep on an existing Ray cluster, or on a local Ray.
 
 Each slot is a Ray actor that reserves ``1/per_gpu`` of a GPU (or one CPU when the cluster
-has no GPU) and hosts a :class:`~ablate.worker.RunExecutor`: it imports its framework once,
+has no GPU) and hosts a :class:`~ablate.execution.worker.RunExecutor`: it imports its framework once,
 loads each dataset once, then executes runs, one actor task per run. Actors rather than
 plain tasks, because a process's GPU is fixed when its framework first initialises CUDA,
 while Ray may hand a reused task worker another GPU (and by default does not reuse GPU task
@@ -27,16 +27,16 @@ from typing import Any
 
 from ablate.config import RunSpec
 from ablate.errors import ConfigError
-from ablate.orchestrator import Ledger, SweepSummary, pending_runs
-from ablate.progress import Progress
-from ablate.store import RunStore
+from ablate.execution.orchestrator import Ledger, SweepSummary, pending_runs
+from ablate.execution.progress import Progress
+from ablate.execution.store import RunStore
 
 
 class RunActor:
     """One slot: a persistent RunExecutor for one backend in its own Ray worker process."""
 
     def __init__(self, backend: str, results: str, study: str, threads: int, use_gpu: bool):
-        from ablate.worker import RunExecutor, redirect_output
+        from ablate.execution.worker import RunExecutor, redirect_output
 
         self.error: str | None = None
         log_dir = Path(results) / study / "logs"
@@ -100,7 +100,7 @@ def run_ray(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, ad
     ``address``: None starts a local Ray for this sweep (and stops it after), ``"auto"`` or
     ``HOST:PORT`` joins an existing cluster. An already initialised Ray is used as it is.
     """
-    from ablate.worker import worker_environment
+    from ablate.execution.worker import worker_environment
 
     ray = _import_ray()
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ablate.figures._style import ARM_ORDER, ARM_PALETTE, style
+from ablate.analysis.figures._style import ARM_ORDER, ARM_PALETTE, style
 
 _LABELS = {"accuracy": "test accuracy", "ece": "test ECE (15 bins, L1)", "nll": "test NLL",
            "ece_ts": "test ECE after temperature scaling", "brier": "test Brier score"}

@@ -11,8 +11,8 @@ import collections
 from collections.abc import Sequence
 
 from ablate.config import RunSpec
-from ablate.progress import format_table
-from ablate.store import RunStore
+from ablate.execution.progress import format_table
+from ablate.execution.store import RunStore
 
 STATUS_COLUMNS = ("completed", "failed", "diverged", "pending", "running", "total")
 
@@ -23,7 +23,7 @@ def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collect
     Every run counts once under its stored status or ``pending``, and once under ``total``;
     ``running`` is the part of ``pending`` being executed now.
     """
-    from ablate.worker import is_claimed
+    from ablate.execution.worker import is_claimed
 
     stored = store.statuses()
     cells: dict[tuple, collections.Counter] = {}

@@ -1,8 +1,8 @@
 """Calibration figures: reliability diagrams per arm, and the temperature-scaling control.
 
-Plots only: the numbers come from :mod:`ablate.calibration` (``ReliabilityData``) or from
+Plots only: the numbers come from :mod:`ablate.analysis.calibration` (``ReliabilityData``) or from
 the report's tables. matplotlib and seaborn are imported inside the functions and all
-styling happens inside :func:`ablate.figures._style.style`.
+styling happens inside :func:`ablate.analysis.figures._style.style`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ablate.calibration import ReliabilityData
+from ablate.analysis.calibration import ReliabilityData
 from ablate.errors import InputError
-from ablate.figures._style import ARM_ORDER, ARM_PALETTE, new_axes, style
+from ablate.analysis.figures._style import ARM_ORDER, ARM_PALETTE, new_axes, style
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +50,7 @@ def reliability_diagrams(
 
     Args:
         data_by_arm: ``{arm: ReliabilityData}``, e.g. from
-            :func:`ablate.calibration.reliability_bins` on one arm's pooled seeds.
+            :func:`ablate.analysis.calibration.reliability_bins` on one arm's pooled seeds.
             Panels are ordered none, explicit, loss (when present), then other arms.
         title: optional figure title.
 
