@@ -23,6 +23,7 @@ examples:
   python -m ablate report --study quick               tables, report.md and figures
   python -m ablate datasets                           which datasets are available here
   python -m ablate models --input 32x32x3             parameter counts per backend
+  python -m ablate plugins                            every registered method, model, dataset, backend
 
 Set ABLATE_DEBUG=1 to see full tracebacks.
 """
@@ -31,8 +32,9 @@ Set ABLATE_DEBUG=1 to see full tracebacks.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ablate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Ablation grids for label smoothing (none / explicit / loss) over Keras and PyTorch, "
-                    "with paired equivalence and difference tests on accuracy and calibration.")
+        description="Ablation grids (label smoothing: none / explicit / loss / both, or arms of your own) over "
+                    "Keras and PyTorch, your models and your data, with paired equivalence and difference tests on "
+                    "accuracy and calibration.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="run every pending cell of a grid file",
@@ -56,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run a subset, e.g. backend=torch,arm=loss (keys: backend, dataset, model, arm, smoothing)")
     run.add_argument("--seeds", default=None, metavar="RANGE",
                      help="run only these seeds, e.g. 0-9 or 0,2,5")
-    run.add_argument("--executor", choices=("local", "ray"), default="local",
-                     help="local persistent worker processes (default), or Ray: one actor per slot, records "
-                          "written to the shared --results folder")
+    run.add_argument("--executor", default="local", metavar="NAME",
+                     help="where runs execute: local persistent worker processes (default), or ray: one actor "
+                          "per slot, records written to the shared --results folder (see `plugins`)")
     run.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                      help="Ray cluster address for --executor ray (default: start a local Ray)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and exit without running")
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--seeds", default=None, metavar="RANGE", help="count only these seeds, as for run")
 
     sub.add_parser("datasets", help="list the datasets, whether each is available here, shapes and classes")
+    sub.add_parser("plugins", help="list every registry: smoothing methods, models, datasets, backends, executors")
 
     models = sub.add_parser("models", help="trainable parameter count per model and backend")
     models.add_argument("--input", default="32x32x3", metavar="HxWxC", help="input shape (default: 32x32x3)")
@@ -100,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status,
+        return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status, "plugins": _cmd_plugins,
                 "datasets": _cmd_datasets, "models": _cmd_models}[args.command](args)
     except AblateError as exc:
         if os.environ.get("ABLATE_DEBUG") == "1":
@@ -114,17 +117,15 @@ def main(argv: list[str] | None = None) -> int:
 
 # ------------------------------------------------------------------------------- run
 def _cmd_run(args) -> int:
-    from ablate.execution import devices
-    from ablate.execution import selection
-    from ablate.config import load_grid
-    from ablate.execution.preflight import check_environment
+    import shlex
+
+    from ablate import api
     from ablate.execution.store import RunStore
 
-    grid = load_grid(args.grid)
-    runs = selection.select(grid.runs(), only=args.only, seeds=args.seeds)
-    store = RunStore(args.results, grid.study)
+    grid = api.load_grid(args.grid)
     if args.dry_run:
-        statuses = store.statuses()
+        runs = api.plan(grid, only=args.only, seeds=args.seeds)
+        statuses = RunStore(args.results, grid.study).statuses()
         for spec in runs:
             print(f"{spec.run_id}  {statuses.get(spec.run_id, 'pending'):<9}  {spec.describe()}")
         counts = {k: sum(statuses.get(s.run_id) == k for s in runs) for k in ("completed", "diverged", "failed")}
@@ -132,50 +133,13 @@ def _cmd_run(args) -> int:
               f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
               f"({counts['failed']} of them failed before)")
         return 0
-    for name, value in (("--workers", args.workers), ("--per-gpu", args.per_gpu)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name}: expected an integer >= 1, but got {value}")
-    if args.retries < 0:
-        raise ConfigError(f"--retries: expected an integer >= 0, but got {args.retries}")
-    if args.address is not None and args.executor != "ray":
-        raise ConfigError("--address: only applies with --executor ray")
-    # Options first (cheap), then frameworks and data (may fetch a dataset once).
-    check_environment(grid)
-    if args.executor == "ray":
-        # Ray assigns devices across the cluster; the driver's own GPUs say nothing about it.
-        if args.gpus not in (None, "all", "none"):
-            raise ConfigError(f"--gpus: with --executor ray expected 'all' or 'none', but got {args.gpus!r}")
-        ray_gpus = 0 if args.gpus == "none" else None
-        where = f"Ray ({args.address or 'local'}), {args.per_gpu} run(s) per GPU"
-    else:
-        found = devices.discover_gpus()
-        if args.gpus in (None, "all"):
-            gpus = found
-        elif args.gpus == "none":
-            gpus = []
-        else:
-            gpus = devices.parse_gpu_list(args.gpus, found)
-        workers = args.workers or min(4, os.cpu_count() or 1)
-        where = f"{len(gpus)} GPU(s) x {args.per_gpu}" if gpus else f"{workers} CPU worker(s)"
-    print(f"study {grid.study!r}: {len(runs)} run(s) on {where} -> {store.study_dir}", file=sys.stderr)
-    from ablate.execution.orchestrator import study_lock
-    from ablate.study import write_study_settings
-
-    with study_lock(store):
-        write_study_settings(store, grid)
-        if args.executor == "ray":
-            from ablate.execution.executors.ray import run_ray
-
-            summary = run_ray(runs, store=store, results=args.results, address=args.address, gpus=ray_gpus,
-                              per_gpu=args.per_gpu, retries=args.retries, workers=args.workers)
-        else:
-            from ablate.execution.orchestrator import run_local
-
-            summary = run_local(runs, store=store, results=args.results, workers=workers, gpus=gpus,
-                                per_gpu=args.per_gpu, retries=args.retries)
+    summary = api.run(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
+                      retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
+                      address=args.address)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
-    print(f"next: python -m ablate report --results {args.results} --study {grid.study}", file=sys.stderr)
+    print(f"next: python -m ablate report --results {shlex.quote(str(args.results))} "
+          f"--study {shlex.quote(grid.study)}", file=sys.stderr)
     return 1 if summary.failed else 0
 
 
@@ -200,14 +164,12 @@ def _cmd_report(args) -> int:
 
 # ---------------------------------------------------------------------------- status
 def _cmd_status(args) -> int:
-    from ablate.config import load_grid
+    from ablate import api
     from ablate.execution.status import format_status, grid_status
     from ablate.execution.store import RunStore
 
-    grid = load_grid(args.grid)
-    from ablate.execution import selection
-
-    runs = selection.select(grid.runs(), only=args.only, seeds=args.seeds)
+    grid = api.load_grid(args.grid)
+    runs = api.plan(grid, only=args.only, seeds=args.seeds)
     print(format_status(grid_status(runs, RunStore(args.results, grid.study))))
     return 0
 
@@ -249,8 +211,9 @@ def _cmd_models(args) -> int:
     # too small for the input is a row with "-" and a note, not a failure of the command.
     for name in names:
         backends.check_installed(name)
-        code = ("import json\nfrom ablate import backends\nfrom ablate.config import MODELS\nfrom ablate.errors import BackendError\n"
-                f"b = backends.load({name!r})\nout = {{}}\nfor m in MODELS:\n    try:\n"
+        code = ("import json\nfrom ablate import backends\nfrom ablate.backends.models import MODELS\n"
+                "from ablate.errors import BackendError\n"
+                f"b = backends.load({name!r})\nout = {{}}\nfor m in MODELS.names():\n    try:\n"
                 f"        out[m] = b.count_parameters(model=m, input_shape={shape!r}, num_classes={args.classes})\n"
                 "    except BackendError as e:\n        out[m] = str(e)\nprint(json.dumps(out))")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
@@ -272,6 +235,20 @@ def _cmd_models(args) -> int:
     _print_table(rows)
     for _, why in sorted(notes.items()):
         print(f"note: {why}")
+    return 0
+
+
+def _cmd_plugins(args) -> int:
+    from ablate import catalog
+
+    for point, entries in catalog.describe().items():
+        print(f"{point}:")
+        width = max(len(n) for n, _ in entries)
+        for name, description in entries:
+            print(f"  {name:<{width}}  {description}")
+    print("Grids may also name their own models ({name, torch: 'module:function', keras: 'module:function'}), "
+          "datasets ({name, loader: 'module:function'}) and arms ({name: {method, train}}); installed packages "
+          "register models and datasets under the entry-point groups ablate.models and ablate.datasets.")
     return 0
 
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+import math
+import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from ablate.errors import ConfigError
 
-Arm = Literal["none", "explicit", "loss"]
-ARMS: tuple[str, ...] = get_args(Arm)
-BACKENDS: tuple[str, ...] = ("torch", "keras", "keras/tensorflow", "keras/jax", "keras/torch")
-DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenette")
-MODELS: tuple[str, ...] = ("mlp", "small-cnn", "minigooglenet", "fastai-cnn")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SCHEDULES: tuple[str, ...] = ("constant", "polynomial", "one-cycle")
 PREPROCESS: tuple[str, ...] = ("standardize", "mean_subtract", "none")
@@ -29,15 +26,49 @@ BINNINGS: tuple[str, ...] = ("uniform", "quantile")
 DEFAULT_MARGINS: Mapping[str, float] = {"accuracy": 0.005, "ece": 0.01, "nll": 0.02}
 
 
+PAIRINGS: tuple[str, ...] = ("within-backend", "cross-backend")
+
+
 def canonical_backend(name: str) -> str:
     """`keras` means Keras on its TensorFlow engine; every other name is already canonical."""
     return "keras/tensorflow" if name == "keras" else name
 
 
+def framework_of(backend: str) -> str:
+    """The framework a backend's models are written in: ``torch`` or ``keras``."""
+    return "keras" if canonical_backend(backend).startswith("keras/") else backend
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model name and, for a user model, a ``module:function`` factory per framework.
+
+    Built-in names leave both factories None: the models registry knows them.
+    """
+
+    name: str
+    torch: str | None = None
+    keras: str | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.torch is not None or self.keras is not None
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """A named arm: how it smooths labels (a registered method) and its own train settings."""
+
+    name: str
+    method: str
+    train: Mapping[str, Any] = field(default_factory=dict)  # the keys this arm overrides, as written
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
-    name: str  # one of DATASETS
+    name: str  # a registered dataset, or any name when `loader` is given
     path: str | None = None  # a local copy; None uses the dataset's default location
+    loader: str | None = None  # "module:function" returning the four arrays (a user dataset)
     train_size: int | None = None  # a stratified subset of the training data
     test_size: int | None = None  # a stratified subset of the test data
     val_fraction: float = 0.1  # held out from the training data, never from the test set
@@ -68,6 +99,7 @@ class TrainConfig:
     power: float = 1.0  # polynomial decay exponent
     augment: AugmentSpec | None = None  # None: no augmentation
     monitor_size: int = 2048  # training examples evaluated after each epoch for train NLL/accuracy
+    timeout: float | None = None  # seconds a run may take before its worker is replaced; None: no limit
 
 
 @dataclass(frozen=True)
@@ -77,6 +109,7 @@ class AnalysisConfig:
     correction: str = "holm"
     ece_bins: int = 15
     ece_binning: str = "uniform"
+    compare: tuple[tuple[str, str], ...] = ()  # arm pairs to compare; () means every pair of arms
 
 
 @dataclass(frozen=True)
@@ -86,22 +119,49 @@ class RunSpec:
     backend: str
     dataset: DatasetSpec
     model: str
-    arm: str
-    smoothing: float  # 0.0 for the `none` arm
+    arm: str  # the arm's name
+    smoothing: float  # 0.0 for an arm whose method does not smooth
     seed: int
     repeat: int
     train: TrainConfig
+    method: str = ""  # how the arm smooths (a registered method); "" means the arm's name
+    model_factory: str | None = None  # "module:function" for a user model in this backend's framework
+    pairing: str = "within-backend"
+    origin: str | None = None  # the grid file's folder: where user modules are looked up first
+
+    def __post_init__(self) -> None:
+        if not self.method:
+            object.__setattr__(self, "method", self.arm)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """What makes a run this run: everything but where the data and the grid file live."""
+        data = self.to_dict()
+        data.pop("origin")
+        data["dataset"].pop("path")
+        if data["pairing"] == "within-backend":
+            data.pop("pairing")  # ids of grids from before the option stay the same
+        if data["model_factory"] is None:
+            data.pop("model_factory")
+        if data["method"] == data["arm"]:
+            data.pop("method")
+        if data["dataset"]["loader"] is None:
+            data["dataset"].pop("loader")
+        if data["train"]["timeout"] is None:
+            data["train"].pop("timeout")  # a time limit does not change what a run computes
+        else:
+            data["train"].pop("timeout")
+        return data
+
     @property
     def run_id(self) -> str:
-        """A stable hash of the fully resolved configuration."""
+        """A stable hash of the resolved configuration, independent of where files live."""
         import hashlib
         import json
 
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -109,7 +169,7 @@ class RunSpec:
         return (self.backend, self.dataset.name, self.model, self.arm, self.smoothing)
 
     def describe(self) -> str:
-        eps = f" eps={self.smoothing:g}" if self.arm != "none" else ""
+        eps = f" eps={self.smoothing:g}" if self.smoothing else ""
         rep = f" repeat={self.repeat}" if self.repeat else ""
         return (f"{self.backend} {self.dataset.name} {self.model} {self.arm}{eps} "
                 f"seed={self.seed}{rep}")
@@ -122,24 +182,62 @@ class RunSpec:
         return RunSpec(
             backend=data["backend"], dataset=DatasetSpec(**data["dataset"]), model=data["model"],
             arm=data["arm"], smoothing=float(data["smoothing"]), seed=int(data["seed"]),
-            repeat=int(data.get("repeat", 0)), train=TrainConfig(**train))
+            repeat=int(data.get("repeat", 0)), train=TrainConfig(**train), method=data.get("method") or "",
+            model_factory=data.get("model_factory"), pairing=data.get("pairing", "within-backend"),
+            origin=data.get("origin"))
+
+
+@dataclass(frozen=True)
+class Names:
+    """What the registries know, handed to the parser so that config imports none of them.
+
+    Built by :func:`ablate.catalog.names`; tests may build a smaller one.
+    """
+
+    methods: Mapping[str, bool]  # smoothing method -> whether it uses ε
+    models: Sequence[str]
+    datasets: Sequence[str]
+    backends: Sequence[str]  # accepted spellings, `keras` included
+    resizable_datasets: Sequence[str] = ()  # the datasets that take `image_size`
 
 
 @dataclass(frozen=True)
 class Grid:
     study: str
     datasets: tuple[DatasetSpec, ...]
-    models: tuple[str, ...]
+    models: tuple[ModelSpec, ...]
     backends: tuple[str, ...]
-    arms: tuple[str, ...]
+    arms: tuple[ArmSpec, ...]
     smoothing: tuple[float, ...]
     seeds: tuple[int, ...]
     repeats: int
     train: TrainConfig
-    overrides: Mapping[str, TrainConfig]  # arm -> that arm's resolved train config
-    override_text: Mapping[str, Mapping[str, Any]]  # arm -> the keys the user overrode
+    arm_train: Mapping[str, TrainConfig]  # arm -> that arm's resolved train config
     analysis: AnalysisConfig
+    smoothing_methods: frozenset[str] = frozenset()  # the methods whose arms run once per ε
+    pairing: str = "within-backend"
     source: str = "<grid>"
+    base_dir: str | None = None  # the grid file's folder, absolute
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.arms)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    @property
+    def override_text(self) -> Mapping[str, Mapping[str, Any]]:
+        """arm -> the train keys it overrides, for arms that override any."""
+        return {a.name: dict(a.train) for a in self.arms if a.train}
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The arm pairs to compare: `analysis.compare`, else every pair in grid order."""
+        if self.analysis.compare:
+            return self.analysis.compare
+        names = self.arm_names
+        return tuple((a, b) for i, a in enumerate(names) for b in names[i + 1:])
 
     def runs(self) -> list[RunSpec]:
         """Expand the grid. Seeds are outermost, so a partly finished sweep has whole pairs."""
@@ -149,20 +247,25 @@ class Grid:
                 for dataset in self.datasets:
                     for model in self.models:
                         for backend in self.backends:
+                            factory = getattr(model, framework_of(backend)) if model.is_user else None
                             for arm in self.arms:
-                                for eps in ((0.0,) if arm == "none" else self.smoothing):
+                                smooths = arm.method in self.smoothing_methods
+                                for eps in (self.smoothing if smooths else (0.0,)):
                                     out.append(RunSpec(
-                                        backend=backend, dataset=dataset, model=model, arm=arm,
+                                        backend=backend, dataset=dataset, model=model.name, arm=arm.name,
                                         smoothing=float(eps), seed=seed, repeat=repeat,
-                                        train=self.overrides.get(arm, self.train)))
+                                        train=self.arm_train[arm.name], method=arm.method,
+                                        model_factory=factory, pairing=self.pairing, origin=self.base_dir))
         return out
 
 
 # ---------------------------------------------------------------------------- parsing
 
 _TOP_KEYS = ("study", "datasets", "models", "backends", "arms", "smoothing", "seeds", "repeats",
-             "train", "overrides", "analysis")
+             "train", "overrides", "analysis", "pairing")
 _REQUIRED = ("study", "datasets", "models", "backends", "arms", "seeds")
+_REFERENCE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_STUDY_NAME_BYTES = 200  # a folder name, with room for the files inside it
 
 
 class _Ctx:
@@ -175,9 +278,9 @@ class _Ctx:
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: `{key}`: {message}")
 
-    def choice(self, key: str, value: Any, allowed: Sequence[str]) -> str:
+    def choice(self, key: str, value: Any, allowed: Sequence[str], hint: str = "") -> str:
         if not isinstance(value, str) or value not in allowed:
-            raise self.fail(key, f"expected one of {tuple(allowed)}, but got {value!r}")
+            raise self.fail(key, f"expected one of {tuple(allowed)}{' ' + hint if hint else ''}, but got {value!r}")
         return value
 
     def keys(self, key: str, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
@@ -198,11 +301,13 @@ class _Ctx:
             raise self.fail(key, f"expected a non-empty list, but got {value!r}")
         return value
 
-    def integer(self, key: str, value: Any, *, minimum: int | None = None) -> int:
+    def integer(self, key: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"expected an integer, but got {value!r}")
         if minimum is not None and value < minimum:
             raise self.fail(key, f"expected an integer >= {minimum}, but got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"expected an integer <= {maximum}, but got {value!r}")
         return value
 
     def number(self, key: str, value: Any, *, low: float | None = None, high: float | None = None,
@@ -216,12 +321,21 @@ class _Ctx:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(key, f"expected a number, but got {value!r}")
         v = float(value)
+        if not math.isfinite(v):
+            # NaN compares false with every bound, so it would pass the range check below.
+            raise self.fail(key, f"expected a finite number, but got {value!r}")
         bad_low = low is not None and (v <= low if open_low else v < low)
         bad_high = high is not None and (v >= high if open_high else v > high)
         if bad_low or bad_high:
             raise self.fail(key, f"expected a value {_describe_range(low, high, open_low, open_high)}, "
                                  f"but got {value!r}")
         return v
+
+    def reference(self, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not _REFERENCE.match(value):
+            raise self.fail(key, f"expected a reference 'module:function' (e.g. 'mymodels:tiny'), "
+                                 f"but got {value!r}")
+        return value
 
 
 def _describe_range(low: float | None, high: float | None, open_low: bool, open_high: bool) -> str:
@@ -232,7 +346,7 @@ def _describe_range(low: float | None, high: float | None, open_low: bool, open_
     return f"{'<' if open_high else '<='} {high:g}"
 
 
-def _parse_dataset(ctx: _Ctx, value: Any, index: int) -> DatasetSpec:
+def _parse_dataset(ctx: _Ctx, names: Names, value: Any, index: int) -> DatasetSpec:
     key = f"datasets[{index}]"
     if isinstance(value, str):
         value = {"name": value}
@@ -240,8 +354,19 @@ def _parse_dataset(ctx: _Ctx, value: Any, index: int) -> DatasetSpec:
     allowed = [f.name for f in dataclasses.fields(DatasetSpec)]
     ctx.keys(key, data, allowed)
     if "name" not in data:
-        raise ctx.fail(key, f"missing `name`; expected one of {DATASETS}")
-    name = ctx.choice(f"{key}.name", data["name"], DATASETS)
+        raise ctx.fail(key, f"missing `name`; expected one of {tuple(names.datasets)}, or a name with a `loader`")
+    loader = data.get("loader")
+    if loader is not None:
+        loader = ctx.reference(f"{key}.loader", loader)
+        name = data["name"]
+        if not isinstance(name, str) or not name.strip() or name in names.datasets:
+            raise ctx.fail(f"{key}.name", f"expected a new dataset name for a `loader` (not one of the built-in "
+                                          f"{tuple(names.datasets)}), but got {name!r}")
+        for option in ("path", "image_size"):
+            if data.get(option) is not None:
+                raise ctx.fail(f"{key}.{option}", "does not apply to a `loader` dataset; the loader reads its own data")
+    else:
+        name = ctx.choice(f"{key}.name", data["name"], names.datasets, "(or a mapping with a `loader: module:function`)")
     path = data.get("path")
     if path is not None and not isinstance(path, str):
         raise ctx.fail(f"{key}.path", f"expected a folder path string, but got {path!r}")
@@ -259,11 +384,64 @@ def _parse_dataset(ctx: _Ctx, value: Any, index: int) -> DatasetSpec:
     preprocess = ctx.choice(f"{key}.preprocess", data.get("preprocess", "standardize"), PREPROCESS)
     image_size = data.get("image_size")
     if image_size is not None:
-        image_size = ctx.integer(f"{key}.image_size", image_size, minimum=8)
-        if name != "imagenette":
-            raise ctx.fail(f"{key}.image_size", f"only applies to imagenette, but dataset is {name!r}")
-    return DatasetSpec(name=name, path=path, train_size=train_size, test_size=test_size,
+        image_size = ctx.integer(f"{key}.image_size", image_size, minimum=8, maximum=1024)
+        if name not in names.resizable_datasets:
+            raise ctx.fail(f"{key}.image_size", f"only applies to {', '.join(names.resizable_datasets) or 'no dataset'}, "
+                                                f"but dataset is {name!r}")
+    return DatasetSpec(name=name, path=path, loader=loader, train_size=train_size, test_size=test_size,
                        val_fraction=val_fraction, preprocess=preprocess, image_size=image_size)
+
+
+def _parse_model(ctx: _Ctx, names: Names, value: Any, index: int) -> ModelSpec:
+    key = f"models[{index}]"
+    if isinstance(value, str):
+        return ModelSpec(ctx.choice(key, value, names.models, "(or a mapping `{name, torch: module:function, keras: module:function}`)"))
+    data = ctx.mapping(key, value)
+    ctx.keys(key, data, ("name", "torch", "keras"))
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ctx.fail(f"{key}.name", f"expected a model name, but got {name!r}")
+    if not ("torch" in data or "keras" in data):
+        if name in names.models:
+            return ModelSpec(name)
+        raise ctx.fail(key, f"model {name!r} needs a factory: `torch: module:function` and/or "
+                            f"`keras: module:function` (built-in models: {', '.join(names.models)})")
+    if name in names.models:
+        raise ctx.fail(f"{key}.name", f"{name!r} is a built-in model; give your model another name")
+    refs = {fw: ctx.reference(f"{key}.{fw}", data[fw]) for fw in ("torch", "keras") if fw in data}
+    return ModelSpec(name, torch=refs.get("torch"), keras=refs.get("keras"))
+
+
+def _parse_arms(ctx: _Ctx, names: Names, raw: Any) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(name, method, train overrides as written) per arm, from the list or the mapping form."""
+    methods = tuple(names.methods)
+    out: list[tuple[str, str, Mapping[str, Any]]] = []
+    if isinstance(raw, Mapping):
+        if not raw:
+            raise ctx.fail("arms", "expected at least one arm")
+        for name, body in raw.items():
+            key = f"arms.{name}"
+            if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\\n\0"):
+                raise ctx.fail("arms", f"expected arm names that are plain strings, but got {name!r}")
+            body = {} if body is None else ctx.mapping(key, body)
+            ctx.keys(key, body, ("method", "train"))
+            if "method" in body:
+                method = ctx.choice(f"{key}.method", body["method"], methods)
+            elif name in methods:
+                method = name
+            else:
+                raise ctx.fail(key, f"missing `method`; expected one of {methods}")
+            train = ctx.mapping(f"{key}.train", body.get("train") or {})
+            out.append((name, method, dict(train)))
+        return out
+    for i, value in enumerate(ctx.as_list("arms", raw)):
+        name = ctx.choice(f"arms[{i}]", value, methods,
+                          "(smoothing methods; name arms of your own with `arms: {name: {method: ...}}`)")
+        out.append((name, name, {}))
+    dup = sorted({n for n, _, _ in out if [a for a, _, _ in out].count(n) > 1})
+    if dup:
+        raise ctx.fail("arms", f"expected each entry once, but got duplicates {dup}")
+    return out
 
 
 def _parse_train(ctx: _Ctx, key: str, data: Mapping[str, Any], base: TrainConfig) -> TrainConfig:
@@ -273,7 +451,7 @@ def _parse_train(ctx: _Ctx, key: str, data: Mapping[str, Any], base: TrainConfig
     for name, raw in data.items():
         k = f"{key}.{name}"
         if name in ("epochs", "batch_size", "monitor_size"):
-            values[name] = ctx.integer(k, raw, minimum=1 if name != "monitor_size" else 0)
+            values[name] = ctx.integer(k, raw, minimum=1 if name != "monitor_size" else 0, maximum=10**7)
         elif name == "optimizer":
             values[name] = ctx.choice(k, raw, OPTIMIZERS)
         elif name == "schedule":
@@ -288,6 +466,8 @@ def _parse_train(ctx: _Ctx, key: str, data: Mapping[str, Any], base: TrainConfig
             values[name] = ctx.number(k, raw, low=0.0, open_low=True)
         elif name == "augment":
             values[name] = _parse_augment(ctx, k, raw)
+        elif name == "timeout":
+            values[name] = None if raw is None else ctx.number(k, raw, low=0.0, open_low=True)
     return dataclasses.replace(base, **values)
 
 
@@ -309,7 +489,7 @@ def _parse_augment(ctx: _Ctx, key: str, raw: Any) -> AugmentSpec | None:
     return AugmentSpec(**values)
 
 
-def _parse_analysis(ctx: _Ctx, raw: Any) -> AnalysisConfig:
+def _parse_analysis(ctx: _Ctx, raw: Any, arms: Sequence[str]) -> AnalysisConfig:
     data = ctx.mapping("analysis", raw)
     ctx.keys("analysis", data, [f.name for f in dataclasses.fields(AnalysisConfig)])
     margins = dict(DEFAULT_MARGINS)
@@ -321,41 +501,69 @@ def _parse_analysis(ctx: _Ctx, raw: Any) -> AnalysisConfig:
     correction = ctx.choice("analysis.correction", data.get("correction", "holm"), CORRECTIONS)
     bins = ctx.integer("analysis.ece_bins", data.get("ece_bins", 15), minimum=1)
     binning = ctx.choice("analysis.ece_binning", data.get("ece_binning", "uniform"), BINNINGS)
+    pairs: list[tuple[str, str]] = []
+    for i, pair in enumerate(ctx.as_list("analysis.compare", data["compare"]) if "compare" in data else []):
+        key = f"analysis.compare[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ctx.fail(key, f"expected a pair of arm names like [explicit, loss], but got {pair!r}")
+        a, b = (ctx.choice(f"{key}[{j}]", v, arms, "(the grid's arms)") for j, v in enumerate(pair))
+        if a == b:
+            raise ctx.fail(key, f"expected two different arms, but got {pair!r}")
+        if (a, b) in pairs or (b, a) in pairs:
+            raise ctx.fail(key, f"pair {pair!r} is listed twice")
+        pairs.append((a, b))
     return AnalysisConfig(margins=margins, alpha=alpha, correction=correction, ece_bins=bins,
-                          ece_binning=binning)
+                          ece_binning=binning, compare=tuple(pairs))
 
 
-def parse_grid(data: Any, source: str = "<grid>", base_dir: str | Path | None = None) -> Grid:
-    """Validate a loaded YAML document and return the frozen grid.
+def _parse_study(ctx: _Ctx, study: Any) -> str:
+    ok = (isinstance(study, str) and study.strip() == study and study and not study.startswith(".")
+          and not any(c in study for c in "/\\") and study.isprintable()
+          and len(study.encode("utf-8", "surrogatepass")) <= _STUDY_NAME_BYTES)
+    if not ok:
+        raise ctx.fail("study", f"expected a folder-safe name (printable, no slashes, not starting with '.', "
+                                f"at most {_STUDY_NAME_BYTES} bytes), but got {study!r}")
+    return study
 
-    ``base_dir`` anchors relative dataset paths (the grid file's folder when loaded from a file).
+
+def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str | Path | None = None) -> Grid:
+    """Validate a loaded YAML document against the registries' ``names``; return the frozen grid.
+
+    ``base_dir`` anchors relative dataset paths and user modules (the grid file's folder).
+    Most callers want :func:`ablate.catalog.parse_grid`, which supplies ``names``.
     """
-    ctx = _Ctx(source, Path(base_dir) if base_dir is not None else None)
+    ctx = _Ctx(source, Path(base_dir).resolve() if base_dir is not None else None)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of grid keys at top level, but got "
-                          f"{type(data).__name__}")
+        got = "an empty file" if data is None else type(data).__name__
+        raise ConfigError(f"{source}: expected a mapping of grid keys at top level, but got {got}")
     ctx.keys("", data, _TOP_KEYS)
     for key in _REQUIRED:
         if key not in data:
             raise ctx.fail(key, "missing required key")
 
-    study = data["study"]
-    if not isinstance(study, str) or not study or any(c in study for c in "/\\") or study.startswith("."):
-        raise ctx.fail("study", f"expected a folder-safe name (no slashes, not starting with '.'), but got {study!r}")
-
-    datasets = tuple(_parse_dataset(ctx, v, i) for i, v in enumerate(ctx.as_list("datasets", data["datasets"])))
-    models = tuple(ctx.choice(f"models[{i}]", v, MODELS)
-                   for i, v in enumerate(ctx.as_list("models", data["models"])))
-    backends = tuple(canonical_backend(ctx.choice(f"backends[{i}]", v, BACKENDS))
+    study = _parse_study(ctx, data["study"])
+    datasets = tuple(_parse_dataset(ctx, names, v, i)
+                     for i, v in enumerate(ctx.as_list("datasets", data["datasets"])))
+    models = tuple(_parse_model(ctx, names, v, i) for i, v in enumerate(ctx.as_list("models", data["models"])))
+    backends = tuple(canonical_backend(ctx.choice(f"backends[{i}]", v, names.backends))
                      for i, v in enumerate(ctx.as_list("backends", data["backends"])))
-    arms = tuple(ctx.choice(f"arms[{i}]", v, ARMS) for i, v in enumerate(ctx.as_list("arms", data["arms"])))
-    for key, values in (("datasets", [d.name for d in datasets]), ("models", models),
-                        ("backends", backends), ("arms", arms)):
+    arm_list = _parse_arms(ctx, names, data["arms"])
+    arm_names = tuple(a for a, _, _ in arm_list)
+    for key, values in (("datasets", [d.name for d in datasets]), ("models", [m.name for m in models]),
+                        ("backends", backends)):
         dup = sorted({v for v in values if list(values).count(v) > 1})
         if dup:
             raise ctx.fail(key, f"expected each entry once, but got duplicates {dup}")
+    for i, model in enumerate(models):
+        if not model.is_user:
+            continue
+        for backend in backends:
+            if getattr(model, framework_of(backend)) is None:
+                raise ctx.fail(f"models[{i}]", f"model {model.name!r} has no `{framework_of(backend)}:` factory, "
+                                               f"but backend {backend!r} is in the grid; add one or drop the backend")
 
-    smoothing_arms = [a for a in arms if a != "none"]
+    smoothing_methods = frozenset(m for m, smooths in names.methods.items() if smooths)
+    smoothing_arms = [a for a, method, _ in arm_list if method in smoothing_methods]
     if "smoothing" in data:
         smoothing = tuple(ctx.number(f"smoothing[{i}]", v, low=0.0, high=1.0, open_low=True, open_high=True)
                           for i, v in enumerate(ctx.as_list("smoothing", data["smoothing"])))
@@ -368,40 +576,50 @@ def parse_grid(data: Any, source: str = "<grid>", base_dir: str | Path | None = 
 
     raw_seeds = data["seeds"]
     if isinstance(raw_seeds, int) and not isinstance(raw_seeds, bool):
-        seeds = tuple(range(ctx.integer("seeds", raw_seeds, minimum=1)))
+        seeds = tuple(range(ctx.integer("seeds", raw_seeds, minimum=1, maximum=100_000)))
     else:
-        seeds = tuple(ctx.integer(f"seeds[{i}]", v, minimum=0) for i, v in enumerate(ctx.as_list("seeds", raw_seeds)))
+        seeds = tuple(ctx.integer(f"seeds[{i}]", v, minimum=0, maximum=2**32 - 1)
+                      for i, v in enumerate(ctx.as_list("seeds", raw_seeds)))
         if len(set(seeds)) != len(seeds):
             raise ctx.fail("seeds", f"expected distinct seeds, but got {list(seeds)}")
-    repeats = ctx.integer("repeats", data.get("repeats", 1), minimum=1)
+    repeats = ctx.integer("repeats", data.get("repeats", 1), minimum=1, maximum=100)
+    pairing = ctx.choice("pairing", data.get("pairing", "within-backend"), PAIRINGS)
 
     train = _parse_train(ctx, "train", data.get("train", {}), TrainConfig())
-    overrides: dict[str, TrainConfig] = {}
-    override_text: dict[str, Mapping[str, Any]] = {}
-    for arm, body in ctx.mapping("overrides", data.get("overrides", {})).items():
-        if arm not in arms:
-            raise ctx.fail("overrides", f"expected keys among the grid's arms {arms}, but got {arm!r}")
-        body = ctx.mapping(f"overrides.{arm}", body)
-        ctx.keys(f"overrides.{arm}", body, ["train"])
-        overrides[arm] = _parse_train(ctx, f"overrides.{arm}.train", body.get("train", {}), train)
-        override_text[arm] = dict(body.get("train", {}))
-    analysis = _parse_analysis(ctx, data.get("analysis", {}))
-    return Grid(study=study, datasets=datasets, models=models, backends=backends, arms=arms,
-                smoothing=smoothing, seeds=seeds, repeats=repeats, train=train, overrides=overrides,
-                override_text=override_text, analysis=analysis, source=source)
+    legacy = ctx.mapping("overrides", data.get("overrides", {}))
+    arms: list[ArmSpec] = []
+    arm_train: dict[str, TrainConfig] = {}
+    for arm, body in legacy.items():
+        if arm not in arm_names:
+            raise ctx.fail("overrides", f"expected keys among the grid's arms {arm_names}, but got {arm!r}")
+        ctx.keys(f"overrides.{arm}", ctx.mapping(f"overrides.{arm}", body), ["train"])
+    for name, method, overrides in arm_list:
+        key = f"arms.{name}.train"
+        if name in legacy:
+            if overrides:
+                raise ctx.fail(f"overrides.{name}", f"arm {name!r} also has `train:` in `arms`; keep one "
+                                                    f"(write it as `arms: {{{name}: {{method: {method}, train: ...}}}}`)")
+            overrides = dict(ctx.mapping(f"overrides.{name}.train", legacy[name].get("train") or {}))
+            key = f"overrides.{name}.train"
+        arm_train[name] = _parse_train(ctx, key, overrides, train)
+        arms.append(ArmSpec(name, method, dict(overrides)))
+    analysis = _parse_analysis(ctx, data.get("analysis", {}), arm_names)
+    return Grid(study=study, datasets=datasets, models=models, backends=backends, arms=tuple(arms),
+                smoothing=smoothing, seeds=seeds, repeats=repeats, train=train, arm_train=arm_train,
+                analysis=analysis, smoothing_methods=smoothing_methods, pairing=pairing, source=source,
+                base_dir=str(ctx.base_dir) if ctx.base_dir is not None else None)
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and validate a grid YAML file."""
+def read_grid_file(path: str | Path) -> Any:
+    """The YAML document in ``path``, or a one-line ConfigError."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: grid file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_grid(data, source=str(path), base_dir=path.parent)

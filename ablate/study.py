@@ -25,18 +25,75 @@ from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
 STUDY_FILE = "study.json"
 
 
-def write_study_settings(store: RunStore, grid) -> None:
-    """Keep the grid's analysis settings and overrides beside the runs, for the report."""
+def _bound(grid) -> dict[str, Any]:
+    """The settings a study is bound to: everything but which seeds, arms, backends, datasets,
+    models and ε it holds (those may grow), keyed by the name that may grow."""
+    import dataclasses
+
+    def dataset(ds) -> dict[str, Any]:
+        out = dataclasses.asdict(ds)
+        out.pop("path")  # where the data lives is not what it is
+        return out
+
+    return {"arms": {a.name: {"method": a.method, "train": dataclasses.asdict(grid.arm_train[a.name])}
+                     for a in grid.arms},
+            "datasets": {d.name: dataset(d) for d in grid.datasets},
+            "models": {m.name: {"torch": m.torch, "keras": m.keras} for m in grid.models},
+            "pairing": grid.pairing}
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b and key != "timeout":
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
+
+
+def bind_settings(store: RunStore, grid) -> None:
+    """Refuse a grid whose settings differ from the study's; record the union otherwise.
+
+    A study may gain seeds, arms, backends, datasets, models and ε values; any other change
+    (an arm's train settings, a dataset's split, a model's factory, the pairing) would mix
+    two configurations under one name, so it needs a new study. The analysis settings are
+    the report's defaults and follow the latest grid.
+    """
     from ablate.execution.store import atomic_write
 
+    previous = _read_settings(store)
+    new = _bound(grid)
+    old = previous.get("bound")
+    merged = new
+    if old:
+        problems: list[str] = []
+        for section in ("arms", "datasets", "models"):
+            for name in set(old.get(section, {})) & set(new[section]):
+                problems += [f"{section[:-1]} {name!r}: {d}" for d in
+                             _differences(old[section][name], new[section][name])]
+        if old.get("pairing", "within-backend") != new["pairing"]:
+            problems.append(f"pairing {old.get('pairing')!r} -> {new['pairing']!r}")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ConfigError(f"{grid.source}: study {grid.study!r} already holds runs with other settings: "
+                              f"{problems[0]}{more}; use a new study name (e.g. `study: {grid.study}-2`) so "
+                              "the two configurations are never mixed")
+        merged = {section: {**old.get(section, {}), **new[section]} for section in ("arms", "datasets", "models")}
+        merged["pairing"] = new["pairing"]
     store.study_dir.mkdir(parents=True, exist_ok=True)
     payload = {"study": grid.study, "grid": grid.source,
                "analysis": {"margins": dict(grid.analysis.margins), "alpha": grid.analysis.alpha,
                             "correction": grid.analysis.correction, "ece_bins": grid.analysis.ece_bins,
-                            "ece_binning": grid.analysis.ece_binning},
-               "overrides": {arm: dict(v) for arm, v in grid.override_text.items()}}
+                            "ece_binning": grid.analysis.ece_binning,
+                            "compare": [list(p) for p in grid.analysis.compare]},
+               "bound": merged}
     text = json.dumps(payload, indent=1, sort_keys=True).encode()
     atomic_write(store.study_dir / STUDY_FILE, lambda fh: fh.write(text))
+
+
+write_study_settings = bind_settings
 
 
 def _read_settings(store: RunStore) -> dict[str, Any]:
@@ -44,10 +101,42 @@ def _read_settings(store: RunStore) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return data
+    except (OSError, ValueError) as exc:
         print(f"ablate: warning: ignoring unreadable {path} ({exc})", file=sys.stderr)
         return {}
+
+
+def arm_settings(configs: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """arm -> the train settings in which it differs from the other arms, from its records.
+
+    configs: arm -> the ``train`` mappings of its records. The reference is each key's most
+    common value over all arms, so an arm that overrides momentum shows momentum, whatever
+    grid file the runs came from. An arm whose own records disagree raises StoreError.
+    """
+    per_arm: dict[str, dict[str, Any]] = {}
+    for arm, trains in configs.items():
+        distinct = {json.dumps(t, sort_keys=True) for t in trains}
+        if len(distinct) > 1:
+            a, b = (json.loads(x) for x in sorted(distinct)[:2])
+            diff = ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                             if a.get(k) != b.get(k) and k != "timeout")
+            if diff:
+                raise StoreError(f"arm {arm!r} has runs trained with different settings ({diff}); they are "
+                                 "not mixed in one report: move one set of runs to another study")
+        per_arm[arm] = trains[0]
+    if len(per_arm) < 2:
+        return {arm: {} for arm in per_arm}
+    keys = sorted({k for t in per_arm.values() for k in t} - {"timeout"})
+    modal = {}
+    for key in keys:
+        values = [json.dumps(t.get(key), sort_keys=True) for t in per_arm.values()]
+        modal[key] = max(sorted(set(values)), key=values.count)
+    return {arm: {k: t.get(k) for k in keys if json.dumps(t.get(k), sort_keys=True) != modal[k]}
+            for arm, t in per_arm.items()}
 
 
 # ------------------------------------------------------------------------------ loading
@@ -59,6 +148,7 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
     history_rows: list[dict[str, Any]] = []
     pooled: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
     corrupt: list[Skipped] = []
+    trains: dict[str, list[Mapping[str, Any]]] = {}
     for item in store.scan():
         if isinstance(item, CorruptRecord):
             corrupt.append(Skipped(item.path, item.reason))
@@ -69,6 +159,8 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
             corrupt.append(Skipped(item.path, f"unusable record ({exc})"))
             continue
         rows.append(row)
+        if row["status"] == "completed" and isinstance(item.config.get("train"), Mapping):
+            trains.setdefault(row["arm"], []).append(item.config["train"])
         cell = tuple(row[c] for c in CELL)
         if arrays is not None and row.get("repeat", 0) == 0:
             pooled.setdefault(cell, []).append((arrays["test_probs"], arrays["test_labels"]))
@@ -89,7 +181,7 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
                                                       np.concatenate([y for _, y in parts]),
                                                       n_bins=ece_bins, binning=ece_binning)
                    for cell, parts in pooled.items()}
-    return LoadedStudy(runs, pd.DataFrame(history_rows), reliability, tuple(corrupt))
+    return LoadedStudy(runs, pd.DataFrame(history_rows), reliability, tuple(corrupt), arm_settings(trains))
 
 
 def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[str, Any], dict | None]:
@@ -97,6 +189,7 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
     row: dict[str, Any] = {
         "run_id": rec["run_id"], "status": rec["status"], "backend": cfg["backend"],
         "dataset": cfg["dataset"]["name"], "model": cfg["model"], "arm": cfg["arm"],
+        "method": cfg.get("method") or cfg["arm"],
         "smoothing": float(cfg["smoothing"]), "seed": int(cfg["seed"]), "repeat": int(cfg.get("repeat", 0)),
         "attempt": rec.get("attempt", 1), "started_at": rec.get("started_at"),
         "finished_at": rec.get("finished_at"), "seconds": rec.get("seconds"),
@@ -146,7 +239,61 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         loaded.runs, out=Path(out) if out else store.study_dir, title=f"Study `{study}`",
         margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
-        reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=settings.get("overrides", {}),
+        reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
         binning=(bins, binning), figures=figures)
 
 
+
+
+class Study:
+    """A stored study, for notebooks: ``Study.open("results/quick")``.
+
+    ``runs`` is the runs.csv table (metrics recomputed from the stored probabilities);
+    ``comparisons()`` the comparisons.csv table; ``report(out=...)`` writes everything.
+    """
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.name = store.study_dir.name
+        self._loaded: LoadedStudy | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> Study:
+        path = Path(path)
+        if not (path / "runs").is_dir():
+            raise StoreError(f"{path}: not a study folder (no runs/ inside); expected e.g. results/<study>")
+        return cls(RunStore(path.parent, path.name))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return _read_settings(self.store)
+
+    def _load(self) -> LoadedStudy:
+        if self._loaded is None:
+            analysis = self.settings.get("analysis", {})
+            self._loaded = load_study(self.store, ece_bins=int(analysis.get("ece_bins", 15)),
+                                      ece_binning=analysis.get("ece_binning", "uniform"))
+        return self._loaded
+
+    @property
+    def runs(self):
+        return self._load().runs
+
+    def comparisons(self, *, margins: Mapping[str, float] | None = None, alpha: float | None = None,
+                    correction: str | None = None, pairs=None):
+        from ablate.api import compare
+
+        analysis = self.settings.get("analysis", {})
+        merged = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
+        runs = self.runs
+        pairs = pairs if pairs is not None else [tuple(p) for p in analysis.get("compare", [])] or None
+        return compare(runs.drop(columns=[c for c in ("attempt", "temperature", "seconds") if c in runs]),
+                       margins={m: v for m, v in merged.items() if m in runs}, pairs=pairs,
+                       alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
+                       correction=correction or analysis.get("correction", "holm"))
+
+    def report(self, *, out: str | Path | None = None, figures: bool = True, **options) -> list[Path]:
+        return report_study(self.store.study_dir.parent, study=self.name, out=out, figures=figures, **options)
+
+    def __repr__(self) -> str:
+        return f"Study({str(self.store.study_dir)!r})"

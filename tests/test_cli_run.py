@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.config import load_grid
+from ablate.catalog import load_grid
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun
 from tests.conftest import REPO
 

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from ablate.config import RunSpec, load_grid, parse_grid
+from ablate.catalog import load_grid, parse_grid
+from ablate.config import RunSpec
 from ablate.execution.preflight import check_environment
 from ablate.errors import ConfigError
 from tests.conftest import TINY_GRID
@@ -58,11 +59,11 @@ def test_seed_list_and_defaults(write_grid):
 @pytest.mark.parametrize("old,new,expected", [
     ("study: tiny", "study: tiny\ncolour: red", "unknown key 'colour'; allowed keys: study"),
     ("backends: [torch, keras]", "backends: [torch, mxnet]",
-     "`backends[1]`: expected one of ('torch', 'keras', 'keras/tensorflow', 'keras/jax', 'keras/torch'), but got 'mxnet'"),
+     "`backends[1]`: expected one of ('keras', 'torch', 'keras/tensorflow', 'keras/jax', 'keras/torch'), but got 'mxnet'"),
     ("arms: [none, explicit, loss]", "arms: [none, mixup]",
-     "`arms[1]`: expected one of ('none', 'explicit', 'loss'), but got 'mixup'"),
+     "`arms[1]`: expected one of ('none', 'explicit', 'loss', 'both') (smoothing methods; name arms of your own"),
     ("datasets: [{name: digits, train_size: 400, test_size: 200}]", "datasets: [svhn]",
-     "`datasets[0].name`: expected one of ('digits', 'fashion-mnist', 'mnist', 'cifar10', 'imagenette'), but got 'svhn'"),
+     "`datasets[0].name`: expected one of ('digits', 'fashion-mnist', 'mnist', 'cifar10', 'imagenette') (or a mapping"),
     ("models: [mlp]", "models: [resnet50]", "`models[0]`: expected one of ('mlp', 'small-cnn'"),
     ("smoothing: [0.1]", "smoothing: [1.0]", "`smoothing[0]`: expected a value in (0, 1), but got 1.0"),
     ("smoothing: [0.1]", "smoothing: [0]", "`smoothing[0]`: expected a value in (0, 1), but got 0"),
@@ -74,6 +75,27 @@ def test_seed_list_and_defaults(write_grid):
     ("seeds: 2", "seeds: [1, 1]", "`seeds`: expected distinct seeds"),
     ("study: tiny", "study: ../escape", "`study`: expected a folder-safe name"),
     ("smoothing: [0.1]\n", "", "`smoothing`: missing; arms ['explicit', 'loss'] need"),
+    # Non-finite numbers compare false with every bound: they must be refused by name.
+    ("smoothing: [0.1]", "smoothing: [.nan]", "`smoothing[0]`: expected a finite number, but got nan"),
+    ("lr: 0.05", "lr: .inf", "`train.lr`: expected a finite number, but got inf"),
+    ("momentum: 0.9", "momentum: .nan", "`train.momentum`: expected a finite number"),
+    ("study: tiny", "study: \"a\\0b\"", "`study`: expected a folder-safe name"),
+    ("study: tiny", "study: \"a\\nb\"", "`study`: expected a folder-safe name"),
+    ("study: tiny", "study: " + "x" * 256, "`study`: expected a folder-safe name"),
+    ("seeds: 2", "seeds: 100000000", "`seeds`: expected an integer <= 100000"),
+    ("arms: [none, explicit, loss]", "arms: {a: {method: mixup}}", "`arms.a.method`: expected one of ('none'"),
+    ("arms: [none, explicit, loss]", "arms: {mine: {}}", "`arms.mine`: missing `method`"),
+    ("arms: [none, explicit, loss]", "arms: {explicit: {train: {momentum: 2}}}",
+     "`arms.explicit.train.momentum`: expected a value in [0, 1)"),
+    ("models: [mlp]", "models: [{name: tiny, torch: 'not a ref'}]", "`models[0].torch`: expected a reference"),
+    ("models: [mlp]", "models: [{name: tiny, torch: 'mymodels:tiny'}]",
+     "`models[0]`: model 'tiny' has no `keras:` factory, but backend 'keras/tensorflow' is in the grid"),
+    ("models: [mlp]", "models: [{name: mlp, torch: 'a:b', keras: 'a:c'}]", "`models[0].name`: 'mlp' is a built-in"),
+    ("datasets: [{name: digits, train_size: 400, test_size: 200}]", "datasets: [{name: digits, loader: 'm:f'}]",
+     "`datasets[0].name`: expected a new dataset name for a `loader`"),
+    ("study: tiny", "study: tiny\nanalysis: {compare: [[none, mixup]]}", "`analysis.compare[0][1]`: expected one of"),
+    ("study: tiny", "study: tiny\nanalysis: {compare: [[loss, loss]]}", "`analysis.compare[0]`: expected two different"),
+    ("study: tiny", "study: tiny\npairing: sideways", "`pairing`: expected one of ('within-backend', 'cross-backend')"),
 ])
 def test_bad_grids_fail_with_one_line(write_grid, old, new, expected):
     path = write_grid(TINY_GRID.replace(old, new, 1))

@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from ablate.config import parse_grid
+from ablate.catalog import parse_grid
 from ablate.execution.devices import discover_gpus, parse_gpu_list
 from ablate.errors import ConfigError
 from ablate.execution.progress import Progress

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ablate.config import AugmentSpec, load_grid
+from ablate.catalog import load_grid
+from ablate.config import AugmentSpec
 from ablate.execution.store import RunStore, StoredRun
 
 REPO = Path(__file__).resolve().parent.parent

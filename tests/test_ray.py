@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ablate.config import parse_grid
+from ablate.catalog import parse_grid
 from ablate.execution.progress import Progress
 from ablate.execution.store import RunStore
 from tests.conftest import REPO

@@ -39,7 +39,7 @@ class RecordingBackend:
     def __init__(self, nan_at=None, crash=False):
         self.trainers, self.nan_at, self.crash = [], nan_at, crash
 
-    def create_trainer(self, *, model, input_shape, num_classes, train, loss_smoothing, seed):
+    def create_trainer(self, *, model, input_shape, num_classes, train, loss_smoothing, seed, **_):
         if self.crash:
             raise RuntimeError("out of memory (simulated)")
         trainer = RecordingTrainer(num_classes, loss_smoothing, self.nan_at)

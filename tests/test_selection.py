@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.config import parse_grid
+from ablate.catalog import parse_grid
 from ablate.errors import ConfigError
 from ablate.execution.selection import parse_only, parse_seeds, select
 
@@ -58,8 +58,15 @@ def test_select_names_values_missing_from_the_grid():
         select(_runs(), only="backend=keras/jax")
 
 
-def test_seeds_outside_the_grid_pick_nothing():
-    assert select(_runs(seeds=3), seeds="5-9") == []
+def test_seeds_outside_the_grid_are_refused_with_a_word():
+    with pytest.raises(ConfigError, match=r"--seeds: '5-9' selects none of the grid's seeds \(0-2\)"):
+        select(_runs(seeds=3), seeds="5-9")
+
+
+def test_a_huge_seed_range_costs_nothing():
+    # Intersected with the grid's seeds as it is read: no 10^8-element set is built.
+    assert {s.seed for s in select(_runs(seeds=3), seeds="0-100000000")} == {0, 1, 2}
+    assert parse_seeds("1-100000000", grid_seeds=[0, 5]) == {5}
 
 
 def test_adding_seeds_keeps_every_earlier_run_id():

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from ablate.config import parse_grid
+from ablate.catalog import parse_grid
 from ablate.execution.status import STATUS_COLUMNS, format_status, grid_status
 from ablate.execution.store import RunStore
 from ablate.execution.worker import claim_run

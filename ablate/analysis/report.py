@@ -22,7 +22,7 @@ from ablate.errors import ConfigError
 
 RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
-EXTRA_RUN_COLUMNS = ("repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
+EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
                      "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error")
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
@@ -42,6 +42,7 @@ class LoadedStudy:
     histories: Any  # pandas DataFrame, long format: run, epoch, split, quantity, value
     reliability: Mapping[tuple, calibration.ReliabilityData]  # (backend, dataset, model, arm, eps) -> pooled bins
     corrupt: tuple[Skipped, ...] = field(default_factory=tuple)
+    arm_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # arm -> train keys it differs in
 
 
 def parse_margins(items: Sequence[str]) -> dict[str, float]:
@@ -195,6 +196,26 @@ def _md_table(df, columns: Sequence[str], digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def _arms_line(runs) -> str:
+    """One line naming each arm and what its method does (from the methods registry)."""
+    from ablate import methods
+
+    if "arm" not in runs:
+        return ""
+    pairs = []
+    for arm in dict.fromkeys(runs["arm"].astype(str)):
+        method = arm
+        if "method" in runs:
+            found = runs.loc[runs["arm"] == arm, "method"].dropna().astype(str)
+            method = found.iloc[0] if len(found) and found.iloc[0] else arm
+        if method in methods.METHODS:
+            text = methods.get(method).description
+            pairs.append(f"`{arm}` = {text}" if method == arm else f"`{arm}` = method `{method}`: {text}")
+        else:
+            pairs.append(f"`{arm}`")
+    return "Arms: " + "; ".join(pairs) + "."
+
+
 def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, overrides, binning,
               figures, out: Path) -> str:
     from ablate.analysis import compare
@@ -206,14 +227,16 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
     if binning:
         parts.append(f"Metrics are recomputed from the stored test-set probabilities; ECE uses {binning[0]} "
                      f"{'equal-width' if binning[1] == 'uniform' else 'equal-mass'} bins on top-label confidence (L1).")
-    parts.append("Arms: `none` = cross-entropy on one-hot labels; `explicit` = targets replaced by "
-                 "y·(1−ε)+ε/K before training; `loss` = the framework's smoothed cross-entropy.")
+    parts.append(_arms_line(runs))
+    overrides = {arm: keys for arm, keys in (overrides or {}).items() if keys}
     if overrides:
-        parts += ["", "## Per-arm overrides (possible confounds)", ""]
+        parts += ["", "## Per-arm settings (possible confounds)", "",
+                  "Read from the run records themselves, so a confound cannot drop out of the report when the "
+                  "grid file changes.", ""]
         for arm, keys in overrides.items():
             parts.append(f"- `{arm}` trains with " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
-                         "; every other arm uses the grid's `train` settings. A difference between arms may "
-                         "come from this, not from how the labels are smoothed.")
+                         ", unlike the other arms. A difference between arms may come from this, not from how "
+                         "the labels are smoothed.")
     parts += ["", compare.markdown(comparisons, alpha=alpha, correction=correction)]
 
     parts += ["", "## Summary per cell (mean ± std, 95% t-interval of the mean)", ""]

@@ -9,25 +9,46 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from dataclasses import dataclass
 
 from ablate.config import canonical_backend
 from ablate.errors import BackendError
+from ablate.registry import Registry
 
-# name -> (module, the top-level packages it needs, the install hint)
-_REGISTRY: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "torch": ("ablate.backends.torch", ("torch",), "pip install 'torch>=2.1'"),
-    "keras/tensorflow": ("ablate.backends.keras", ("keras", "tensorflow"), "pip install 'keras>=3' tensorflow-cpu"),
-    "keras/jax": ("ablate.backends.keras", ("keras", "jax"), "pip install 'keras>=3' jax"),
-    "keras/torch": ("ablate.backends.keras", ("keras", "torch"), "pip install 'keras>=3' torch"),
-}
-BACKEND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    module: str  # imported only when a worker loads the backend
+    packages: tuple[str, ...]  # top-level packages it needs
+    hint: str  # how to install them
+    description: str
+
+
+BACKENDS: Registry[BackendEntry] = Registry("backend")
+for _entry in (
+    BackendEntry("torch", "ablate.backends.torch", ("torch",), "pip install 'torch>=2.1'", "PyTorch"),
+    BackendEntry("keras/tensorflow", "ablate.backends.keras", ("keras", "tensorflow"),
+                 "pip install 'keras>=3' tensorflow-cpu", "Keras 3 on TensorFlow (also spelled `keras`)"),
+    BackendEntry("keras/jax", "ablate.backends.keras", ("keras", "jax"), "pip install 'keras>=3' jax",
+                 "Keras 3 on JAX"),
+    BackendEntry("keras/torch", "ablate.backends.keras", ("keras", "torch"), "pip install 'keras>=3' torch",
+                 "Keras 3 on PyTorch"),
+):
+    BACKENDS.register(_entry.name, _entry)
+BACKEND_NAMES: tuple[str, ...] = BACKENDS.names()
+
+
+def accepted_names() -> tuple[str, ...]:
+    """Every spelling a grid may use: the registry's names and the `keras` alias."""
+    return ("keras",) + BACKENDS.names()
 
 
 def canonical(name: str) -> str:
     """Map a user-facing name to its registry key, or raise listing the known names."""
     key = canonical_backend(name)
-    if key not in _REGISTRY:
-        raise BackendError(f"Expected backend to be one of {('keras',) + BACKEND_NAMES}, but got {name!r}.")
+    if key not in BACKENDS:
+        raise BackendError(f"Expected backend to be one of {accepted_names()}, but got {name!r}.")
     return key
 
 
@@ -43,7 +64,8 @@ def check_installed(name: str) -> None:
     Uses import specs only, so nothing heavy is imported.
     """
     key = canonical(name)
-    _, packages, hint = _REGISTRY[key]
+    entry = BACKENDS.get(key)
+    packages, hint = entry.packages, entry.hint
     missing = [p for p in packages if importlib.util.find_spec(p) is None]
     if missing:
         raise BackendError(f"backend {name!r} needs {', '.join(missing)}, which is not installed; "
@@ -58,7 +80,7 @@ def load(name: str):
     """
     key = canonical(name)
     check_installed(key)
-    module_name = _REGISTRY[key][0]
+    module_name = BACKENDS.get(key).module
     eng = engine(key)
     if eng is not None:
         import sys

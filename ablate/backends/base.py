@@ -8,7 +8,7 @@ takes optimiser steps on the batches it is handed and returns class probabilitie
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -18,8 +18,9 @@ from ablate.config import TrainConfig
 class Trainer(ABC):
     """One model with its optimiser, for one run.
 
-    Inputs are channels-last float32 arrays ``x: (B, H, W, C)``; targets are
-    ``(B, K)`` float32 probability vectors (one-hot, or smoothed for the `explicit` arm).
+    Inputs are float32 arrays as the data stores them: images channels-last ``x: (B, H, W, C)``,
+    feature vectors ``x: (B, F)``; targets are ``(B, K)`` float32 probability vectors (one-hot,
+    or smoothed when the arm's method smooths targets).
     """
 
     @abstractmethod
@@ -56,12 +57,16 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def create_trainer(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int,
-                       train: TrainConfig, loss_smoothing: float, seed: int) -> Trainer:
+    def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
+                       train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
+                       factory: str | None = None, search_paths: Sequence[str] = ()) -> Trainer:
         """Build a model with weights drawn from ``seed`` and its optimiser.
 
-        ``loss_smoothing`` > 0 selects the framework's own smoothed cross-entropy (the `loss`
-        arm); 0 gives plain cross-entropy on the targets handed to ``train_step``.
+        ``loss_smoothing`` > 0 selects the framework's own smoothed cross-entropy; 0 gives plain
+        cross-entropy on the targets handed to ``train_step``. ``soft_targets`` says those
+        targets are already smoothed (so they are not one-hot). ``factory`` is a user model's
+        ``module:function`` (looked up in ``search_paths`` first); None builds the registered
+        model ``model``. The framework is seeded with ``seed`` before the factory is called.
         """
 
     @abstractmethod
@@ -69,5 +74,6 @@ class Backend(ABC):
         """Framework versions and the device actually used, for the run record."""
 
     @abstractmethod
-    def count_parameters(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    def count_parameters(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
+                         factory: str | None = None, search_paths: Sequence[str] = ()) -> int:
         """Trainable parameter count of ``model`` for this input shape and class count."""

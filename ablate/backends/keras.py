@@ -6,14 +6,17 @@ every engine shares one code path; only gradient inspection differs per engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import random
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
 
 from ablate.config import TrainConfig
-from ablate.backends import keras_models
+from ablate.backends import models
 from ablate.backends.base import Backend, Trainer
+from ablate.errors import BackendError
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -130,12 +133,14 @@ class KerasBackend(Backend):
 
             self.device = "cuda" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
 
-    def create_trainer(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int,
-                       train: TrainConfig, loss_smoothing: float, seed: int) -> KerasTrainer:
+    def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
+                       train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
+                       factory: str | None = None, search_paths: Sequence[str] = ()) -> KerasTrainer:
         # Seeds Python, numpy and the engine: the same seed gives every arm the same weights
-        # and the same dropout draws.
+        # and the same dropout draws. Keras' smoothed loss smooths whatever targets it gets,
+        # so soft targets need nothing special.
         keras.utils.set_random_seed(seed)
-        net = keras_models.build_model(model, tuple(input_shape), num_classes)
+        net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
         return KerasTrainer(net, train, loss_smoothing)
 
     def environment(self) -> Mapping[str, str]:
@@ -155,8 +160,26 @@ class KerasBackend(Backend):
             env["jax"] = jax.__version__
         return env
 
-    def count_parameters(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
-        return keras_models.count_trainable(model, tuple(input_shape), num_classes)
+    def count_parameters(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
+                         factory: str | None = None, search_paths: Sequence[str] = ()) -> int:
+        # Unseeded Keras initialisers draw their seeds from Python's `random`; restoring its
+        # state keeps counting from shifting the caller's seeded weights.
+        state = random.getstate()
+        try:
+            net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        finally:
+            random.setstate(state)
+        return sum(math.prod(w.shape) for w in net.trainable_weights)
+
+
+def _build(model: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None,
+           search_paths: Sequence[str]) -> keras.Model:
+    if factory is None:
+        models.check_input(model, input_shape)
+    net = models.factory(model, "keras", factory, search_paths)(input_shape, num_classes)
+    if not isinstance(net, keras.Model):
+        raise BackendError(f"model {model!r}: the keras factory returned {type(net).__name__}, not a keras.Model")
+    return net
 
 
 def create_backend(name: str) -> KerasBackend:

@@ -19,10 +19,8 @@ import random
 import keras
 from keras import layers
 
-from ablate.config import MODELS
 from ablate.errors import BackendError
 
-MODEL_NAMES = MODELS  # one list of names, shared with the grid schema
 
 # torch's BatchNorm2d defaults in Keras terms (Keras' momentum is 1 - torch's), as the
 # fast.ai course's conv_layer sets them. Keras' moving variance uses the biased batch
@@ -39,7 +37,10 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) 
 
     Raises BackendError for an unknown name or an input too small for the model.
     """
-    return _BUILDERS[_check_name(name)](tuple(input_shape), num_classes)
+    from ablate.backends import models
+
+    models.check_input(name, input_shape)
+    return models.factory(name, "keras")(tuple(input_shape), num_classes)
 
 
 def count_trainable(name: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
@@ -54,11 +55,6 @@ def count_trainable(name: str, input_shape: tuple[int, int, int], num_classes: i
     return sum(math.prod(w.shape) for w in model.trainable_weights)
 
 
-def _check_name(name: str) -> str:
-    if name not in MODEL_NAMES:
-        raise BackendError(f"Expected model to be one of {MODEL_NAMES}, but got {name!r}.")
-    return name
-
 
 def _too_small(name: str, input_shape: tuple[int, int, int], minimum: int) -> BackendError:
     h, w, _ = input_shape
@@ -66,7 +62,7 @@ def _too_small(name: str, input_shape: tuple[int, int, int], minimum: int) -> Ba
                         f"but got {h}x{w}.")
 
 
-def _mlp(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+def mlp(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     inputs = keras.Input(shape=input_shape)
     x = layers.Flatten()(inputs)
     x = layers.Dense(256, activation="relu")(x)
@@ -75,7 +71,7 @@ def _mlp(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def _small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     if min(input_shape[:2]) < 4:
         raise _too_small("small-cnn", input_shape, 4)
     inputs = keras.Input(shape=input_shape)
@@ -107,7 +103,7 @@ def _downsample(x, n3x3: int):
     return layers.Concatenate(axis=-1)([conv, pool])
 
 
-def _minigooglenet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+def minigooglenet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     # Two valid 3x3/2 downsamples, then a valid 7x7 average pool: each side must reach 7.
     if min((((s - 3) // 2 + 1) - 3) // 2 + 1 for s in input_shape[:2]) < 7:
         raise _too_small("minigooglenet", input_shape, 31)
@@ -146,7 +142,7 @@ def _fastai_conv_layer(x, filters: int, stride: int):
     return layers.BatchNormalization(axis=-1, **_FASTAI_BN)(x)
 
 
-def _fastai_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+def fastai_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     c = input_shape[2]
     l2 = 2 ** math.floor(math.log2(9 * c))  # the course's prev_pow_2(c_in * 3 * 3)
     inputs = keras.Input(shape=input_shape)
@@ -168,9 +164,3 @@ def _fastai_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Mo
     return keras.Model(inputs, outputs, name="fastai_cnn")
 
 
-_BUILDERS = {
-    "mlp": _mlp,
-    "small-cnn": _small_cnn,
-    "minigooglenet": _minigooglenet,
-    "fastai-cnn": _fastai_cnn,
-}

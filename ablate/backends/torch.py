@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ablate.config import TrainConfig
-from ablate.backends import torch_models
+from ablate.backends import models
 from ablate.backends.base import Backend, Trainer
+from ablate.errors import BackendError
 
 
 class TorchTrainer(Trainer):
-    def __init__(self, model: nn.Module, train: TrainConfig, loss_smoothing: float, device: torch.device):
+    def __init__(self, model: nn.Module, train: TrainConfig, loss_smoothing: float, device: torch.device,
+                 soft_targets: bool = False):
         self.device = device
         self.model = model.to(device)
-        self.loss_smoothing = loss_smoothing
-        # With smoothing the framework's own smoothed loss sees hard class indices (the `loss`
-        # arm); without it, cross-entropy takes the probability targets as given.
+        # The framework's smoothed loss sees hard class indices when the targets are one-hot
+        # (the `loss` method), as a user of nn.CrossEntropyLoss would write it; probability
+        # targets otherwise (smoothed targets, possibly smoothed again by the loss).
+        self.hard_indices = loss_smoothing > 0 and not soft_targets
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=loss_smoothing)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if train.optimizer == "sgd":
@@ -30,12 +33,14 @@ class TorchTrainer(Trainer):
             self.optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
 
     def _tensors(self, x: np.ndarray, targets: np.ndarray | None = None):
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if xt.ndim == 4:  # images: channels-last in the core, channels-first in torch
+            xt = xt.permute(0, 3, 1, 2)
         xt = xt.contiguous().to(self.device, non_blocking=True)
         if targets is None:
             return xt, None
         tt = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(self.device)
-        return xt, (tt.argmax(dim=1) if self.loss_smoothing > 0 else tt)
+        return xt, (tt.argmax(dim=1) if self.hard_indices else tt)
 
     def _objective(self, x: np.ndarray, targets: np.ndarray) -> torch.Tensor:
         xt, tt = self._tensors(x, targets)
@@ -95,11 +100,12 @@ class TorchBackend(Backend):
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
-    def create_trainer(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int,
-                       train: TrainConfig, loss_smoothing: float, seed: int) -> TorchTrainer:
+    def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
+                       train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
+                       factory: str | None = None, search_paths: Sequence[str] = ()) -> TorchTrainer:
         torch.manual_seed(seed)  # the same seed gives every arm the same initial weights
-        net = torch_models.build_model(model, tuple(input_shape), num_classes)
-        return TorchTrainer(net, train, loss_smoothing, self.device)
+        net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets)
 
     def environment(self) -> Mapping[str, str]:
         env = {"framework": "torch", "torch": torch.__version__, "device": str(self.device)}
@@ -108,8 +114,22 @@ class TorchBackend(Backend):
             env["cuda"] = str(torch.version.cuda)
         return env
 
-    def count_parameters(self, *, model: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
-        return torch_models.count_trainable(model, tuple(input_shape), num_classes)
+    def count_parameters(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
+                         factory: str | None = None, search_paths: Sequence[str] = ()) -> int:
+        # On the meta device nothing is allocated and no random numbers are drawn.
+        with torch.device("meta"):
+            net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def _build(model: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None,
+           search_paths: Sequence[str]) -> nn.Module:
+    if factory is None:
+        models.check_input(model, input_shape)
+    net = models.factory(model, "torch", factory, search_paths)(input_shape, num_classes)
+    if not isinstance(net, nn.Module):
+        raise BackendError(f"model {model!r}: the torch factory returned {type(net).__name__}, not an nn.Module")
+    return net
 
 
 def create_backend(name: str) -> TorchBackend:

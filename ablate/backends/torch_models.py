@@ -17,10 +17,8 @@ import math
 import torch
 from torch import nn
 
-from ablate.config import MODELS
 from ablate.errors import BackendError
 
-MODEL_NAMES = MODELS  # one list of names, shared with the grid schema
 
 # Keras BatchNormalization defaults (epsilon=1e-3, momentum=0.99). torch's momentum is the
 # weight of the new batch, Keras' the weight of the running value: 1 - 0.99.
@@ -38,7 +36,10 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) 
 
     Raises BackendError for an unknown name or an input too small for the model.
     """
-    return _BUILDERS[_check_name(name)](tuple(input_shape), num_classes)
+    from ablate.backends import models
+
+    models.check_input(name, input_shape)
+    return models.factory(name, "torch")(tuple(input_shape), num_classes)
 
 
 def count_trainable(name: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
@@ -49,11 +50,6 @@ def count_trainable(name: str, input_shape: tuple[int, int, int], num_classes: i
         model = build_model(name, input_shape, num_classes)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-
-def _check_name(name: str) -> str:
-    if name not in MODEL_NAMES:
-        raise BackendError(f"Expected model to be one of {MODEL_NAMES}, but got {name!r}.")
-    return name
 
 
 def _too_small(name: str, input_shape: tuple[int, int, int], minimum: int) -> BackendError:
@@ -66,7 +62,7 @@ class _FlattenHWC(nn.Module):
     """Flatten in channels-last order, so a dense layer's weights line up with Keras' Flatten."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).flatten(1)
+        return (x.permute(0, 2, 3, 1) if x.ndim == 4 else x).flatten(1)
 
 
 def _keras_init(model: nn.Module) -> nn.Module:
@@ -79,17 +75,16 @@ def _keras_init(model: nn.Module) -> nn.Module:
     return model
 
 
-def _mlp(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    h, w, c = input_shape
+def mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return _keras_init(nn.Sequential(
         _FlattenHWC(),
-        nn.Linear(h * w * c, 256), nn.ReLU(),
+        nn.Linear(math.prod(input_shape), 256), nn.ReLU(),
         nn.Linear(256, 128), nn.ReLU(),
         nn.Linear(128, num_classes),
     ))
 
 
-def _small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     h, w, c = input_shape
     if min(h, w) < 4:
         raise _too_small("small-cnn", input_shape, 4)
@@ -135,7 +130,7 @@ class _Downsample(nn.Module):
         return torch.cat([self.conv(x), self.pool(x)], dim=1)
 
 
-def _minigooglenet(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def minigooglenet(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     h, w, c = input_shape
     # Two valid 3x3/2 downsamples, then a valid 7x7 average pool: each side must reach 7.
     sides = [(((s - 3) // 2 + 1) - 3) // 2 + 1 for s in (h, w)]
@@ -174,7 +169,7 @@ def _fastai_stem_width(c_in: int) -> int:
     return 2 ** math.floor(math.log2(9 * c_in))
 
 
-def _fastai_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def fastai_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c = input_shape[2]
     l2 = _fastai_stem_width(c)
     widths = (4 * l2, *_FASTAI_NFS)
@@ -190,9 +185,3 @@ def _fastai_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Modul
     )
 
 
-_BUILDERS = {
-    "mlp": _mlp,
-    "small-cnn": _small_cnn,
-    "minigooglenet": _minigooglenet,
-    "fastai-cnn": _fastai_cnn,
-}

@@ -49,14 +49,15 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from ablate.data.formats import (
+    CIFAR10_CLASS_NAMES,
     _IDX_IMAGES_MAGIC,
     _IDX_STEMS,
     _cifar_bin_count,
@@ -74,9 +75,9 @@ from ablate.data.formats import (
     _unpickle,
 )
 from ablate.data.splits import _fit_preprocessing, _stratified_split, _transform
-from ablate.errors import DatasetError
+from ablate.errors import AblateError, DatasetError
+from ablate.registry import Registry, resolve
 
-DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenette")
 Preprocess = Literal["standardize", "mean_subtract", "none"]
 PREPROCESS_NAMES: tuple[str, ...] = get_args(Preprocess)
 
@@ -89,67 +90,80 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
 
 _DIGITS_N = 1797
-_KERAS_DOWNLOADABLE = ("fashion-mnist", "mnist", "cifar10")
-
-_CLASS_NAMES = {
-    "digits": tuple(str(d) for d in range(10)),
-    "mnist": tuple(str(d) for d in range(10)),
-    "fashion-mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ),
-    "cifar10": (
-        "airplane", "automobile", "bird", "cat", "deer",
-        "dog", "frog", "horse", "ship", "truck",
-    ),
-}
-# The official sizes, shown by describe_datasets for a dataset that is not here.
-_KNOWN = {
-    "digits": ((8, 8, 1), 10, _DIGITS_N - round(DIGITS_TEST_FRACTION * _DIGITS_N),
-               round(DIGITS_TEST_FRACTION * _DIGITS_N)),
-    "fashion-mnist": ((28, 28, 1), 10, 60000, 10000),
-    "mnist": ((28, 28, 1), 10, 60000, 10000),
-    "cifar10": ((32, 32, 3), 10, 50000, 10000),
-    "imagenette": ((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), 10, 9469, 3925),
-}
 _IDX_FILE_LIST = (
     "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
 )
-_HOW_TO_OBTAIN = {
-    "digits": "install scikit-learn (pip install scikit-learn)",
-    "fashion-mnist": (
-        "install the Debian package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist), "
-        f"pass `path:` to a folder holding {_IDX_FILE_LIST}, "
-        "or leave `path:` out so keras.datasets downloads it (needs internet)"
-    ),
-    "mnist": (
-        f"pass `path:` to a folder holding {_IDX_FILE_LIST} (or keras's mnist.npz), "
-        "or leave `path:` out so keras.datasets downloads it (needs internet)"
-    ),
-    "cifar10": (
-        f"download {CIFAR10_URL}, untar it and pass `path:` to cifar-10-batches-py (or its parent), "
-        "or leave `path:` out so keras.datasets downloads it (needs internet)"
-    ),
-    "imagenette": (
-        f"download fastai's imagenette2-160 ({IMAGENETTE_URL}), untar it and pass `path:` "
-        "to the folder holding train/ and val/"
-    ),
-}
-_WHAT_IS_MISSING = {
-    "fashion-mnist": "no IDX files",
-    "mnist": "no IDX files or mnist.npz",
-    "cifar10": "no cifar-10-batches-py or cifar-10-batches-bin folder",
-    "imagenette": "no train/ and val/ class folders",
-}
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One registered dataset. Built-ins are read from files by :mod:`ablate.data.formats`;
+    a plug-in gives a ``loader`` (a callable or ``module:function``, see :func:`load_dataset`)."""
+
+    name: str
+    description: str
+    known: tuple[tuple[int, ...], int, int | None, int | None] | None = None  # shape, classes, n_train, n_test
+    class_names: tuple[str, ...] | None = None  # None: the files name them
+    how_to_obtain: str = ""
+    what_is_missing: str = ""
+    keras_download: bool = False  # keras.datasets can fetch it when no local copy is found
+    resizable: bool = False  # takes `image_size`
+    loader: Any = None
+
+
+def _from_entry_point(name: str, obj: Any) -> DatasetEntry:
+    if isinstance(obj, DatasetEntry):
+        return obj
+    if isinstance(obj, Mapping):
+        return DatasetEntry(name, str(obj.get("description", "plug-in dataset")), loader=obj["loader"])
+    if callable(obj):
+        return DatasetEntry(name, (obj.__doc__ or "plug-in dataset").strip().splitlines()[0], loader=obj)
+    raise DatasetError(f"entry point {name!r} in ablate.datasets must give a loader function, got {type(obj).__name__}")
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset", group="ablate.datasets", from_entry_point=_from_entry_point)
+for _entry in (
+    DatasetEntry("digits", "scikit-learn's 8x8 handwritten digits (ships with scikit-learn)",
+                 ((8, 8, 1), 10, _DIGITS_N - round(DIGITS_TEST_FRACTION * _DIGITS_N),
+                  round(DIGITS_TEST_FRACTION * _DIGITS_N)),
+                 tuple(str(d) for d in range(10)), "install scikit-learn (pip install scikit-learn)"),
+    DatasetEntry("fashion-mnist", "Zalando's Fashion-MNIST, 28x28 greyscale, 10 classes (IDX files)",
+                 ((28, 28, 1), 10, 60000, 10000),
+                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+                 "install the Debian package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist), "
+                 f"pass `path:` to a folder holding {_IDX_FILE_LIST}, "
+                 "or leave `path:` out so keras.datasets downloads it (needs internet)",
+                 "no IDX files", keras_download=True),
+    DatasetEntry("mnist", "MNIST handwritten digits, 28x28 greyscale (IDX files or keras' mnist.npz)",
+                 ((28, 28, 1), 10, 60000, 10000), tuple(str(d) for d in range(10)),
+                 f"pass `path:` to a folder holding {_IDX_FILE_LIST} (or keras's mnist.npz), "
+                 "or leave `path:` out so keras.datasets downloads it (needs internet)",
+                 "no IDX files or mnist.npz", keras_download=True),
+    DatasetEntry("cifar10", "CIFAR-10, 32x32 colour, 10 classes (python pickles or binary batches)",
+                 ((32, 32, 3), 10, 50000, 10000), CIFAR10_CLASS_NAMES,
+                 f"download {CIFAR10_URL}, untar it and pass `path:` to cifar-10-batches-py (or its parent), "
+                 "or leave `path:` out so keras.datasets downloads it (needs internet)",
+                 "no cifar-10-batches-py or cifar-10-batches-bin folder", keras_download=True),
+    DatasetEntry("imagenette", "fastai's Imagenette (10 ImageNet classes), folders of JPEGs squashed to image_size",
+                 ((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), 10, 9469, 3925), None,
+                 f"download fastai's imagenette2-160 ({IMAGENETTE_URL}), untar it and pass `path:` "
+                 "to the folder holding train/ and val/",
+                 "no train/ and val/ class folders", resizable=True),
+):
+    DATASETS.register(_entry.name, _entry)
+BUILTIN_DATASETS: tuple[str, ...] = DATASETS.names()
+DATASET_NAMES = BUILTIN_DATASETS  # the built-ins, which read files
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A dataset split three ways and preprocessed; every array is a fresh copy.
 
-    x_train: (n_train, H, W, C) float32; y_train: (n_train,) int64 class indices.
-    x_val, y_val: (n_val, H, W, C), (n_val,): held out from the training data.
-    x_test, y_test: (n_test, H, W, C), (n_test,).
+    x_train: (n_train, *input_shape) float32 — images (n, H, W, C) or features (n, F);
+    y_train: (n_train,) int64 class indices.
+    x_val, y_val: (n_val, *input_shape), (n_val,): held out from the training data.
+    x_test, y_test: (n_test, *input_shape), (n_test,).
     """
 
     name: str
@@ -163,10 +177,13 @@ class Dataset:
     class_names: tuple[str, ...]
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(H, W, C) of one image."""
-        h, w, c = self.x_train.shape[1:]
-        return int(h), int(w), int(c)
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example: (H, W, C) for images, (F,) for feature vectors."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.ndim == 4
 
     def __repr__(self) -> str:
         return (
@@ -213,6 +230,8 @@ def load_dataset(
     name: str,
     *,
     path: str | None = None,
+    loader: str | Callable | None = None,
+    search_paths: Sequence[str] = (),
     train_size: int | None = None,
     test_size: int | None = None,
     val_fraction: float = 0.1,
@@ -223,12 +242,21 @@ def load_dataset(
 ) -> Dataset:
     """Load, split and preprocess one dataset (see the module docstring for the rules).
 
+    ``loader`` (a callable or ``module:function``, looked up in ``search_paths`` first, then
+    installed packages) makes a user dataset: it returns ``(x_train, y_train, x_test, y_test)``
+    or a dict with those keys and optionally ``class_names``; ``x`` is numeric of shape
+    ``(n, H, W, C)`` (images) or ``(n, F)`` (features), ``y`` integers in 0..K-1 with K >= 2.
+    A plug-in registered under ``ablate.datasets`` brings its own loader.
     Raises DatasetError (one line) when the dataset is unknown, missing or malformed, or
     an argument is out of range.
     """
-    _check_name(name)
+    if loader is None and name in DATASETS and DATASETS.get(name).loader is not None:
+        loader = DATASETS.get(name).loader
+    if loader is None:
+        _check_name(name)
     size = _check_options(
         name,
+        user=loader is not None,
         path=path,
         train_size=train_size,
         test_size=test_size,
@@ -237,8 +265,11 @@ def load_dataset(
         image_size=image_size,
         split_seed=split_seed,
     )
-    found = _resolve(name, path, download=download)
-    raw = _load_raw(name, found.kind, found.location, size)
+    if loader is not None:
+        raw = _load_user(name, loader, tuple(search_paths))
+    else:
+        found = _resolve(name, path, download=download)
+        raw = _load_raw(name, found.kind, found.location, size)
 
     rng = np.random.default_rng(split_seed)
     n_avail = len(raw.y_train)
@@ -276,6 +307,81 @@ def load_dataset(
     )
 
 
+_USER_CACHE: dict[tuple, _Raw] = {}
+
+
+def _load_user(name: str, loader: str | Callable, search_paths: tuple[str, ...]) -> _Raw:
+    """Call a user loader once per process and check what it returns."""
+    key = (name, loader if isinstance(loader, str) else id(loader), search_paths)
+    if key in _USER_CACHE:
+        return _USER_CACHE[key]
+    if isinstance(loader, str):
+        try:
+            loader = resolve(loader, search_paths)
+        except AblateError as exc:
+            raise DatasetError(f"{name}: loader {exc}") from None
+    try:
+        out = loader()
+    except Exception as exc:  # noqa: BLE001 - the user's loader failed: one line naming it
+        raise DatasetError(f"{name}: the loader raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    class_names = None
+    if isinstance(out, Mapping):
+        missing = [k for k in keys if k not in out]
+        if missing:
+            raise DatasetError(f"{name}: the loader's dict lacks {', '.join(missing)}; expected keys {keys} "
+                               "(and optionally class_names)")
+        parts = [out[k] for k in keys]
+        class_names = out.get("class_names")
+    elif isinstance(out, (tuple, list)) and len(out) == 4:
+        parts = list(out)
+    else:
+        raise DatasetError(f"{name}: the loader must return (x_train, y_train, x_test, y_test) or a dict with "
+                           f"those keys, but returned {type(out).__name__}")
+    raw = _check_user_arrays(name, *parts, class_names=class_names)
+    _USER_CACHE[key] = raw
+    return raw
+
+
+def _check_user_arrays(name, x_train, y_train, x_test, y_test, *, class_names) -> _Raw:
+    """Numeric x of one example shape in both splits, integer labels 0..K-1 with K >= 2."""
+    arrays = []
+    for x, y, split in ((x_train, y_train, "x_train"), (x_test, y_test, "x_test")):
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.dtype.kind not in "biuf" or x.dtype == bool:
+            raise DatasetError(f"{name}: {split} must be numeric, but has dtype {x.dtype}")
+        if x.ndim not in (2, 4):
+            raise DatasetError(f"{name}: {split} must have shape (n, F) or (n, H, W, C), but has {x.shape}")
+        if len(x) == 0:
+            raise DatasetError(f"{name}: {split} is empty; both splits need examples")
+        ylab = "y_" + split[2:]
+        if y.ndim != 1 or len(y) != len(x):
+            raise DatasetError(f"{name}: {ylab} must be a vector of {len(x)} labels, but has shape {y.shape}")
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        if y.dtype.kind not in "iu":
+            raise DatasetError(f"{name}: {ylab} must hold integer class labels, but has dtype {y.dtype}")
+        xf = x.astype(np.float32)
+        if not np.all(np.isfinite(xf)):
+            raise DatasetError(f"{name}: {split} holds NaN or infinite values")
+        xf.flags.writeable = False
+        y = y.astype(np.int64)
+        y.flags.writeable = False
+        arrays += [xf, y]
+    if arrays[0].shape[1:] != arrays[2].shape[1:]:
+        raise DatasetError(f"{name}: x_train examples {arrays[0].shape[1:]} and x_test examples "
+                           f"{arrays[2].shape[1:]} differ in shape")
+    y_all = np.concatenate([arrays[1], arrays[3]])
+    k = int(y_all.max()) + 1 if class_names is None else len(class_names)
+    if y_all.min() < 0 or y_all.max() >= k:
+        raise DatasetError(f"{name}: labels span {y_all.min()}..{y_all.max()}, outside 0..{k - 1}")
+    if k < 2:
+        raise DatasetError(f"{name}: expected at least 2 classes, but the labels hold {k}")
+    names = tuple(str(c) for c in class_names) if class_names is not None else tuple(str(i) for i in range(k))
+    return _Raw(*arrays, class_names=names, max_value=1.0)
+
+
 def check_available(name: str, path: str | None = None, *, download: bool = True) -> None:
     """Raise DatasetError (one line) unless `name` can be loaded; looks only at folder listings.
 
@@ -304,15 +410,15 @@ def describe_datasets(paths: Mapping[str, str] | None = None) -> list[DatasetInf
             raise DatasetError("digits: `path` is not used (the data ships with scikit-learn)")
         found, looked = _locate(name, path)
         if found is None:
-            shape, k, n_train, n_test = _KNOWN[name]
+            shape, k, n_train, n_test = DATASETS.get(name).known
             where = ", ".join(str(p) for p in looked) or "scikit-learn"
-            location = f"not found ({where}); {_HOW_TO_OBTAIN[name]}"
+            location = f"not found ({where}); {DATASETS.get(name).how_to_obtain}"
             infos.append(DatasetInfo(name, False, location, shape, k, None, None))
             continue
         try:
             shape, k, n_train, n_test = _describe_found(name, found)
         except DatasetError as exc:  # one broken copy must not hide the other datasets
-            shape, k, _, _ = _KNOWN[name]
+            shape, k, _, _ = DATASETS.get(name).known
             infos.append(DatasetInfo(name, False, f"unreadable: {exc}", shape, k, None, None))
             continue
         infos.append(DatasetInfo(name, True, _describe_location(found), shape, k, n_train, n_test))
@@ -334,6 +440,7 @@ def _is_int(value: object) -> bool:
 def _check_options(
     name: str,
     *,
+    user: bool = False,
     path: str | None,
     train_size: int | None,
     test_size: int | None,
@@ -354,9 +461,10 @@ def _check_options(
         raise DatasetError(f"{name}: `preprocess` must be one of {PREPROCESS_NAMES}, got {preprocess!r}")
     if not (_is_int(split_seed) and split_seed >= 0):
         raise DatasetError(f"{name}: `split_seed` must be a non-negative integer, got {split_seed!r}")
-    if name != "imagenette":
+    if user or not DATASETS.get(name).resizable:
         if image_size is not None:
-            raise DatasetError(f"{name}: `image_size` applies only to imagenette, got {image_size!r}")
+            raise DatasetError(f"{name}: `image_size` applies only to "
+                               f"{', '.join(n for n, d in DATASETS.items() if d.resizable)}, got {image_size!r}")
         return 0
     if image_size is None:
         return DEFAULT_IMAGE_SIZE
@@ -445,10 +553,10 @@ def _resolve(name: str, path: str | None, *, download: bool) -> _Found:
     if found is not None:
         return found
     if name == "digits":
-        raise DatasetError(f"digits: scikit-learn is not installed; {_HOW_TO_OBTAIN['digits']}")
+        raise DatasetError(f"digits: scikit-learn is not installed; {DATASETS.get('digits').how_to_obtain}")
     where = ", ".join(str(p) + ("" if p.exists() else " (does not exist)") for p in looked)
-    message = f"{name}: {_WHAT_IS_MISSING[name]} in {where}; {_HOW_TO_OBTAIN[name]}"
-    if path is None and name in _KERAS_DOWNLOADABLE:
+    message = f"{name}: {DATASETS.get(name).what_is_missing} in {where}; {DATASETS.get(name).how_to_obtain}"
+    if path is None and DATASETS.get(name).keras_download:
         if not download:
             raise DatasetError(message + "; the download is off here (download: false)")
         if importlib.util.find_spec("keras") is None:
@@ -475,7 +583,7 @@ def _describe_location(found: _Found) -> str:
 def _describe_found(name: str, found: _Found) -> tuple[tuple[int, int, int], int, int, int]:
     """(input shape, classes, n_train, n_test) of a local dataset, cheaply."""
     if found.kind == "sklearn":
-        return _KNOWN["digits"]
+        return DATASETS.get("digits").known
     folder = Path(found.location)
     if found.kind == "idx":
         n_train, h, w = _read_idx_header(_idx_file(folder, _IDX_STEMS["train_images"]), _IDX_IMAGES_MAGIC)
@@ -523,7 +631,7 @@ def _load_raw(name: str, kind: str, location: str, image_size: int) -> _Raw:
         raise AssertionError(kind)
     x_train, y_train, x_test, y_test, class_names = parts
     if class_names is None:
-        class_names = _CLASS_NAMES[name]
+        class_names = DATASETS.get(name).class_names
     max_value = 16.0 if name == "digits" else 255.0
     return _freeze(name, location, x_train, y_train, x_test, y_test, tuple(class_names), max_value)
 
@@ -579,7 +687,7 @@ def _download_with_keras(name: str, looked: str):
     except Exception as e:  # no internet, a bad archive, a broken install: all one line
         reason = " ".join(f"{type(e).__name__}: {e}".split())
         raise DatasetError(
-            f"{name}: not found in {looked} and the keras.datasets download failed ({reason}); {_HOW_TO_OBTAIN[name]}"
+            f"{name}: not found in {looked} and the keras.datasets download failed ({reason}); {DATASETS.get(name).how_to_obtain}"
         ) from e
     x_train, x_test = np.asarray(x_train), np.asarray(x_test)
     if x_train.ndim == 3:  # (n, 28, 28) greyscale

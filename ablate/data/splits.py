@@ -30,8 +30,9 @@ def _stratified_split(y: np.ndarray, n_take: int, rng: np.random.Generator) -> t
 def _fit_preprocessing(kind: str, x: np.ndarray, max_value: float) -> tuple[np.ndarray, np.ndarray]:
     """(shift, scale) such that the preprocessed images are (x - shift) * scale.
 
-    x: (n, H, W, C) uint8 training images. The shapes broadcast against x:
-    "none" -> scalars; "mean_subtract" -> (H, W, C) shift; "standardize" -> (C,) both.
+    x: (n, H, W, C) training images (uint8), or (n, F) feature vectors. The shapes
+    broadcast against x: "none" -> scalars; "mean_subtract" -> (H, W, C) or (F,) shift;
+    "standardize" -> (C,) or (F,) both: per channel, or per feature.
     """
     if kind == "none":
         return np.float32(0.0), np.float32(1.0 / max_value)
@@ -43,8 +44,9 @@ def _fit_preprocessing(kind: str, x: np.ndarray, max_value: float) -> tuple[np.n
     total_sq = np.zeros(x.shape[-1])
     for start in range(0, len(x), 4096):
         chunk = x[start : start + 4096].astype(np.float64)
-        total += chunk.sum(axis=(0, 1, 2))
-        total_sq += np.square(chunk).sum(axis=(0, 1, 2))
+        axes = tuple(range(chunk.ndim - 1))
+        total += chunk.sum(axis=axes)
+        total_sq += np.square(chunk).sum(axis=axes)
     count = x.size / x.shape[-1]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
@@ -53,7 +55,7 @@ def _fit_preprocessing(kind: str, x: np.ndarray, max_value: float) -> tuple[np.n
 
 
 def _transform(x: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """x: (n, H, W, C) uint8 -> a new (n, H, W, C) float32 array (x - shift) * scale."""
+    """x: (n, ...) uint8 or float -> a new float32 array of the same shape, (x - shift) * scale."""
     out = x.astype(np.float32)
     out -= shift
     out *= scale

@@ -1,32 +1,130 @@
-"""Checks made once, in the driver, before any run starts: frameworks and data are here."""
+"""Checks made once, in the driver, before any run starts.
+
+The grid's own values were checked when it was parsed; what is checked here needs the
+machine or the data: frameworks are installed, datasets are here (a downloadable one is
+fetched once, now), user modules can be found, and every model, dataset and option fits
+the others (an image model on feature vectors, a subset larger than the data, a model too
+small for the input). Each failure is one line naming the grid key.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 from ablate import backends
-from ablate.config import Grid
+from ablate.backends import models
+from ablate.config import Grid, framework_of
 from ablate.data import catalogue
-from ablate.errors import BackendError, ConfigError, DatasetError
+from ablate.errors import AblateError, BackendError, ConfigError, DatasetError
 
 
 def check_environment(grid: Grid) -> None:
-    """Fail early, before anything runs, when a backend's framework or a dataset is missing."""
-
+    """Fail early, before anything runs, when something the grid needs is missing or cannot fit."""
     for i, backend in enumerate(grid.backends):
         try:
             backends.check_installed(backend)
         except BackendError as exc:
             raise ConfigError(f"{grid.source}: `backends[{i}]`: {exc}") from None
-    for i, ds in enumerate(grid.datasets):
-        try:
+    search = (grid.base_dir,) if grid.base_dir else ()
+    for i, model in enumerate(grid.models):
+        for framework in ("torch", "keras"):
+            ref = getattr(model, framework)
+            if ref is not None and framework in {framework_of(b) for b in grid.backends}:
+                _check_module(grid, f"models[{i}].{framework}", ref, search)
+    shapes = [_dataset_shape(grid, i, ds, search) for i, ds in enumerate(grid.datasets)]
+    for (i, ds), shape in zip(enumerate(grid.datasets), shapes):
+        is_image = len(shape) == 3
+        if not is_image:
+            augmented = [a.name for a in grid.arms if grid.arm_train[a.name].augment is not None]
+            if augmented:
+                raise ConfigError(f"{grid.source}: `train.augment`: shifts and flips need images, but "
+                                  f"`datasets[{i}]` ({ds.name}) holds feature vectors of shape {shape} "
+                                  f"(arms {augmented}); set augment: false")
+        for j, model in enumerate(grid.models):
+            if model.is_user:
+                continue
             try:
-                catalogue.check_available(ds.name, ds.path, download=False)
-            except DatasetError:
-                catalogue.check_available(ds.name, ds.path, download=True)
-                # Not here yet but downloadable: fetch it once now, so that a machine without
-                # internet fails with one line before any run starts, not once per run.
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-                catalogue.load_dataset(ds.name, path=ds.path)
-        except DatasetError as exc:
-            raise ConfigError(f"{grid.source}: `datasets[{i}]`: {exc}") from None
+                models.check_input(model.name, shape)
+            except BackendError as exc:
+                raise ConfigError(f"{grid.source}: `models[{j}]`: {exc} (`datasets[{i}]`, {ds.name})") from None
+
+
+def _check_module(grid: Grid, key: str, reference: str, search: tuple[str, ...]) -> None:
+    """Find a user module without importing it (importing would start its framework here)."""
+    module = reference.split(":")[0]
+    for path in search:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        where = f"{', '.join(search)} or " if search else ""
+        raise ConfigError(f"{grid.source}: `{key}`: {reference!r}: no module named {module!r} in "
+                          f"{where}the installed packages")
+
+
+def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...]) -> tuple[int, ...]:
+    """The shape of one example, after checking the dataset is here and its sizes fit."""
+    key = f"{grid.source}: `datasets[{i}]`"
+    try:
+        if ds.loader is not None or catalogue.DATASETS.get(ds.name).loader is not None:
+            # A user loader is called once here: its arrays and labels are checked before any run.
+            data = catalogue.load_dataset(ds.name, loader=ds.loader, search_paths=search,
+                                          train_size=ds.train_size, test_size=ds.test_size,
+                                          val_fraction=ds.val_fraction, preprocess=ds.preprocess)
+            return data.input_shape
+        try:
+            catalogue.check_available(ds.name, ds.path, download=False)
+        except DatasetError:
+            catalogue.check_available(ds.name, ds.path, download=True)
+            # Not here yet but downloadable: fetch it once now, so that a machine without
+            # internet fails with one line before any run starts, not once per run.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            catalogue.load_dataset(ds.name, path=ds.path)
+        entry = catalogue.DATASETS.get(ds.name)
+        shape, _, n_train, n_test = entry.known
+        if entry.resizable and ds.image_size is not None:
+            shape = (ds.image_size, ds.image_size, shape[-1])
+        counted = _local_counts(ds)
+        if counted is not None:
+            n_train, n_test = counted
+        _check_sizes(key, ds, n_train, n_test)
+        return tuple(shape)
+    except (DatasetError, AblateError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _local_counts(ds) -> tuple[int, int] | None:
+    """Training and test counts of the local copy, from headers and listings (cheap)."""
+    if ds.path is None:
+        return None
+    try:
+        info = catalogue.describe_datasets({ds.name: ds.path})
+    except DatasetError:
+        return None
+    for row in info:
+        if row.name == ds.name and row.available and row.n_train is not None:
+            return row.n_train, row.n_test
+    return None
+
+
+def _check_sizes(key: str, ds, n_train: int | None, n_test: int | None) -> None:
+    if n_train is not None and ds.train_size is not None and ds.train_size > n_train:
+        raise ConfigError(f"{key}.train_size: expected at most {n_train} (the training examples of "
+                          f"{ds.name}), but got {ds.train_size}")
+    if n_test is not None and ds.test_size is not None and ds.test_size > n_test:
+        raise ConfigError(f"{key}.test_size: expected at most {n_test} (the test examples of "
+                          f"{ds.name}), but got {ds.test_size}")
+    pool = ds.train_size if ds.train_size is not None else n_train
+    if pool is not None:
+        n_val = max(1, round(ds.val_fraction * pool))
+        if n_val >= pool:
+            raise ConfigError(f"{key}.val_fraction: {ds.val_fraction} of {pool} training examples leaves none "
+                              "to train on; use a smaller val_fraction or a larger train_size")
+

@@ -2,8 +2,8 @@
 
 Batch order and augmentation draws come from ``np.random.default_rng(seed)``, never from a
 framework's global state, so every arm and smoothing value with the same seed sees the
-same batches in the same order. The `explicit` arm's soft targets are made here, on a
-copy; validation and test labels stay hard. Every metric is computed here from
+same batches in the same order. Smoothed training targets (the `explicit` and `both`
+methods) are made here, on a copy; validation and test labels stay hard. Every metric is computed here from
 probabilities, with the same code for every backend.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ablate import methods
 from ablate.analysis import calibration
 from ablate.data.augment import augment_batch
 from ablate.config import RunSpec
@@ -99,18 +100,25 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     cfg = spec.train
     k = data.num_classes
     eps = spec.smoothing
+    method = methods.get(spec.method)
     hard_targets = one_hot(data.y_train, k)
-    targets = smooth_labels(hard_targets, eps) if spec.arm == "explicit" else hard_targets
+    soft = method.smooth_targets and eps > 0
+    targets = smooth_labels(hard_targets, eps) if soft else hard_targets
+    if cfg.augment is not None and not data.is_image:
+        raise ValueError(f"train.augment shifts and flips images, but {data.name} holds feature vectors")
     trainer = backend.create_trainer(
         model=spec.model, input_shape=data.input_shape, num_classes=k, train=cfg,
-        loss_smoothing=eps if spec.arm == "loss" else 0.0, seed=spec.seed)
+        loss_smoothing=eps if method.smooth_loss else 0.0, seed=spec.seed, soft_targets=soft,
+        factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else ())
 
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
     steps = math.ceil(n / cfg.batch_size)
     # A fixed subset, the same for every run, for the end-of-epoch training metrics.
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
-    objective_eps = eps if spec.arm == "loss" else 0.0
+    # What the optimiser's loss is against hard labels: the loss's own smoothing, compounded
+    # with the targets' when both smooth.
+    objective_eps = method.effective_smoothing(eps) if method.smooth_loss else 0.0
     hist = outcome.history
 
     for epoch in range(cfg.epochs):

@@ -10,22 +10,42 @@ from ablate.errors import ConfigError
 SELECT_KEYS = ("backend", "dataset", "model", "arm", "smoothing")
 
 
-def parse_seeds(text: str) -> set[int]:
-    """``"0-9"``, ``"0,2,5"`` or ``"0-3,7"`` -> a set of seeds."""
+def parse_seeds(text: str, grid_seeds: Sequence[int] | None = None) -> set[int]:
+    """``"0-9"``, ``"0,2,5"`` or ``"0-3,7"`` -> the set of seeds, among ``grid_seeds`` when given.
+
+    Ranges are intersected with the grid's seeds as they are read, so a huge range costs
+    nothing; a selection that leaves no seed of the grid is refused.
+    """
     seeds: set[int] = set()
+    asked: list[str] = []
+    universe = set(grid_seeds) if grid_seeds is not None else None
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
+            asked.append(part)
             if "-" in part:
                 lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
+                if hi < lo or lo < 0:
                     raise ValueError
-                seeds.update(range(lo, hi + 1))
+                if universe is not None:
+                    seeds.update(s for s in universe if lo <= s <= hi)
+                elif hi - lo > 1_000_000:
+                    raise ConfigError(f"--seeds: range {part!r} is too large (more than a million seeds)")
+                else:
+                    seeds.update(range(lo, hi + 1))
             else:
-                seeds.add(int(part))
+                value = int(part)
+                if value < 0:
+                    raise ValueError
+                if universe is None or value in universe:
+                    seeds.add(value)
     except ValueError:
         raise ConfigError(f"--seeds: expected a range like 0-9 or a list like 0,2,5, but got {text!r}") from None
-    if not seeds:
+    if not asked:
         raise ConfigError(f"--seeds: expected at least one seed, but got {text!r}")
+    if not seeds:
+        shown = sorted(universe or ())
+        listing = f"{shown[0]}-{shown[-1]}" if shown == list(range(shown[0], shown[-1] + 1)) else shown
+        raise ConfigError(f"--seeds: {text!r} selects none of the grid's seeds ({listing})")
     return seeds
 
 
@@ -55,7 +75,8 @@ def _field(spec: RunSpec, key: str) -> str:
             "smoothing": repr(float(spec.smoothing))}[key]
 
 
-def select(runs: Sequence[RunSpec], *, only: str | None = None, seeds: str | None = None) -> list[RunSpec]:
+def select(runs: Sequence[RunSpec], *, only: str | None = None, seeds: str | None = None,
+           grid_seeds: Sequence[int] | None = None) -> list[RunSpec]:
     out = list(runs)
     if only:
         wanted = parse_only(only)
@@ -67,6 +88,6 @@ def select(runs: Sequence[RunSpec], *, only: str | None = None, seeds: str | Non
                                   f"the grid has {sorted(present)}")
         out = [s for s in out if all(_field(s, k) in v for k, v in wanted.items())]
     if seeds:
-        chosen = parse_seeds(seeds)
+        chosen = parse_seeds(seeds, grid_seeds if grid_seeds is not None else sorted({s.seed for s in runs}))
         out = [s for s in out if s.seed in chosen]
     return out

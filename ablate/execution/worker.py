@@ -131,15 +131,16 @@ class RunExecutor:
                             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                             "threads": threads}
 
-    def dataset(self, spec):
+    def dataset(self, spec, origin: str | None = None):
         from ablate.data.catalogue import load_dataset
 
-        if spec not in self._datasets:
-            self._datasets[spec] = load_dataset(
-                spec.name, path=spec.path, train_size=spec.train_size, test_size=spec.test_size,
-                val_fraction=spec.val_fraction, preprocess=spec.preprocess, image_size=spec.image_size)
+        if (spec, origin) not in self._datasets:
+            self._datasets[spec, origin] = load_dataset(
+                spec.name, path=spec.path, loader=spec.loader, search_paths=(origin,) if origin else (),
+                train_size=spec.train_size, test_size=spec.test_size, val_fraction=spec.val_fraction,
+                preprocess=spec.preprocess, image_size=spec.image_size)
             self.dataset_loads += 1
-        return self._datasets[spec]
+        return self._datasets[spec, origin]
 
     def run(self, spec_dict: Mapping[str, Any], *, attempt: int = 1, on_epoch=None) -> dict[str, Any]:
         """Execute one run and store it; returns a short summary for the driver.
@@ -175,7 +176,7 @@ class RunExecutor:
             print(f"== {started_at} attempt {attempt} pid {os.getpid()}: {spec.describe()} ({run_id})",
                   flush=True)
             try:
-                data = self.dataset(spec.dataset)
+                data = self.dataset(spec.dataset, spec.origin)
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails this run only
                 outcome = RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}")
             else:

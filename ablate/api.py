@@ -1,0 +1,126 @@
+"""The Python API; the command line is a thin layer over it.
+
+    import ablate
+    grid = ablate.load_grid("examples/quick.yaml")        # or a dict
+    ablate.run(grid, results="results", workers=2)
+    study = ablate.load_study("results/quick")
+    study.runs                                             # the runs.csv table (pandas)
+    study.comparisons()                                    # the comparisons.csv table
+    study.report(out="results/quick")                      # tables, report.md, figures
+    ablate.compare(table, margins={"accuracy": 0.005}, pairs=[("baseline", "mixup")])
+
+Nothing here imports a training framework or a plotting library until it is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ablate.config import Grid
+from ablate.errors import ConfigError
+
+
+def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
+    """A validated grid from a YAML file, a mapping or a Grid (returned as it is)."""
+    from ablate.catalog import load_grid as _load
+
+    return _load(grid)
+
+
+def plan(grid, *, only: str | None = None, seeds: str | None = None) -> list:
+    """The grid's runs (``RunSpec``), cut down to ``only`` (``key=value,...``) and ``seeds`` (``0-9``)."""
+    from ablate.execution import selection
+
+    grid = load_grid(grid)
+    return selection.select(grid.runs(), only=only, seeds=seeds, grid_seeds=grid.seeds)
+
+
+def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
+        per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
+        executor: str = "local", address: str | None = None, log=sys.stderr):
+    """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
+
+    ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
+    A run that fails or diverges is stored with its status; this never raises for one.
+    """
+    from ablate.execution import devices
+    from ablate.execution.executors import EXECUTORS
+    from ablate.execution.orchestrator import study_lock
+    from ablate.execution.preflight import check_environment
+    from ablate.execution.store import RunStore
+    from ablate.registry import resolve
+    from ablate.study import bind_settings
+
+    grid = load_grid(grid)
+    runs = plan(grid, only=only, seeds=seeds)
+    entry = EXECUTORS.get(executor) if executor in EXECUTORS else None
+    if entry is None:
+        raise ConfigError(f"--executor: {EXECUTORS.unknown(executor)}")
+    for name, value in (("--workers", workers), ("--per-gpu", per_gpu)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}: expected an integer >= 1, but got {value!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"--retries: expected an integer >= 0, but got {retries!r}")
+    if address is not None and not entry.uses_address:
+        raise ConfigError(f"--address: only applies with an executor that takes one "
+                          f"({', '.join(n for n, e in EXECUTORS.items() if e.uses_address)})")
+    if not isinstance(gpus, str) and gpus is not None:
+        gpus = ",".join(str(g) for g in gpus)
+    store = RunStore(results, grid.study)
+    options: dict[str, Any] = {"retries": retries, "per_gpu": per_gpu}
+    if entry.uses_address:
+        # The cluster assigns devices; the driver's own GPUs say nothing about it.
+        if gpus not in (None, "all", "none"):
+            raise ConfigError(f"--gpus: with --executor {executor} expected 'all' or 'none', but got {gpus!r}")
+        options.update(address=address, gpus=0 if gpus == "none" else None, workers=workers)
+        where = f"{executor} ({address or 'local'}), {per_gpu} run(s) per GPU"
+    else:
+        found = devices.discover_gpus()
+        gpu_ids = found if gpus in (None, "all") else [] if gpus == "none" else devices.parse_gpu_list(gpus, found)
+        workers = workers or min(4, os.cpu_count() or 1)
+        options.update(workers=workers, gpus=gpu_ids)
+        where = f"{len(gpu_ids)} GPU(s) x {per_gpu}" if gpu_ids else f"{workers} CPU worker(s)"
+    # Options first (cheap), then frameworks and data (may fetch a dataset once).
+    check_environment(grid)
+    if log is not None:
+        print(f"study {grid.study!r}: {len(runs)} run(s) on {where} -> {store.study_dir}", file=log)
+    with study_lock(store):
+        bind_settings(store, grid)
+        return resolve(entry.run)(runs, store=store, results=str(results), **options)
+
+
+def load_study(path: str | Path, *, results: str | Path | None = None):
+    """A stored study: ``path`` is its folder (``results/quick``), or its name under ``results``."""
+    from ablate.study import Study
+
+    path = Path(path)
+    if results is not None and not path.is_absolute() and len(path.parts) == 1:
+        path = Path(results) / path
+    return Study.open(path)
+
+
+def compare(table, *, margins: Mapping[str, float] | None = None, alpha: float = 0.05, correction: str = "holm",
+            pairs: Sequence[tuple[str, str]] | None = None, seed: int = 0):
+    """Paired comparisons of a per-run table (one row per run: arm, seed, metric columns).
+
+    Returns the ``comparisons.csv`` table (pandas). ``pairs`` defaults to every pair of arms.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ablate.analysis import compare as _compare
+    from ablate.config import DEFAULT_MARGINS
+
+    if not isinstance(table, pd.DataFrame):
+        table = _compare.load_runs_table(table)
+    if "status" in table:
+        table = table[table["status"] == "completed"]
+    margins = dict(margins) if margins is not None else {m: v for m, v in DEFAULT_MARGINS.items() if m in table}
+    kwargs = {"pairs": [tuple(p) for p in pairs]} if pairs is not None else {}
+    result = _compare.compare_runs(table, margins=margins, alpha=alpha, correction=correction,
+                                   rng=np.random.default_rng(seed), **kwargs)
+    return result.table

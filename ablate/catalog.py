@@ -1,0 +1,54 @@
+"""Every registry in one place, and the grid loader that checks names against them.
+
+:mod:`ablate.config` parses a grid without importing any registry (it is a leaf); the
+names it may accept come from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ablate import backends, methods
+from ablate.backends import models
+from ablate.config import Grid, Names, parse_grid as _parse, read_grid_file
+from ablate.data import catalogue
+from ablate.execution import executors
+
+
+def names() -> Names:
+    """The names each registry knows now (built-ins, entry points, and anything registered)."""
+    return Names(
+        methods={name: m.uses_smoothing for name, m in methods.METHODS.items()},
+        models=models.MODELS.names(),
+        datasets=catalogue.DATASETS.names(),
+        backends=backends.accepted_names(),
+        resizable_datasets=tuple(n for n, d in catalogue.DATASETS.items() if d.resizable),
+    )
+
+
+def parse_grid(data: Any, source: str = "<grid>", base_dir: str | Path | None = None) -> Grid:
+    """Validate a grid document (a mapping, as YAML gives it) against the registries."""
+    return _parse(data, names=names(), source=source, base_dir=base_dir)
+
+
+def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
+    """A grid from a YAML file, a mapping (relative paths from the working directory) or a Grid."""
+    if isinstance(grid, Grid):
+        return grid
+    if isinstance(grid, Mapping):
+        return parse_grid(grid, source="<grid dict>", base_dir=Path.cwd())
+    path = Path(grid)
+    return parse_grid(read_grid_file(path), source=str(path), base_dir=path.parent)
+
+
+def describe() -> dict[str, list[tuple[str, str]]]:
+    """Extension point -> [(name, description)], for `python -m ablate plugins`."""
+    return {
+        "methods": [(n, m.description) for n, m in methods.METHODS.items()],
+        "models": [(n, m.description) for n, m in models.MODELS.items()],
+        "datasets": [(n, d.description) for n, d in catalogue.DATASETS.items()],
+        "backends": [(n, b.description) for n, b in backends.BACKENDS.items()],
+        "executors": [(n, e.description) for n, e in executors.EXECUTORS.items()],
+    }
