@@ -125,47 +125,52 @@ def test_keras_notebook_grid_has_the_notebooks_settings():
     grid = load_grid(EXAMPLES / "keras_notebook.yaml")
     (ds,) = grid.datasets
     assert (ds.name, ds.preprocess, ds.image_size) == ("cifar10", "mean_subtract", None)
-    assert grid.models == ("minigooglenet",)
+    assert grid.model_names == ("minigooglenet",)
     assert grid.backends == ("torch", "keras/tensorflow")
-    assert grid.arms == ("none", "explicit", "loss") and grid.smoothing == (0.1,)
+    assert grid.arm_names == ("none", "explicit", "loss", "notebook-explicit", "notebook-loss")
+    assert grid.smoothing == (0.1,)
     assert len(grid.seeds) >= 5
     t = grid.train
     assert (t.epochs, t.batch_size, t.optimizer, t.lr, t.momentum) == (32, 8, "sgd", 5e-3, 0.9)
     assert (t.schedule, t.power, t.weight_decay) == ("polynomial", 1.0, 0.0)
     assert t.augment == AugmentSpec(width_shift=0.1, height_shift=0.1, horizontal_flip=True)
-    # The notebook's confound: momentum 0.7 for its explicit model, 0.9 for its loss model.
-    assert dict(grid.override_text) == {"explicit": {"momentum": 0.7}}
-    assert grid.overrides["explicit"].momentum == 0.7
+    # The notebook as run: momentum 0.7 for its explicit model, 0.9 for its loss model, whose
+    # labels smooth_labels had already smoothed in place (method `both`).
+    methods = {a.name: a.method for a in grid.arms}
+    assert methods["notebook-explicit"] == "explicit" and methods["notebook-loss"] == "both"
+    assert dict(grid.override_text) == {"notebook-explicit": {"momentum": 0.7},
+                                        "notebook-loss": {"momentum": 0.9}}
     by_arm = {r.arm: r.train for r in grid.runs()}
-    assert by_arm["explicit"].momentum == 0.7
-    assert by_arm["loss"].momentum == by_arm["none"].momentum == 0.9
-    assert by_arm["explicit"].lr == by_arm["loss"].lr == 5e-3  # nothing else differs
-    assert len(grid.runs()) == 3 * 2 * len(grid.seeds)
+    assert by_arm["notebook-explicit"].momentum == 0.7
+    assert by_arm["loss"].momentum == by_arm["explicit"].momentum == by_arm["notebook-loss"].momentum == 0.9
+    assert by_arm["notebook-explicit"].lr == by_arm["notebook-loss"].lr == 5e-3  # nothing else differs
+    assert ("notebook-explicit", "notebook-loss") in grid.pairs() and ("explicit", "loss") in grid.pairs()
+    assert len(grid.runs()) == 5 * 2 * len(grid.seeds)
 
 
 def test_fastai_notebook_grid_has_the_notebooks_settings():
     grid = load_grid(EXAMPLES / "fastai_notebook.yaml")
     (ds,) = grid.datasets
     assert (ds.name, ds.image_size) == ("imagenette", 128)
-    assert grid.models == ("fastai-cnn",)
+    assert grid.model_names == ("fastai-cnn",)
     assert grid.backends == ("torch", "keras/tensorflow")
-    assert grid.arms == ("none", "explicit", "loss") and grid.smoothing == (0.1,)
+    assert grid.arm_names == ("none", "explicit", "loss") and grid.smoothing == (0.1,)
     t = grid.train
     # get_learner(nfs, data, 0.4, conv_layer, ...) with plain SGD and no scheduler callback,
     # bs = 128, fit(1) + fit(10), no augmentation.
     assert (t.batch_size, t.optimizer, t.lr, t.schedule) == (128, "sgd", 0.4, "constant")
     assert (t.momentum, t.weight_decay, t.augment) == (0.0, 0.0, None)
     assert 8 <= t.epochs <= 12
-    assert not grid.overrides
+    assert not grid.override_text
     assert len(grid.runs()) == 3 * 2 * len(grid.seeds)
 
 
-@pytest.mark.parametrize("name", ["keras_notebook.yaml", "fastai_notebook.yaml"])
-def test_example_grid_dry_run(name, tmp_path):
+@pytest.mark.parametrize("name, runs", [("keras_notebook.yaml", 50), ("fastai_notebook.yaml", 30)])
+def test_example_grid_dry_run(name, runs, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(EXAMPLES / name), "--dry-run",
                            "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("30 run(s)")
+    assert proc.stdout.strip().splitlines()[-1].startswith(f"{runs} run(s)")
 
 
 # --------------------------------------------------------- one epoch, both backends
@@ -183,6 +188,9 @@ def test_keras_notebook_one_epoch_on_tiny_cifar10_both_backends(tmp_path):
     spec["datasets"][0]["val_fraction"] = 0.2
     spec["seeds"] = 1
     spec["train"].update(epochs=1, monitor_size=10)
+    # The notebook's two arms as it ran them, and the baseline.
+    spec["arms"] = {k: v for k, v in spec["arms"].items() if k in ("none", "notebook-explicit", "notebook-loss")}
+    spec["analysis"]["compare"] = [["notebook-explicit", "notebook-loss"]]
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
@@ -196,11 +204,11 @@ def test_keras_notebook_one_epoch_on_tiny_cifar10_both_backends(tmp_path):
     runs = [r for r in RunStore(results, "nb").scan()]
     assert all(isinstance(r, StoredRun) for r in runs), runs
     assert sorted((r.config["backend"], r.config["arm"]) for r in runs) == sorted(
-        (b, a) for b in ("torch", "keras/tensorflow") for a in ("none", "explicit", "loss"))
+        (b, a) for b in ("torch", "keras/tensorflow") for a in ("none", "notebook-explicit", "notebook-loss"))
     for run in runs:
         assert run.status == "completed", (run.config["backend"], run.config["arm"], run.record["error"])
         assert run.config["model"] == "minigooglenet"
-        assert run.config["train"]["momentum"] == (0.7 if run.config["arm"] == "explicit" else 0.9)
+        assert run.config["train"]["momentum"] == (0.7 if run.config["arm"] == "notebook-explicit" else 0.9)
         arrays = run.arrays()
         assert arrays["test_probs"].shape == (len(y_test), 10)
         np.testing.assert_allclose(arrays["test_probs"].sum(axis=1), 1.0, atol=1e-4)

@@ -3,6 +3,7 @@ determinism. A backend that is not installed is skipped with the reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 
@@ -14,6 +15,7 @@ from ablate.config import DatasetSpec, RunSpec, TrainConfig
 from ablate.data.catalogue import load_dataset
 from ablate.execution.runner import execute, one_hot, smooth_labels, smoothed_cross_entropy
 from ablate.backends.base import Backend, Trainer
+from tests.plugins import write_user_package
 
 # Keras' engine is fixed per process, so one pytest process covers one Keras engine;
 # test_keras_engines.py runs this same file again for the other engines.
@@ -43,19 +45,37 @@ def digits():
     return load_dataset("digits", train_size=300, test_size=120, val_fraction=0.2)
 
 
+# Every test runs on a built-in model and on a user's model from a folder outside the package:
+# both go through the same registry path, so both must pass the same suite.
+@pytest.fixture(scope="module", params=["mlp", "user:tiny"])
+def model(request, tmp_path_factory):
+    if request.param == "mlp":
+        return {"model": "mlp"}
+    folder = write_user_package(tmp_path_factory.mktemp("userpkg"))
+    return {"model": "tiny", "factory": None, "search_paths": (str(folder),), "_user": True}
+
+
+def _factory(model, backend):
+    if not model.get("_user"):
+        return {"model": model["model"]}
+    framework = "keras" if backend.name.startswith("keras") else "torch"
+    return {"model": "tiny", "factory": f"mymodels:tiny_{framework}", "search_paths": model["search_paths"]}
+
+
 def _train(lr=0.05, epochs=2, **kw):
     return TrainConfig(epochs=epochs, batch_size=32, lr=lr, momentum=0.9, schedule="polynomial",
                        monitor_size=100, **kw)
 
 
-def _trainer(backend, digits, *, seed=0, loss_smoothing=0.0, model="mlp"):
-    return backend.create_trainer(model=model, input_shape=digits.input_shape, num_classes=digits.num_classes,
-                                  train=_train(), loss_smoothing=loss_smoothing, seed=seed)
+def _trainer(backend, digits, model, *, seed=0, loss_smoothing=0.0, soft_targets=False):
+    return backend.create_trainer(**_factory(model, backend), input_shape=digits.input_shape,
+                                  num_classes=digits.num_classes, train=_train(), loss_smoothing=loss_smoothing,
+                                  seed=seed, soft_targets=soft_targets)
 
 
-def test_interface(backend, digits):
+def test_interface(backend, digits, model):
     assert isinstance(backend, Backend)
-    trainer = _trainer(backend, digits)
+    trainer = _trainer(backend, digits, model)
     assert isinstance(trainer, Trainer)
     probs = trainer.predict(digits.x_test)
     assert probs.shape == (len(digits.x_test), 10) and probs.dtype == np.float32
@@ -64,24 +84,24 @@ def test_interface(backend, digits):
     assert isinstance(loss, float) and np.isfinite(loss)
     env = backend.environment()
     assert env["device"] == "cpu" and env["framework"] in ("torch", "keras")
-    assert backend.count_parameters(model="mlp", input_shape=(8, 8, 1), num_classes=10) == \
+    assert backend.count_parameters(**_factory(model, backend), input_shape=(8, 8, 1), num_classes=10) == \
         sum(w.size for w in trainer.weights())
 
 
-def test_same_seed_same_initial_weights(backend, digits):
-    a, b, c = (_trainer(backend, digits, seed=s, loss_smoothing=e) for s, e in ((3, 0.0), (3, 0.1), (4, 0.0)))
+def test_same_seed_same_initial_weights(backend, digits, model):
+    a, b, c = (_trainer(backend, digits, model, seed=s, loss_smoothing=e) for s, e in ((3, 0.0), (3, 0.1), (4, 0.0)))
     for wa, wb in zip(a.weights(), b.weights()):
         np.testing.assert_array_equal(wa, wb)
     assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.weights(), c.weights()))
 
 
-def test_explicit_and_loss_first_step_gradients_agree(backend, digits):
+def test_explicit_and_loss_first_step_gradients_agree(backend, digits, model):
     """y*(1-eps)+eps/K as targets with plain CE == hard labels with the framework's smoothed CE."""
     x, hard = digits.x_train[:64], one_hot(digits.y_train[:64], 10)
     eps = 0.1
-    explicit = _trainer(backend, digits, seed=1).gradients(x, smooth_labels(hard, eps))
-    loss = _trainer(backend, digits, seed=1, loss_smoothing=eps).gradients(x, hard)
-    none = _trainer(backend, digits, seed=1).gradients(x, hard)
+    explicit = _trainer(backend, digits, model, seed=1).gradients(x, smooth_labels(hard, eps))
+    loss = _trainer(backend, digits, model, seed=1, loss_smoothing=eps).gradients(x, hard)
+    none = _trainer(backend, digits, model, seed=1).gradients(x, hard)
     assert len(explicit) == len(loss) > 0
     for g_explicit, g_loss in zip(explicit, loss):
         np.testing.assert_allclose(g_explicit, g_loss, rtol=0, atol=1e-6)
@@ -89,23 +109,40 @@ def test_explicit_and_loss_first_step_gradients_agree(backend, digits):
     assert max(np.abs(a - b).max() for a, b in zip(explicit, none)) > 1e-4
 
 
-def test_loss_objective_is_the_smoothed_cross_entropy(backend, digits):
+def test_both_is_explicit_at_the_compounded_eps(backend, digits, model):
+    """Smoothed targets through the smoothed loss (the notebook's loss section as run) train like
+    explicit smoothing at 1-(1-eps)^2: 0.19 for eps = 0.1."""
+    x, hard = digits.x_train[:64], one_hot(digits.y_train[:64], 10)
+    eps = 0.1
+    both = _trainer(backend, digits, model, seed=1, loss_smoothing=eps, soft_targets=True).gradients(
+        x, smooth_labels(hard, eps))
+    compounded = _trainer(backend, digits, model, seed=1).gradients(x, smooth_labels(hard, 1 - (1 - eps) ** 2))
+    single = _trainer(backend, digits, model, seed=1).gradients(x, smooth_labels(hard, eps))
+    for g_both, g_compounded in zip(both, compounded):
+        np.testing.assert_allclose(g_both, g_compounded, rtol=0, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(both, single)) > 1e-5
+
+
+def test_loss_objective_is_the_smoothed_cross_entropy(backend, digits, model):
     """The `loss` arm's objective equals (1-eps)*NLL + eps*mean(-log p) computed from probabilities."""
     x, y = digits.x_train[:32], digits.y_train[:32]
-    trainer = _trainer(backend, digits, seed=2, loss_smoothing=0.2)
+    trainer = _trainer(backend, digits, model, seed=2, loss_smoothing=0.2)
     expected = smoothed_cross_entropy(trainer.predict(x), y, 0.2)
     # mlp has no dropout or batch norm, so training-mode and inference-mode outputs agree
     assert trainer.train_step(x, one_hot(y, 10), 0.0) == pytest.approx(expected, rel=1e-5)
 
 
-def _spec(backend, arm="loss", eps=0.1, seed=0):
-    return RunSpec(backend=backend.name, dataset=DatasetSpec("digits"), model="mlp", arm=arm, smoothing=eps,
-                   seed=seed, repeat=0, train=_train())
+def _spec(backend, model, arm="loss", eps=0.1, seed=0, method=""):
+    built = _factory(model, backend)
+    origin = built["search_paths"][0] if built.get("search_paths") else None
+    return RunSpec(backend=backend.name, dataset=DatasetSpec("digits"), model=built["model"], arm=arm,
+                   smoothing=eps, seed=seed, repeat=0, train=_train(), method=method,
+                   model_factory=built.get("factory"), origin=origin)
 
 
-def test_same_seed_and_arm_give_identical_histories(backend, digits):
-    first = execute(_spec(backend), backend, digits)
-    second = execute(_spec(backend), backend, digits)
+def test_same_seed_and_arm_give_identical_histories(backend, digits, model):
+    first = execute(_spec(backend, model), backend, digits)
+    second = execute(_spec(backend, model), backend, digits)
     assert first.status == second.status == "completed", (first.error, second.error)
     for key, values in first.history.items():
         if key != "seconds":
@@ -113,8 +150,15 @@ def test_same_seed_and_arm_give_identical_histories(backend, digits):
     np.testing.assert_array_equal(first.arrays["test_probs"], second.arrays["test_probs"])
 
 
-def test_run_outputs_and_learning(backend, digits):
-    outcome = execute(_spec(backend, "explicit", 0.1), backend, digits)
+def test_explicit_and_loss_runs_are_identical(backend, digits, model):
+    explicit = execute(_spec(backend, model, "explicit", 0.1), backend, digits)
+    loss = execute(_spec(backend, model, "loss", 0.1), backend, digits)
+    assert explicit.status == loss.status == "completed", (explicit.error, loss.error)
+    np.testing.assert_allclose(explicit.arrays["test_probs"], loss.arrays["test_probs"], rtol=0, atol=1e-5)
+
+
+def test_run_outputs_and_learning(backend, digits, model):
+    outcome = execute(_spec(backend, model, "explicit", 0.1), backend, digits)
     assert outcome.status == "completed", outcome.error
     assert outcome.arrays["test_probs"].shape == (len(digits.y_test), 10)
     assert outcome.arrays["val_probs"].shape == (len(digits.y_val), 10)
@@ -123,9 +167,8 @@ def test_run_outputs_and_learning(backend, digits):
     assert outcome.history["val_nll"][-1] < np.log(10)
 
 
-def test_huge_learning_rate_diverges(backend, digits):
-    spec = RunSpec(backend=backend.name, dataset=DatasetSpec("digits"), model="mlp", arm="none", smoothing=0.0,
-                   seed=0, repeat=0, train=_train(lr=1e9, epochs=3))
+def test_huge_learning_rate_diverges(backend, digits, model):
+    spec = dataclasses.replace(_spec(backend, model, "none", 0.0), train=_train(lr=1e9, epochs=3))
     outcome = execute(spec, backend, digits)
     assert outcome.status == "diverged", (outcome.status, outcome.error)
 

@@ -1,0 +1,66 @@
+"""Source of a user's plug-in package, written to a temporary folder by the tests that need it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_SOURCE = '''
+"""A user's own models: one per framework, same layers, logits out."""
+
+
+def tiny_torch(input_shape, num_classes):
+    import math
+
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.Tanh(), nn.Linear(16, num_classes))
+
+
+def tiny_keras(input_shape, num_classes):
+    import keras
+
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(16, activation="tanh")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+
+
+def not_a_model(input_shape, num_classes):
+    return "oops"
+'''
+
+DATA_SOURCE = '''
+"""A user's own dataset: scikit-learn's breast-cancer table, 30 features, 2 classes."""
+
+import numpy as np
+
+
+def load():
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(bunch.target))
+    x, y = bunch.data[order], bunch.target[order]
+    cut = 400
+    return {"x_train": x[:cut], "y_train": y[:cut], "x_test": x[cut:], "y_test": y[cut:],
+            "class_names": list(bunch.target_names)}
+
+
+def bad_labels():
+    x = np.zeros((10, 3))
+    return x, np.full(10, 7.5), x, np.zeros(10)
+
+
+def one_class():
+    x = np.zeros((10, 3))
+    return x, np.zeros(10, int), x, np.zeros(10, int)
+'''
+
+
+def write_user_package(folder: Path) -> Path:
+    """mymodels.py and mydata.py in ``folder`` (created), as a user would keep beside a grid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mymodels.py").write_text(MODELS_SOURCE)
+    (folder / "mydata.py").write_text(DATA_SOURCE)
+    return folder
