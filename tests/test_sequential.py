@@ -173,3 +173,144 @@ def test_expected_seeds_below_the_fixed_design_of_equal_power(spending):
     power = rates["equivalent"]
     fixed = next(n for n in range(2, 200) if tost_power(n, 1.0, margin, alpha=0.05) >= power)
     assert power > 0.9 and mean_seeds < fixed - 2
+
+
+# ------------------------------------------------------------------------------ a runs table
+def _table(rng, n_seeds=20, gap=0.03):
+    """baseline vs mixup differ by `gap` in accuracy; mixup vs cutmix are identical."""
+    rows = []
+    for seed in range(n_seeds):
+        base = 0.90 + rng.normal(0, 0.004)
+        for arm, shift in (("baseline", 0.0), ("mixup", gap), ("cutmix", gap)):
+            rows.append({"arm": arm, "seed": seed, "accuracy": base + shift + (rng.normal(0, 0.002)
+                                                                               if arm == "baseline" else 0.0)})
+    return pd.DataFrame(rows)
+
+
+def test_sequential_comparisons_decide_and_count_the_runs_saved():
+    runs = _table(np.random.default_rng(5))
+    seq = sq.sequential_comparisons(runs, looks=LOOKS, margins={"accuracy": 0.005}, alpha=0.05,
+                                    spending="pocock")
+    t = seq.table.set_index(["arm_a", "arm_b"])
+    assert list(t.index) == [("baseline", "mixup"), ("baseline", "cutmix"), ("mixup", "cutmix")]
+    assert t["alpha_comparison"].tolist() == pytest.approx([0.05 / 3] * 3)  # Bonferroni over the 3 rows
+    assert t.loc[("mixup", "cutmix"), "decision"] == "equivalent" and t.loc[("mixup", "cutmix"), "decided_at"] == 5
+    assert t.loc[("baseline", "mixup"), "decision"] == "different"
+    assert t.loc[("mixup", "cutmix"), "runs_saved"] == 2 * 15
+    # Every arm is in a comparison decided at `stops_at`; the totals add up.
+    arms = seq.arms.set_index("arm")
+    assert seq.runs_fixed == 3 * 20 and seq.runs_used == arms["stops_at"].sum()
+    assert arms.loc["cutmix", "stops_at"] == max(t.loc[("baseline", "cutmix"), "decided_at"], 5)
+    # Looks past the decision are still analysed (for the figure).
+    assert len(seq.looks) == 3 * 4
+
+
+def test_sequential_comparisons_pairs_and_reference_arms():
+    rows = []
+    for seed in range(6):
+        rows.append({"arm": "none", "smoothing": 0.0, "seed": seed, "ece": 0.05})
+        for eps in (0.1, 0.2):
+            for arm in ("explicit", "loss"):
+                rows.append({"arm": arm, "smoothing": eps, "seed": seed, "ece": 0.02 + eps / 100})
+    seq = sq.sequential_comparisons(pd.DataFrame(rows), looks=(3, 6), margins={"ece": 0.01},
+                                    pairs=[("explicit", "loss"), ("none", "loss")])
+    got = set(zip(seq.table["smoothing"], seq.table["arm_a"], seq.table["arm_b"]))
+    assert got == {(0.1, "explicit", "loss"), (0.2, "explicit", "loss"), (0.1, "none", "loss"),
+                   (0.2, "none", "loss")}
+    assert set(seq.table["decision"]) == {"equivalent", "different"}
+
+
+def test_sequential_comparisons_bad_input_is_one_line():
+    runs = _table(np.random.default_rng(6), n_seeds=6)
+    with pytest.raises(InputError, match="nll"):
+        sq.sequential_comparisons(runs, looks=(3, 6), margins={"nll": 0.02})
+    with pytest.raises(InputError, match="missing column"):
+        sq.sequential_comparisons(runs.drop(columns="seed"), looks=(3, 6), margins={"accuracy": 0.01})
+
+
+def test_figure_draws_one_panel_per_comparison():
+    from ablate.analysis.figures import sequential as seq_figs
+
+    seq = sq.sequential_comparisons(_table(np.random.default_rng(7)), looks=LOOKS, margins={"accuracy": 0.005})
+    fig = seq_figs.sequential_paths(seq)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 3
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ CLI
+class _Proc:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _report(capsys, *args):
+    """``python -m ablate report ARGS`` in this process (its entry point, minus a fresh interpreter)."""
+    from ablate.cli import main
+
+    code = main(["report", *args])
+    captured = capsys.readouterr()
+    return _Proc(code, captured.out, captured.err)
+
+
+def test_cli_report_sequential_in_a_fresh_interpreter(tmp_path):
+    path = tmp_path / "mine.csv"
+    _table(np.random.default_rng(11), n_seeds=10).to_csv(path, index=False)
+    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
+                           str(tmp_path / "o"), "--sequential", "5,10", "--no-figures"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "decided_at" in (tmp_path / "o" / "comparisons.csv").read_text().splitlines()[0]
+
+
+def test_cli_report_runs_sequential(tmp_path, capsys):
+    path = tmp_path / "mine.csv"
+    _table(np.random.default_rng(8)).to_csv(path, index=False)
+    out = tmp_path / "out"
+    proc = _report(capsys, "--runs", str(path), "--out", str(out), "--margin", "accuracy=0.005",
+                   "--sequential", "5,10,15,20", "--spending", "pocock", "--no-figures")
+    assert proc.returncode == 0, proc.stderr
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert {"decision", "decided_at"} <= set(comparisons.columns)
+    row = comparisons[(comparisons["arm_a"] == "mixup") & (comparisons["arm_b"] == "cutmix")].iloc[0]
+    assert row["decision"] == "equivalent" and row["decided_at"] == 5
+    text = (out / "report.md").read_text()
+    assert "## Sequential design" in text and "Pocock-type" in text
+    assert "mixup vs cutmix: equivalent at look 1 (5 seeds); stopping there saves 30 of 40 runs" in text
+    assert "this design would have run" in text
+    assert len(pd.read_csv(out / "sequential.csv")) == 3 * 4
+
+
+def test_cli_report_sequential_with_smoothing_arms_and_figure(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    rows = []
+    for seed in range(10):
+        base = 0.9 + rng.normal(0, 0.004)
+        for arm, shift in (("none", -0.02), ("explicit", 0.0), ("loss", 0.0)):
+            rows.append({"arm": arm, "seed": seed, "smoothing": 0.0 if arm == "none" else 0.1,
+                         "accuracy": base + shift + rng.normal(0, 0.001)})
+    path = tmp_path / "runs.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    proc = _report(capsys, "--runs", str(path), "--out", str(tmp_path / "o"), "--sequential", "5,10")
+    assert proc.returncode == 0, proc.stderr
+    comparisons = pd.read_csv(tmp_path / "o" / "comparisons.csv")
+    # The fixed table's rows (with their verdicts) carry the sequential decision too.
+    assert comparisons["verdict"].notna().all() and comparisons["decision"].notna().all()
+    assert len(comparisons) == 3
+    assert (tmp_path / "o" / "figures" / "sequential.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--sequential", "10,5"], "--sequential: expected increasing integers >= 2"),
+    (["--sequential", "five"], "--sequential: expected increasing integers"),
+    (["--sequential", "1,5"], "--sequential"),
+    (["--sequential", "5,10", "--spending", "haybittle"], "--spending: expected one of obrien-fleming, pocock"),
+    (["--spending", "pocock"], "--spending: only applies with --sequential"),
+])
+def test_cli_sequential_options_are_one_line_errors(tmp_path, capsys, args, match):
+    path = tmp_path / "mine.csv"
+    _table(np.random.default_rng(10), n_seeds=4).to_csv(path, index=False)
+    proc = _report(capsys, "--runs", str(path), "--out", str(tmp_path / "o"), *args)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()

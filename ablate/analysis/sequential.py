@@ -501,3 +501,93 @@ def parse_looks(text: str, option: str = "--sequential") -> tuple[int, ...]:
         raise InputError(f"{option}: expected increasing integers >= 2 separated by commas (seeds at each look), "
                          f"e.g. 5,10,15,20, but got {text!r}")
     return values
+
+
+def check_spending_option(spending: str | None, option: str = "--spending") -> str:
+    """None -> ``obrien-fleming``; an unknown name is a one-line error naming ``option``."""
+    if spending is None:
+        return "obrien-fleming"
+    if spending not in SPENDINGS:
+        raise InputError(f"{option}: expected one of {', '.join(SPENDINGS)}, but got {spending!r}")
+    return spending
+
+
+# --------------------------------------------------------------------------- the report
+
+def pairs_of(table: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[tuple[str, str]] | None:
+    """The (arm_a, arm_b) pairs of a comparisons table's paired rows, in table order,
+    then every other pair of arms in ``runs`` (order of first appearance); None if none."""
+    pairs: list[tuple[str, str]] = []
+    if len(table):
+        paired = table[table["test"] != "welch_t"] if "test" in table else table
+        pairs = list(dict.fromkeys(zip(paired["arm_a"], paired["arm_b"])))
+    if runs is not None and "arm" in runs:
+        arms = list(dict.fromkeys(runs["arm"].astype(str).str.strip()))
+        seen = {frozenset(p) for p in pairs}
+        pairs += [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:] if frozenset((a, b)) not in seen]
+    return pairs or None
+
+
+def with_decisions(table: pd.DataFrame, seq: SequentialComparisons) -> pd.DataFrame:
+    """``table`` (comparisons.csv) with ``decision`` and ``decided_at`` from ``seq``.
+
+    Rows are matched on (metric, backend, dataset, model, smoothing, arm_a, arm_b);
+    rows without a sequential analysis (e.g. across backends) get empty values, and
+    sequential rows the table lacks are appended with the statistics they have.
+    """
+    extra = seq.table[list(KEY) + ["decision", "decided_at"]]
+    base = table.drop(columns=[c for c in ("decision", "decided_at") if c in table])
+    merged = base.merge(extra, on=list(KEY), how="left") if len(base) else \
+        pd.DataFrame(columns=[*base.columns, "decision", "decided_at"])
+    found = seq.table.merge(base[list(KEY)], on=list(KEY), how="left", indicator=True)
+    missing = found[found["_merge"] == "left_only"].drop(columns="_merge")
+    if len(missing):
+        missing = missing.rename(columns={"estimate": "mean_diff", "n_available": "n"})
+        missing = missing.reindex(columns=merged.columns)
+        merged = pd.concat([merged, missing], ignore_index=True) if len(merged) else missing.reset_index(drop=True)
+    merged["decided_at"] = merged["decided_at"].astype("Int64")
+    return merged
+
+
+def _spending_name(spending: str) -> str:
+    return {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type"}[spending]
+
+
+def markdown(seq: SequentialComparisons) -> str:
+    """The report.md section: the design, then per comparison when it was decided and
+    what stopping there saves, then the runs the whole design would have needed."""
+    n_max = seq.looks_planned[-1]
+    m = len(seq.table)
+    level = seq.table["alpha_comparison"].iloc[0] if m else seq.alpha
+    family = (f"Bonferroni over the {m} comparisons: each runs at α = {level:.3g}"
+              if seq.correction == "bonferroni" and m > 1 else f"α = {level:.3g} per comparison")
+    lines = ["## Sequential design", "",
+             f"Analysed as if looked at after {', '.join(map(str, seq.looks_planned))} seeds "
+             f"({_spending_name(seq.spending)} Lan-DeMets alpha spending; {family}, family-wise error ≤ "
+             f"{seq.alpha:g}). At each look the repeated interval of the paired difference decides "
+             f"`equivalent` (the (1 − 2α) interval inside ±margin) or `different` (the (1 − α) interval "
+             f"excludes 0); critical values are t-quantiles at the boundaries' nominal levels. The fixed design "
+             f"runs {n_max} seeds per arm.", ""]
+    if not m:
+        lines += ["No pair of arms could be compared.", ""]
+    for r in seq.table.to_dict("records"):
+        where = " / ".join(p for p in (r["backend"], r["dataset"], r["model"]) if p != "-") or "all runs"
+        if r["smoothing"]:
+            where += f", ε = {r['smoothing']:g}"
+        head = f"- **{r['metric']}**, {where}, {r['arm_a']} vs {r['arm_b']}: "
+        if r["decision"] in ("equivalent", "different"):
+            text = (f"{r['decision']} at look {int(r['look'])} ({int(r['decided_at'])} seeds); stopping there "
+                    f"saves {int(r['runs_saved'])} of {int(r['runs_fixed'])} runs against the fixed design")
+        elif r["decision"] == "inconclusive":
+            text = f"inconclusive after all {len(seq.looks_planned)} looks (no runs saved)"
+        else:
+            text = f"undecided with {int(r['n_available'])} paired seeds; the next look needs more"
+        if r["note"]:
+            text += f" ({r['note']})"
+        lines.append(head + text + ".")
+    if m:
+        lines += ["", f"An arm stops receiving seeds once every comparison that involves it, on every metric, "
+                      f"is decided: this design would have run {seq.runs_used} of {seq.runs_fixed} runs "
+                      f"({seq.runs_saved} saved). Per-look estimates and intervals: `sequential.csv`."]
+    lines += [f"- {n}" for n in seq.notes]
+    return "\n".join(lines) + "\n"
