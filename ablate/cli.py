@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--ece-binning", choices=("uniform", "quantile"), default=None,
                         help="equal-width (default) or equal-mass bins")
     report.add_argument("--no-figures", action="store_true", help="write the tables and report.md only")
+    report.add_argument("--sequential", default=None, metavar="N1,N2,...",
+                        help="also analyse as a group-sequential design looked at after these seed counts, "
+                             "e.g. 5,10,15,20: comparisons.csv gains decision and decided_at, report.md the "
+                             "runs saved, plus sequential.csv and figures/sequential.png")
+    report.add_argument("--spending", default=None, metavar="NAME",
+                        help="alpha spending for --sequential: obrien-fleming (default) or pocock")
 
     status = sub.add_parser("status", help="done / failed / diverged / pending per cell of a grid")
     status.add_argument("grid", help="grid YAML file")
@@ -148,15 +154,23 @@ def _cmd_report(args) -> int:
     from ablate import study
     from ablate.analysis import report
 
+    from ablate.analysis import sequential
+
     margins = report.parse_margins(args.margin)
+    looks = sequential.parse_looks(args.sequential) if args.sequential is not None else None
+    if args.spending is not None and looks is None:
+        raise ConfigError("--spending: only applies with --sequential")
+    spending = sequential.check_spending_option(args.spending)
     if args.runs:
         out = Path(args.out or Path(args.runs).with_suffix("").as_posix() + "_report")
         written = report.report_from_table(args.runs, out=out, margins=margins, alpha=args.alpha,
-                                           correction=args.correction, figures=not args.no_figures)
+                                           correction=args.correction, figures=not args.no_figures,
+                                           sequential=looks, spending=spending)
     else:
         written = study.report_study(args.results, study=args.study, out=args.out, margins=margins,
                                       alpha=args.alpha, correction=args.correction, ece_bins=args.ece_bins,
-                                      ece_binning=args.ece_binning, figures=not args.no_figures)
+                                      ece_binning=args.ece_binning, figures=not args.no_figures,
+                                      sequential=looks, spending=spending)
     for path in written:
         print(path)
     return 0

@@ -212,8 +212,9 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
 def report_study(results: str | Path, *, study: str | None = None, out: str | Path | None = None,
                  margins: Mapping[str, float] | None = None, alpha: float | None = None,
                  correction: str | None = None, ece_bins: int | None = None, ece_binning: str | None = None,
-                 figures: bool = True) -> list[Path]:
-    """Report on one study's stored runs; returns the paths written."""
+                 figures: bool = True, sequential=None, spending: str | None = None) -> list[Path]:
+    """Report on one study's stored runs; returns the paths written (``sequential``:
+    looks for the group-sequential analysis, see :func:`ablate.analysis.report.write_report`)."""
     results = Path(results)
     names = studies(results)
     if study is None:
@@ -240,7 +241,7 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
-        binning=(bins, binning), figures=figures)
+        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending)
 
 
 

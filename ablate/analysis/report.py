@@ -90,8 +90,13 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
 # ------------------------------------------------------------------------------ entry points
 def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str, float] | None = None,
                       alpha: float | None = None, correction: str | None = None,
-                      figures: bool = True) -> list[Path]:
-    """Analyse a per-run CSV made by other tools (``ablate report --runs FILE.csv``)."""
+                      figures: bool = True, sequential: Sequence[int] | None = None,
+                      spending: str | None = None) -> list[Path]:
+    """Analyse a per-run CSV made by other tools (``ablate report --runs FILE.csv``).
+
+    sequential: looks (seeds) at which to analyse the table as a group-sequential design
+    (:mod:`ablate.analysis.sequential`); spending: its alpha-spending function.
+    """
     from ablate.analysis.compare import load_runs_table
 
     runs = load_runs_table(path)
@@ -100,13 +105,19 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
     return write_report(runs, out=Path(out), title=f"Runs table `{Path(path).name}`",
                          margins={**DEFAULT_MARGINS, **(margins or {})}, alpha=alpha or 0.05,
                          correction=correction or "holm", histories=None, reliability={}, corrupt=(),
-                         overrides={}, binning=None, figures=figures, external=True)
+                         overrides={}, binning=None, figures=figures, external=True, sequential=sequential,
+                         spending=spending)
 
 
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
                   histories, reliability, corrupt, overrides, binning, figures: bool,
-                  external: bool = False) -> list[Path]:
+                  external: bool = False, sequential: Sequence[int] | None = None,
+                  spending: str | None = None) -> list[Path]:
     from ablate.analysis import compare
+    from ablate.analysis import sequential as seq_mod
+
+    looks = seq_mod.check_looks(sequential, "--sequential") if sequential else None
+    spending = seq_mod.check_spending_option(spending)
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -117,22 +128,39 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                                        correction=correction, rng=np.random.default_rng(0))
     summary = summary_table(runs, [m for m in SUMMARY_METRICS if m in runs.columns] +
                             [m for m in metrics if m not in SUMMARY_METRICS])
+    seq, comparisons_csv = None, comparisons.table
+    if looks:
+        seq = seq_mod.sequential_comparisons(measured, looks=looks, margins={m: margins[m] for m in metrics},
+                                             pairs=seq_mod.pairs_of(comparisons.table, measured), alpha=alpha,
+                                             spending=spending)
+        # Rows only the sequential analysis has (arms the fixed table does not pair) are appended.
+        comparisons_csv = seq_mod.with_decisions(comparisons.table, seq)
+        seq.looks.to_csv(out / "sequential.csv", index=False)
+        written.append(out / "sequential.csv")
 
     if not external:
         runs_csv = out / "runs.csv"
         runs[list(RUNS_COLUMNS) + [c for c in EXTRA_RUN_COLUMNS if c in runs]].to_csv(runs_csv, index=False)
         written.append(runs_csv)
-    for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons.table)):
+    for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons_csv)):
         table.to_csv(out / name, index=False)
         written.append(out / name)
 
     figure_paths: dict[str, Path] = {}
     if figures:
         figure_paths = _draw_figures(runs, histories, reliability, comparisons, out, metrics)
+        if seq is not None and len(seq.looks):
+            from ablate.analysis.figures import sequential as seq_figs
+            from ablate.analysis.figures._style import save_figure
+
+            figure_paths["sequential"] = out / "figures" / "sequential.png"
+            save_figure(seq_figs.sequential_paths(seq), figure_paths["sequential"])
         written.extend(figure_paths.values())
 
     md = _markdown(runs, summary, comparisons, title=title, alpha=alpha, correction=correction,
                    corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out)
+    if seq is not None:
+        md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
     (out / "report.md").write_text(md)
     written.append(out / "report.md")
     return written

@@ -752,3 +752,5 @@ def compare_unpaired(
         seeds_needed=seeds_needed(pooled, margin, power=target_power, alpha=alpha,
                                   design="two-sample"),
     )
+
+from ablate.analysis.sequential import SequentialTost, sequential_boundaries, sequential_tost  # noqa: E402,F401
