@@ -66,8 +66,8 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"--retries: expected an integer >= 0, but got {retries!r}")
     if address is not None and not entry.uses_address:
-        raise ConfigError(f"--address: only applies with an executor that takes one "
-                          f"({', '.join(n for n, e in EXECUTORS.items() if e.uses_address)})")
+        raise ConfigError("--address: only applies with --executor "
+                          + " or ".join(n for n, e in EXECUTORS.items() if e.uses_address))
     if not isinstance(gpus, str) and gpus is not None:
         gpus = ",".join(str(g) for g in gpus)
     store = RunStore(results, grid.study)

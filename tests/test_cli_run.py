@@ -209,7 +209,9 @@ def test_bad_options_are_one_line_errors(write_grid, tmp_path):
                           (["--seeds", "3-1"], "--seeds: expected a range"),
                           (["--per-gpu", "0"], "--per-gpu: expected an integer >= 1"),
                           (["--gpus", "7"], "--gpus: expected ids among"),
-                          (["--address", "auto"], "--address: only applies with --executor ray")):
+                          (["--address", "auto"], "--address: only applies with --executor ray"),
+                          (["--executor", "slurm"], "--executor: unknown executor 'slurm'; known: local, ray"),
+                          (["--seeds", "50"], "--seeds: '50' selects none of the grid's seeds")):
         proc = ablate("run", grid, "--results", tmp_path / "r", *args, check=2)
         assert proc.stderr.startswith("ablate: error: ") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1

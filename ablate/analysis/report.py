@@ -201,9 +201,9 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics)
 def _group_reliability(reliability) -> dict[tuple, dict[str, Any]]:
     """(backend, dataset, model) -> {arm label: bins}; one panel per arm (and eps)."""
     out: dict[tuple, dict[str, Any]] = {}
-    eps_values = {cell[4] for cell in reliability if cell[3] != "none"}
+    eps_values = {cell[4] for cell in reliability if cell[4]}
     for (backend, dataset, model, arm, eps), bins in sorted(reliability.items()):
-        label = arm if arm == "none" or len(eps_values) < 2 else f"{arm} eps={eps:g}"
+        label = arm if not eps or len(eps_values) < 2 else f"{arm} eps={eps:g}"
         out.setdefault((backend, dataset, model), {})[label] = bins
     return out
 

@@ -149,12 +149,23 @@ class _CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+_CIFAR_PICKLE_MAX_BYTES = 64 * 2**20  # a real batch is about 31 MB
+
+
 def _unpickle(path: Path) -> dict:
     try:
+        size = path.stat().st_size
+        if size > _CIFAR_PICKLE_MAX_BYTES:
+            raise DatasetError(f"{path}: {size:,} bytes is far more than a CIFAR-10 python batch (about 31 MB); "
+                               "expected the files of cifar-10-python.tar.gz")
         with open(path, "rb") as f:
             obj = _CifarUnpickler(f, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
-        raise DatasetError(f"{path}: cannot read CIFAR-10 pickle ({type(e).__name__}: {e})") from e
+    except DatasetError:
+        raise
+    except (Exception, MemoryError) as e:  # noqa: BLE001 - the unpickler is restricted: any failure means a bad file
+        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise DatasetError(f"{path}: cannot read CIFAR-10 pickle ({why}); expected the python-format batches "
+                           "of cifar-10-python.tar.gz") from None
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return obj
