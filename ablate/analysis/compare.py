@@ -236,10 +236,11 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
 def load_runs_table(path) -> pd.DataFrame:
     """Read a user-made per-run CSV for ``ablate report --runs FILE.csv``.
 
-    Required columns: ``arm`` (none / explicit / loss), ``seed`` (integers) and at least
+    Required columns: ``arm`` (any name, on every row), ``seed`` (integers) and at least
     one numeric metric column. Optional: ``backend, dataset, model`` (default "-"),
-    ``smoothing`` (default 0, in [0, 1)), ``repeat`` (default 0) and ``status`` (only
-    "completed" rows are analysed). Any problem raises :class:`InputError` with one line
+    ``smoothing`` (default 0, an empty cell is 0, in [0, 1)), ``repeat`` (default 0) and
+    ``status`` (only "completed" rows are analysed). Columns holding text are kept (the
+    comparison notes them as not compared). Any problem raises :class:`InputError` with one line
     naming the file, the columns, what is allowed and what was given.
     """
     path = Path(path)
@@ -844,7 +845,7 @@ def _power_sentence(row: Mapping, sd: float, alpha: float) -> str:
     shown = _amount(diff, metric, margin)
     if np.isfinite(diff) and abs(diff) >= margin:
         real = (f"if the true difference is the observed {shown}, equivalence is not reachable with "
-                f"any number of seeds (it is at or beyond the margin)")
+                f"any number of seeds, since that is at or beyond the margin")
     elif observed is None or pd.isna(observed):
         real = f"if the true difference is the observed {shown}, more than 100000 seeds would be needed"
     else:
