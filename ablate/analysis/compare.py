@@ -17,7 +17,7 @@ metric columns) into one row per comparison, with the statistics of
   the Wilcoxon signed-rank test.
 * **reference arms** (the baseline that assay sensitivity is judged against): the
   flat arms when some other arm has smoothing > 0; when no arm has (e.g. a table
-  without a ``smoothing`` column), the arm named ``none`` if present; else none.
+  without a ``smoothing`` column), the arm named ``none`` if present; else there is none.
 * **across backends** (unpaired, Welch): for each dataset / model / arm / smoothing
   run on two backends, ``backend`` holds ``"<a> vs <b>"`` (names in sorted order,
   e.g. ``"keras vs torch"``), ``arm_a`` and ``arm_b`` both hold the arm,
@@ -192,7 +192,7 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dupes:
         _fail(source, f"duplicate column(s) {', '.join(dupes)}; {allowed}")
-    df = df.copy()
+    df = df.reset_index(drop=True)  # unique labels, so a row can be named in messages
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in df.columns:
             df[column] = default
