@@ -306,3 +306,12 @@ def test_refused_pairs_in_the_api():
     runs = table({"base": 0.0, "mix": 0.01}, seeds=5)
     with pytest.raises(InputError, match="expected two different arms"):
         compare_runs(runs, pairs=[("mix", "mix")], n_boot=200)
+
+
+def test_different_says_more_than_the_margin_only_when_the_whole_ci_is_beyond_it():
+    comp = compare_runs(table({"explicit": 0.0, "loss": -0.006}, seeds=10, noise=0.003), n_boot=200)
+    row = comp.table.iloc[0]
+    assert row.verdict == "different" and row.ci_low < 0.005 < row.ci_high  # CI straddles the margin
+    text = markdown(comp)
+    assert "by more than the margin" not in text
+    assert "the CI reaches inside ±0.50 pp accuracy, so the difference may be smaller than the margin" in text

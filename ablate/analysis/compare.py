@@ -737,13 +737,21 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
                      f"{_p(row['p_difference_adj'])}, {corr}) but practically negligible")
         return text
     if verdict == "different":
-        return (f"{pair} differ in {name} by more than the margin ({core}, outside "
-                f"{_margin_text(metric, margin)}; {test} {_p(row['p_difference_adj'])} ({corr}), "
-                f"n = {row['n']})")
+        tested = f"{test} {_p(row['p_difference_adj'])} ({corr}), n = {row['n']}"
+        if _beyond(row):
+            return (f"{pair} differ in {name} by more than the margin ({core}, outside "
+                    f"{_margin_text(metric, margin)}; {tested})")
+        return (f"{pair} differ in {name} ({core}; {tested}); the CI reaches inside "
+                f"{_margin_text(metric, margin)}, so the difference may be smaller than the margin")
     reason = f"; {row['note']}" if row["note"] else ""
     return (f"it is not settled whether {pair} are equivalent within {_margin_text(metric, margin)} "
             f"({core}, TOST {_p(row['p_equivalence_adj'])}, {test} {_p(row['p_difference_adj'])} "
             f"({corr}), n = {row['n']}{reason})")
+
+
+def _beyond(row: Mapping) -> bool:
+    """The whole CI lies beyond the margin: only then is 'more than the margin' a claim."""
+    return bool(row["ci_low"] >= row["margin"] or row["ci_high"] <= -row["margin"])
 
 
 def _detected(row: Mapping, alpha: float) -> bool:
@@ -960,7 +968,8 @@ def markdown(
             nums = (f"mean difference {backends[0]} − {backends[1]} {_amount(r['mean_diff'], metric, margin)}, "
                     f"{ci}, TOST {_p(r['p_equivalence_adj'])}, Welch {_p(r['p_difference_adj'])} ({corr})")
             state = {"equivalent": f"equivalent within {_margin_text(metric, margin)}",
-                     "different": f"different by more than {_margin_text(metric, margin)}",
+                     "different": (f"different by more than {_margin_text(metric, margin)}" if _beyond(r)
+                                   else f"different, though the CI reaches inside {_margin_text(metric, margin)}"),
                      }.get(r["verdict"], f"inconclusive at {_margin_text(metric, margin)}")
             if r["verdict"] == "inconclusive" and r["n"] < MIN_PAIRS:
                 state = f"no verdict (fewer than {MIN_PAIRS} runs on a side)"
