@@ -315,3 +315,26 @@ def test_different_says_more_than_the_margin_only_when_the_whole_ci_is_beyond_it
     text = markdown(comp)
     assert "by more than the margin" not in text
     assert "the CI reaches inside ±0.50 pp accuracy, so the difference may be smaller than the margin" in text
+
+
+def test_compare_reaches_a_study_report(tmp_path, capsys):
+    from tests.test_report import fill_store
+
+    fill_store(tmp_path, seeds=2, backends_=("torch",), corrupt=False, failed=False)
+    code, _, err = cli(capsys, "report", "--results", str(tmp_path), "--study", "synth", "--no-figures",
+                       "--compare", "loss:none", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    t = pd.read_csv(tmp_path / "o" / "comparisons.csv")
+    assert set(zip(t.arm_a, t.arm_b)) == {("loss", "none")} and (t.smoothing == 0.1).all()
+    text = (tmp_path / "o" / "report.md").read_text()
+    assert "loss vs no smoothing: only 2 pair(s), no verdict" in text
+    assert "there is no arm without smoothing" not in text
+
+
+def test_reference_arm_as_arm_b_keeps_the_gain_sign():
+    runs = table({"none": 0.0, "loss": 0.02}, seeds=6, smoothing={"loss": 0.1})
+    comp = compare_runs(runs, pairs=[("loss", "none")], n_boot=200)
+    sens = comp.sensitivity.iloc[0]
+    assert (sens.reference, sens.arm, sens.detected) == ("none", "loss", True)
+    assert sens.gain == pytest.approx(comp.table.iloc[0].mean_diff) and sens.gain > 0.015
+    assert "loss differs from no smoothing" in markdown(comp) and "loss beats no smoothing" in markdown(comp)

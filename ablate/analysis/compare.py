@@ -581,19 +581,21 @@ def compare_runs(
     details_df = pd.concat([table[keys], pd.DataFrame(details)], axis=1) \
         if details else pd.DataFrame(columns=keys + ["constant"])
 
-    links = ((table["test"] != "welch_t") & table["arm_a"].isin(references)
-             & ~table["arm_b"].isin(references)).to_numpy()
+    ref_a, ref_b = table["arm_a"].isin(references), table["arm_b"].isin(references)
+    links = ((table["test"] != "welch_t") & (ref_a != ref_b)).to_numpy()
     linked = table[links]
+    first = ref_a.to_numpy()[links]  # the reference is arm_a (else arm_b: the sign flips)
     const = details_df["constant"].to_numpy(dtype=bool)[links] if len(details_df) else np.zeros(0, bool)
     detected = ((linked["n"] >= MIN_PAIRS).to_numpy()
                 & ((linked["p_difference_adj"] < alpha).to_numpy()
                    | (const & (linked["mean_diff"] != 0).to_numpy())))
     sensitivity = pd.DataFrame({
         "metric": linked["metric"], "backend": linked["backend"],
-        "dataset": linked["dataset"], "model": linked["model"],
-        "smoothing": linked["smoothing"], "reference": linked["arm_a"], "arm": linked["arm_b"],
-        "gain": -linked["mean_diff"], "p_difference_adj": linked["p_difference_adj"],
-        "detected": detected, "verdict": linked["verdict"],
+        "dataset": linked["dataset"], "model": linked["model"], "smoothing": linked["smoothing"],
+        "reference": np.where(first, linked["arm_a"], linked["arm_b"]),
+        "arm": np.where(first, linked["arm_b"], linked["arm_a"]),
+        "gain": np.where(first, -linked["mean_diff"], linked["mean_diff"]),
+        "p_difference_adj": linked["p_difference_adj"], "detected": detected, "verdict": linked["verdict"],
     }).reset_index(drop=True)
 
     return Comparisons(
@@ -767,17 +769,20 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
                         corr: str, smoothed: bool = True) -> tuple[str, str]:
     """(clause appended to the main sentence, assay-sensitivity sentence).
 
-    rows: {(arm_a, arm_b): row} of one group and metric; the links are the rows whose
-    arm_a is a reference arm and arm_b is not. smoothed: whether any arm is smoothed
+    rows: {(arm_a, arm_b): row} of one group and metric; the links are the rows with
+    exactly one reference arm (either side). smoothed: whether any arm is smoothed
     (without one, the missing reference is not worth a sentence).
     """
-    links = [k for k in rows if k[0] in references and k[1] not in references]
+    links = [k for k in rows if (k[0] in references) != (k[1] in references)]
+    # (reference, other arm, gain = other minus reference) per link
+    role = {k: (k[0], k[1], -rows[k]["mean_diff"]) if k[0] in references
+            else (k[1], k[0], rows[k]["mean_diff"]) for k in links}
     if not links:
         if not smoothed:
             return "", ""
         return "", ("Assay sensitivity cannot be judged here: there is no arm without smoothing "
                     "to compare with.")
-    refs = list(dict.fromkeys(ref for ref, _ in links))
+    refs = list(dict.fromkeys(role[k][0] for k in links))
     ref_text = _arm_name(refs[0]) if len(refs) == 1 else "the reference arms"
     higher = HIGHER_IS_BETTER.get(metric)
 
@@ -786,7 +791,7 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
             return "differs from"
         return "beats" if (g > 0) == higher else "is worse than"
 
-    found = {k: (-rows[k]["mean_diff"], _detected(rows[k], alpha), rows[k]) for k in links}
+    found = {k: (role[k][2], _detected(rows[k], alpha), rows[k]) for k in links}
     detected = [k for k in links if found[k][1]]
     few = [k for k in links if rows[k]["n"] < MIN_PAIRS]
     dirs = {direction(found[k][0]) for k in links}
@@ -800,7 +805,7 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
         parts = []
         for k in links:
             gain, hit, row = found[k]
-            ref, arm = _arm_name(k[0]), k[1]
+            ref, arm = _arm_name(role[k][0]), role[k][1]
             if row["n"] < MIN_PAIRS:
                 parts.append(f"{arm} vs {ref}: only {row['n']} pair(s), no verdict")
             elif row["verdict"] == "identical":
@@ -819,7 +824,7 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
                 parts.append(f"{arm} does not differ detectably from {ref} "
                              f"({_p(row['p_difference_adj'])}, {corr})")
         clause = "; ".join(parts)
-    compared = [arm for _, arm in links]
+    compared = [role[k][1] for k in links]
     noun = "smoothing arms" if all(a in _SMOOTHING_ARMS for a in compared) else "compared arms"
     if few:
         n_few = min(rows[k]["n"] for k in few)
@@ -830,7 +835,7 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
                  else ("both " if len(links) == 2 else f"all {len(links)} ") + noun + " differ")
         assay = f"Assay sensitivity: {which} from {ref_text}, so this design detects effects of this size."
     elif detected:
-        assay = (f"Assay sensitivity: only {', '.join(k[1] for k in detected)} differs detectably from "
+        assay = (f"Assay sensitivity: only {', '.join(role[k][1] for k in detected)} differs detectably from "
                  f"{ref_text}; read an equivalence verdict here with that in mind.")
     else:
         assay = (f"Assay sensitivity is weak: no compared arm differs detectably from {ref_text}, "
