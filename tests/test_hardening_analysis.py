@@ -193,13 +193,15 @@ def test_runs_table_with_failed_rows_and_no_run_id(tmp_path, capsys):
 # ------------------------------------------------------------------ item 16: tables that say too little
 
 
-def test_inf_in_runs_table_names_column_and_row(tmp_path, capsys):
+@pytest.mark.parametrize("column", ["accuracy", "brier"])  # brier has no margin but is summarised
+def test_inf_in_runs_table_names_column_and_row(tmp_path, capsys, column):
     df = table({"none": 0.0, "loss": 0.01}, seeds=6)
-    df.loc[4, "accuracy"] = np.inf
+    df["brier"] = 0.1
+    df.loc[4, column] = -np.inf
     path = write_csv(tmp_path, df)
     code, _, err = cli(capsys, "report", "--runs", str(path), "--out", str(tmp_path / "o"), "--no-figures")
     assert code == 2 and err.count("\n") == 1
-    assert "column `accuracy` holds inf in data row 5" in err and f"seed {df.loc[4, 'seed']}" in err
+    assert f"column `{column}` holds -inf in data row 5" in err and f"seed {df.loc[4, 'seed']}" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -81,7 +81,7 @@ OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0})
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
-                        "finished_at", "seconds", "error", "_row"})
+                        "finished_at", "seconds", "error", "method", "_row"})
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
 RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
@@ -528,7 +528,7 @@ def compare_runs(
         raise InputError(f"runs table: {int(dup.sum())} rows share backend/dataset/model/arm/"
                          f"smoothing/seed/repeat with another completed run, e.g. {example}")
     used = _resolve_margins(df, margins, notes, text)
-    for metric in used:
+    for metric in _metric_columns(df):  # all of them: the summary table reads more than `used`
         infinite = np.isinf(df[metric].to_numpy(dtype=np.float64))
         if infinite.any():
             first = df.index[infinite][0]

@@ -242,6 +242,7 @@ def _failed_line(row) -> str:
     error = text("error")
     return f"- {head}{row['status']}: {where.strip()}" + (f" — {error}" if error else "")
 
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
