@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--ece-bins", type=int, default=None, metavar="N", help="ECE bins (default: 15)")
     report.add_argument("--ece-binning", choices=("uniform", "quantile"), default=None,
                         help="equal-width (default) or equal-mass bins")
+    report.add_argument("--compare", action="append", default=[], metavar="ARM_A:ARM_B",
+                        help="compare these two arms (differences are ARM_A minus ARM_B; repeatable; "
+                             "default: every pair of arms, an arm without smoothing first)")
     report.add_argument("--no-figures", action="store_true", help="write the tables and report.md only")
     report.add_argument("--sequential", default=None, metavar="N1,N2,...",
                         help="also analyse as a group-sequential design looked at after these seed counts, "
@@ -161,16 +164,22 @@ def _cmd_report(args) -> int:
     if args.spending is not None and looks is None:
         raise ConfigError("--spending: only applies with --sequential")
     spending = sequential.check_spending_option(args.spending)
+    pairs = report.parse_pairs(args.compare)
+    report.check_options(alpha=args.alpha, ece_bins=args.ece_bins)
     if args.runs:
+        for flag, value in (("--ece-bins", args.ece_bins), ("--ece-binning", args.ece_binning)):
+            if value is not None:
+                raise ConfigError(f"{flag}: applies to stored runs only; with --runs the metrics come "
+                                  f"from the table")
         out = Path(args.out or Path(args.runs).with_suffix("").as_posix() + "_report")
         written = report.report_from_table(args.runs, out=out, margins=margins, alpha=args.alpha,
                                            correction=args.correction, figures=not args.no_figures,
-                                           sequential=looks, spending=spending)
+                                           sequential=looks, spending=spending, pairs=pairs)
     else:
         written = study.report_study(args.results, study=args.study, out=args.out, margins=margins,
                                       alpha=args.alpha, correction=args.correction, ece_bins=args.ece_bins,
                                       ece_binning=args.ece_binning, figures=not args.no_figures,
-                                      sequential=looks, spending=spending)
+                                      sequential=looks, spending=spending, pairs=pairs)
     for path in written:
         print(path)
     return 0

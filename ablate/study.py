@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ablate.analysis import calibration
-from ablate.analysis.report import CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped, write_report
+from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
+                                   check_margin_metrics, check_options, write_report)
 from ablate.config import DEFAULT_MARGINS
 from ablate.errors import ConfigError, StoreError
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
@@ -212,9 +213,13 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
 def report_study(results: str | Path, *, study: str | None = None, out: str | Path | None = None,
                  margins: Mapping[str, float] | None = None, alpha: float | None = None,
                  correction: str | None = None, ece_bins: int | None = None, ece_binning: str | None = None,
-                 figures: bool = True, sequential=None, spending: str | None = None) -> list[Path]:
-    """Report on one study's stored runs; returns the paths written (``sequential``:
-    looks for the group-sequential analysis, see :func:`ablate.analysis.report.write_report`)."""
+                 figures: bool = True, sequential=None, spending: str | None = None, pairs=None) -> list[Path]:
+    """Report on one study's stored runs; returns the paths written.
+
+    sequential: looks for the group-sequential analysis (see :func:`ablate.analysis.report.write_report`);
+    pairs: ``(arm_a, arm_b)`` pairs to compare (None: the grid's `analysis.compare`, else every pair).
+    """
+    check_options(alpha=alpha, ece_bins=ece_bins)
     results = Path(results)
     names = studies(results)
     if study is None:
@@ -235,13 +240,15 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
     loaded = load_study(store, ece_bins=bins, ece_binning=binning)
     if not len(loaded.runs):
         raise StoreError(f"{store.runs_dir}: no readable run records")
+    check_margin_metrics(margins, loaded.runs)
     merged_margins = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
     return write_report(
         loaded.runs, out=Path(out) if out else store.study_dir, title=f"Study `{study}`",
         margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
-        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending)
+        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending,
+        pairs=pairs if pairs is not None else ([tuple(p) for p in analysis.get("compare", [])] or None))
 
 
 

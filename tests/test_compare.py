@@ -88,7 +88,7 @@ def test_rows_per_metric_and_group(comp):
     # 2 backends x 3 paired comparisons + 3 cross-backend rows (none, explicit, loss).
     assert len(acc) == 9
     paired = acc[acc.test != "welch_t"]
-    assert set(zip(paired.arm_a, paired.arm_b)) == set(compare.PAIRS)
+    assert set(zip(paired.arm_a, paired.arm_b)) == {("explicit", "loss"), ("none", "explicit"), ("none", "loss")}
     assert (paired.smoothing == 0.1).all()  # none rows carry the smoothing arm's eps
     assert any("brier" in n and "margin" in n for n in comp.notes)
 
@@ -330,6 +330,7 @@ def test_load_accepts_ablate_runs_csv(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ("seed,accuracy\n0,0.9\n", r"missing column\(s\) arm; required: arm, seed .*; got seed, accuracy"),
     ("arm,accuracy\nnone,0.9\n", r"missing column\(s\) seed"),
+    ("arm,seed,accuracy\nnone,0,0.9\n,1,0.9\n", r"column `arm` must name an arm on every row; data row 2"),
     ("arm,seed,accuracy\nnone,zero,0.9\n", r"column `seed` must hold integers; got 'zero'"),
     ("arm,seed,accuracy\nnone,1.5,0.9\n", r"column `seed` must hold integers"),
     ("arm,seed,smoothing,accuracy\nloss,0,1.5,0.9\n", r"column `smoothing` must be in \[0, 1\); got 1.5"),

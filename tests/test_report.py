@@ -18,7 +18,7 @@ from ablate.execution.store import RunStore
 COMPARISON_COLUMNS = ["metric", "backend", "dataset", "model", "smoothing", "arm_a", "arm_b", "n", "mean_a",
                       "mean_b", "mean_diff", "ci_low", "ci_high", "margin", "p_equivalence", "p_equivalence_adj",
                       "p_difference", "p_difference_adj", "test", "effect_dz", "p_rope", "seeds_needed",
-                      "verdict", "note"]
+                      "seeds_needed_observed", "verdict", "note"]
 
 
 def _probs(rng, n, k, sharpness):

@@ -273,11 +273,12 @@ def test_cli_report_runs_sequential(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     comparisons = pd.read_csv(out / "comparisons.csv")
     assert {"decision", "decided_at"} <= set(comparisons.columns)
-    row = comparisons[(comparisons["arm_a"] == "mixup") & (comparisons["arm_b"] == "cutmix")].iloc[0]
+    # Default pairs: every pair of arms, in sorted order when none is a reference arm.
+    row = comparisons[(comparisons["arm_a"] == "cutmix") & (comparisons["arm_b"] == "mixup")].iloc[0]
     assert row["decision"] == "equivalent" and row["decided_at"] == 5
     text = (out / "report.md").read_text()
     assert "## Sequential design" in text and "Pocock-type" in text
-    assert "mixup vs cutmix: equivalent at look 1 (5 seeds); stopping there saves 30 of 40 runs" in text
+    assert "cutmix vs mixup: equivalent at look 1 (5 seeds); stopping there saves 30 of 40 runs" in text
     assert "this design would have run" in text
     assert len(pd.read_csv(out / "sequential.csv")) == 3 * 4
 

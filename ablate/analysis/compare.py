@@ -6,11 +6,18 @@ metric columns) into one row per comparison, with the statistics of
 :mod:`ablate.analysis.stats`. The rows, per metric that has a margin:
 
 * **paired** (within one backend / dataset / model / smoothing, paired by seed, repeat
-  0 only): ``explicit`` vs ``loss``, ``none`` vs ``explicit``, ``none`` vs ``loss``.
-  The ``none`` arm (smoothing 0) is paired with every smoothing value's arms, and
-  its rows carry that smoothing value. Seeds missing from one side are dropped with
-  a note. ``p_difference`` comes from the paired t-test or, under the rule of
-  :func:`ablate.analysis.stats.choose_difference_test`, the Wilcoxon signed-rank test.
+  0 only), one row per pair of arms ``(arm_a, arm_b)``. Arm names are free text; the
+  pairs are given (``pairs=``, ``report --compare A:B``) or default to every pair of
+  arms present, reference arms first (see below), then the others, each in sorted
+  order; ``arm_a`` is the earlier. An arm whose rows all have smoothing 0 is
+  *flat*: it is paired with every smoothing value of the other arm, and the row carries
+  that value. Two smoothed arms are paired at each smoothing value both have. Seeds
+  missing from one side are dropped with a note. ``p_difference`` comes from the paired
+  t-test or, under the rule of :func:`ablate.analysis.stats.choose_difference_test`,
+  the Wilcoxon signed-rank test.
+* **reference arms** (the baseline that assay sensitivity is judged against): the
+  flat arms when some other arm has smoothing > 0; when no arm has (e.g. a table
+  without a ``smoothing`` column), the arm named ``none`` if present; else there is none.
 * **across backends** (unpaired, Welch): for each dataset / model / arm / smoothing
   run on two backends, ``backend`` holds ``"<a> vs <b>"`` (names in sorted order,
   e.g. ``"keras vs torch"``), ``arm_a`` and ``arm_b`` both hold the arm,
@@ -30,7 +37,14 @@ differences, gives ``inconclusive`` (reason in ``note``); all differences exactl
 zero gives ``identical``; adjusted TOST p < alpha gives ``equivalent`` (flagged in
 ``note`` as "different but practically equivalent" when the adjusted difference p is
 also < alpha); adjusted difference p < alpha with the CI not inside ``±margin``
-gives ``different``; anything else is ``inconclusive``.
+gives ``different``; anything else is ``inconclusive``. Differences that are constant
+within float noise (``stats`` module doc) have no test: from 5 pairs on, the verdict is
+``equivalent`` when that exact value is inside ``±margin`` and ``different`` otherwise.
+
+``seeds_needed`` is the TOST sample size for 80% power if the arms were truly equal
+(true difference 0); ``seeds_needed_observed`` the same if the true difference were
+the observed mean difference (empty when that is at or beyond the margin: not
+reachable). Both use the observed SD; neither is a promise.
 """
 
 from __future__ import annotations
@@ -52,14 +66,14 @@ COLUMNS = (
     "metric", "backend", "dataset", "model", "smoothing", "arm_a", "arm_b", "n",
     "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "margin",
     "p_equivalence", "p_equivalence_adj", "p_difference", "p_difference_adj", "test",
-    "effect_dz", "p_rope", "seeds_needed", "verdict", "note",
+    "effect_dz", "p_rope", "seeds_needed", "seeds_needed_observed", "verdict", "note",
 )
 DEFAULT_MARGINS: Mapping[str, float] = MappingProxyType({"accuracy": 0.005, "ece": 0.01, "nll": 0.02})
 # Direction of improvement, used only for wording ("beats" / "is worse than").
 HIGHER_IS_BETTER: Mapping[str, bool] = MappingProxyType(
     {"accuracy": True, "ece": False, "nll": False, "brier": False})
-ARMS = ("none", "explicit", "loss")
-PAIRS = (("explicit", "loss"), ("none", "explicit"), ("none", "loss"))
+# Reference arm by name, used only when no arm has smoothing > 0 (see the module doc).
+REFERENCE_NAME = "none"
 MIN_PAIRS = 5
 TARGET_POWER = 0.8
 REQUIRED = ("arm", "seed")
@@ -67,7 +81,7 @@ OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0})
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
-                        "finished_at", "seconds", "error"})
+                        "finished_at", "seconds", "error", "method", "_row"})
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
 RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
@@ -91,10 +105,13 @@ class Comparisons:
     floor: the nondeterminism floor, one row per cell (backend, dataset, model, arm,
       smoothing) and metric where a seed was run more than once: ``n_pairs`` re-runs
       compared with repeat 0, and the mean and max of ``|repeat k - repeat 0|``.
-    sensitivity: assay sensitivity, one row per smoothing arm compared with ``none``:
-      ``gain`` (arm minus none), ``p_difference_adj``, ``detected`` (adjusted
-      difference p < alpha) and the row's ``verdict``.
+    sensitivity: assay sensitivity, one row per paired row of a reference arm
+      (``reference``) with a non-reference ``arm``: ``gain`` (arm minus reference),
+      ``p_difference_adj``, ``detected`` (at least 5 pairs and the adjusted difference
+      p < alpha, or a constant non-zero difference) and the row's ``verdict``.
     notes: table-wide remarks (dropped seeds, runs left out, unused metrics).
+    arms: the arms of the analysed runs, reference arms first; ``references`` and
+      ``flat`` (smoothing 0 on every row) are subsets; ``pairs`` the compared pairs.
     """
 
     table: pd.DataFrame
@@ -105,6 +122,10 @@ class Comparisons:
     margins: Mapping[str, float]
     alpha: float
     correction: Correction
+    arms: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    flat: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- input
@@ -132,6 +153,29 @@ def _as_number(df: pd.DataFrame, column: str, source: str, *, integer: bool) -> 
     return values.astype(np.int64) if integer else values.astype(np.float64)
 
 
+def _where(df: pd.DataFrame, index) -> str:
+    """Where a row is, for messages: its 1-based data row (CSV line - 1), arm and seed."""
+    row = df.loc[index]
+    place = int(row["_row"]) if "_row" in df.columns else df.index.get_loc(index) + 1
+    parts = [f"arm {str(row['arm']).strip()!r}" if "arm" in df.columns and pd.notna(row["arm"]) else "",
+             f"seed {row['seed']}" if "seed" in df.columns else ""]
+    extra = ", ".join(p for p in parts if p)
+    return f"data row {place}" + (f" ({extra})" if extra else "")
+
+
+def _text_columns(df: pd.DataFrame) -> dict[str, str]:
+    """Columns that are neither bookkeeping nor numeric -> an example of a non-number and where."""
+    out = {}
+    for column in df.columns:
+        if column in NON_METRIC or pd.api.types.is_numeric_dtype(df[column]):
+            continue
+        bad = pd.to_numeric(df[column], errors="coerce").isna() & df[column].notna()
+        if bad.any():
+            first = df.index[bad][0]
+            out[column] = f"{df.loc[first, column]!r} in {_where(df, first)}"
+    return out
+
+
 def _metric_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in NON_METRIC and pd.api.types.is_numeric_dtype(df[c])]
 
@@ -148,33 +192,41 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dupes:
         _fail(source, f"duplicate column(s) {', '.join(dupes)}; {allowed}")
-    df = df.copy()
+    df = df.reset_index(drop=True)  # unique labels, so a row can be named in messages
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in df.columns:
             df[column] = default
     for column in ("backend", "dataset", "model"):
         df[column] = df[column].fillna("-").astype(str).str.strip().replace("", "-")
-    # Arm names are the user's (e.g. baseline, mixup); only none/explicit/loss get the paired rows here.
+    blank = df["arm"].isna() | (df["arm"].astype(str).str.strip() == "")
+    if blank.any():
+        _fail(source, f"column `arm` must name an arm on every row; {_where(df, df.index[blank][0])} "
+                      f"has none")
     df["arm"] = df["arm"].astype(str).str.strip()
     df["seed"] = _as_number(df, "seed", source, integer=True)
     df["repeat"] = _as_number(df, "repeat", source, integer=True)
     if (df["repeat"] < 0).any():
         given = _listing(df.loc[df["repeat"] < 0, "repeat"].unique())
         _fail(source, f"column `repeat` must be >= 0; got {given}")
-    df["smoothing"] = _as_number(df, "smoothing", source, integer=False)
+    # An empty smoothing cell means no smoothing (e.g. a baseline arm's row).
+    df["smoothing"] = _as_number(df.assign(smoothing=df["smoothing"].fillna(0.0)), "smoothing", source,
+                                 integer=False)
     out_of_range = (df["smoothing"] < 0) | (df["smoothing"] >= 1)
     if out_of_range.any():
         given = _listing(df.loc[out_of_range, "smoothing"].unique())
         _fail(source, f"column `smoothing` must be in [0, 1); got {given}")
     if "status" in df.columns:
         df["status"] = df["status"].astype(str).str.strip()
-    for column in KNOWN_METRICS:
-        if column in df.columns and not pd.api.types.is_numeric_dtype(df[column]):
-            values = pd.to_numeric(df[column], errors="coerce")
-            bad = values.isna() & df[column].notna()
-            if bad.any():
-                _fail(source, f"metric column `{column}` must be numeric; got {_listing(df.loc[bad, column].unique())}")
-            df[column] = values
+    for column in [c for c in df.columns if c not in NON_METRIC]:
+        if pd.api.types.is_numeric_dtype(df[column]):
+            continue
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() & df[column].notna()
+        if not bad.any():  # numbers stored as text, or an empty column
+            df[column] = values.astype(np.float64)
+        elif column in KNOWN_METRICS:
+            _fail(source, f"metric column `{column}` must be numeric; got {_listing(df.loc[bad, column].unique())}"
+                          f" (e.g. {_where(df, df.index[bad][0])})")
     if not _metric_columns(df):
         _fail(source, f"no numeric metric column (e.g. {', '.join(KNOWN_METRICS)}); {allowed}; "
                       f"got {', '.join(map(str, df.columns))}")
@@ -184,10 +236,11 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
 def load_runs_table(path) -> pd.DataFrame:
     """Read a user-made per-run CSV for ``ablate report --runs FILE.csv``.
 
-    Required columns: ``arm`` (none / explicit / loss), ``seed`` (integers) and at least
+    Required columns: ``arm`` (any name, on every row), ``seed`` (integers) and at least
     one numeric metric column. Optional: ``backend, dataset, model`` (default "-"),
-    ``smoothing`` (default 0, in [0, 1)), ``repeat`` (default 0) and ``status`` (only
-    "completed" rows are analysed). Any problem raises :class:`InputError` with one line
+    ``smoothing`` (default 0, an empty cell is 0, in [0, 1)), ``repeat`` (default 0) and
+    ``status`` (only "completed" rows are analysed). Columns holding text are kept (the
+    comparison notes them as not compared). Any problem raises :class:`InputError` with one line
     naming the file, the columns, what is allowed and what was given.
     """
     path = Path(path)
@@ -245,10 +298,10 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
         mean_diff=res.mean_diff, ci_low=res.tost.ci_low, ci_high=res.tost.ci_high, margin=margin,
         p_equivalence=res.tost.p_equivalence, p_difference=res.difference.p_value,
         test=res.difference.test, effect_dz=res.effect_dz, p_rope=res.posterior.p_rope,
-        seeds_needed=res.seeds_needed,
+        seeds_needed=res.seeds_needed, seeds_needed_observed=res.seeds_needed_observed,
     )
     detail = dict(
-        design="paired", n_a=res.n, n_b=res.n, sd_diff=res.sd_diff,
+        design="paired", constant=res.constant, n_a=res.n, n_b=res.n, sd_diff=res.sd_diff,
         mean_abs_diff=float(np.mean(np.abs(a - b))) if res.n else math.nan,
         p_lower=res.tost.p_lower, p_upper=res.tost.p_upper, p_ttest=res.ttest.p_value,
         p_wilcoxon=res.wilcoxon.p_value, p_sign_flip=res.sign_flip.p_value,
@@ -258,7 +311,7 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
         b_low=res.interval_b.low, b_high=res.interval_b.high,
     )
     row_notes = [n.split(": ", 1)[1] for n in notes]
-    return row, detail, row_notes, notes, res.identical
+    return row, detail, row_notes, notes, res.identical, res.constant
 
 
 def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, side_b, alpha):
@@ -272,10 +325,10 @@ def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, sid
         ci_low=res.tost.ci_low, ci_high=res.tost.ci_high, margin=margin,
         p_equivalence=res.tost.p_equivalence, p_difference=res.difference.p_value,
         test=res.difference.test, effect_dz=res.hedges_g, p_rope=res.posterior.p_rope,
-        seeds_needed=res.seeds_needed,
+        seeds_needed=res.seeds_needed, seeds_needed_observed=res.seeds_needed_observed,
     )
     detail = dict(
-        design="welch", n_a=res.n_a, n_b=res.n_b, sd_diff=res.sd_pooled,
+        design="welch", constant=res.constant, n_a=res.n_a, n_b=res.n_b, sd_diff=res.sd_pooled,
         mean_abs_diff=abs(res.mean_diff), p_lower=res.tost.p_lower, p_upper=res.tost.p_upper,
         p_ttest=res.difference.p_value, p_wilcoxon=math.nan, p_sign_flip=math.nan,
         sign_flip_method="", bca_low=math.nan, bca_high=math.nan, hedges_g=res.hedges_g,
@@ -285,10 +338,11 @@ def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, sid
     )
     note = (f"unpaired (Welch): {res.n_a} {backend_a} and {res.n_b} {backend_b} runs; "
             f"effect_dz holds Hedges' g; seeds_needed is per backend")
-    return row, detail, [note]
+    return row, detail, [note], res.constant
 
 
-def _verdict(row, identical: bool, alpha: float, correction: str) -> tuple[str, list[str]]:
+def _verdict(row, identical: bool, alpha: float, correction: str,
+             constant: bool = False) -> tuple[str, list[str]]:
     n = row["n"]
     corr = _CORRECTION_NAME[correction]
     if n < 2:
@@ -300,6 +354,11 @@ def _verdict(row, identical: bool, alpha: float, correction: str) -> tuple[str, 
         if row["test"] == "welch_t":
             return "inconclusive", [f"only {n} runs on the smaller side (fewer than {MIN_PAIRS}): no verdict"]
         return "inconclusive", [f"only {n} pairs (fewer than {MIN_PAIRS}): no verdict"]
+    if constant:
+        inside = abs(row["mean_diff"]) < row["margin"]
+        return ("equivalent" if inside else "different"), [
+            f"the difference is {row['mean_diff']:.6g} with zero variance (float noise at most): no "
+            f"test; the verdict follows from that value being {'inside' if inside else 'outside'} the margin"]
     eq = row["p_equivalence_adj"] < alpha
     diff = row["p_difference_adj"] < alpha
     inside = -row["margin"] < row["ci_low"] and row["ci_high"] < row["margin"]
@@ -326,7 +385,8 @@ def _check_options(alpha, correction, n_boot):
         raise InputError(f"Expected argument `n_boot` >= 100, but got {n_boot!r}")
 
 
-def _resolve_margins(df: pd.DataFrame, margins: Mapping[str, float] | None, notes: list[str]) -> dict[str, float]:
+def _resolve_margins(df: pd.DataFrame, margins: Mapping[str, float] | None, notes: list[str],
+                     text: Mapping[str, str] | None = None) -> dict[str, float]:
     given = {}
     for metric, value in dict(margins or {}).items():
         try:
@@ -337,10 +397,18 @@ def _resolve_margins(df: pd.DataFrame, margins: Mapping[str, float] | None, note
             raise InputError(f"margin for `{metric}` must be a number > 0, but got {value!r}")
         given[str(metric)] = number
     metric_cols = _metric_columns(df)
+    text = dict(text or {})
+    for metric in given:
+        if metric in text:
+            raise InputError(f"margin given for `{metric}`, but column `{metric}` is not numeric "
+                             f"(e.g. {text[metric]}); metric columns: {', '.join(metric_cols)}")
     absent = [m for m in given if m not in metric_cols]
     if absent:
         raise InputError(f"margin given for metric(s) {', '.join(absent)} that the runs table "
                          f"lacks; its metric columns: {', '.join(metric_cols)}")
+    if text:
+        notes.append("column(s) holding text, not compared: " +
+                     "; ".join(f"`{c}` (e.g. {where})" for c, where in text.items()))
     merged = {**DEFAULT_MARGINS, **given}
     used = {m: float(v) for m, v in merged.items() if m in metric_cols}
     unused = [m for m in metric_cols if m not in used]
@@ -374,6 +442,51 @@ def _floor(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- main entry
 
 
+def _arm_roles(df: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """(arms with references first, reference arms, flat arms) of an analysed table."""
+    seen = sorted(set(df["arm"]))  # sorted: the table's row order must not matter
+    flat = [a for a in seen if (df.loc[df["arm"] == a, "smoothing"] == 0).all()]
+    if len(flat) < len(seen):
+        references = flat
+    else:  # nothing is smoothed: only a name can say which arm is the baseline
+        references = [a for a in seen if a == REFERENCE_NAME]
+    return references + [a for a in seen if a not in references], references, flat
+
+
+def _check_pairs(pairs, arms: list[str], known: list[str]) -> list[tuple[str, str]]:
+    if pairs is None:
+        return [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
+    out = []
+    for pair in pairs:
+        try:
+            a, b = (str(x).strip() for x in pair)
+        except (TypeError, ValueError):
+            raise InputError(f"--compare: expected a pair of arms A:B, but got {pair!r}") from None
+        for arm in (a, b):
+            if arm not in known:
+                raise InputError(f"--compare {a}:{b}: no arm {arm!r} in the runs table; "
+                                 f"arms: {', '.join(known)}")
+        if a == b:
+            raise InputError(f"--compare {a}:{b}: expected two different arms")
+        out.append((a, b))
+    return list(dict.fromkeys(out))
+
+
+def _pair_sides(group: pd.DataFrame, a: str, b: str, flat: set[str]):
+    """(eps, rows of a, rows of b) for each smoothing value at which a and b are paired."""
+    side_a, side_b = group[group["arm"] == a], group[group["arm"] == b]
+    if side_a.empty or side_b.empty:
+        return []
+    if a in flat and b in flat:
+        return [(0.0, side_a, side_b)]
+    if a in flat:
+        return [(e, side_a, side_b[side_b["smoothing"] == e]) for e in sorted(side_b["smoothing"].unique())]
+    if b in flat:
+        return [(e, side_a[side_a["smoothing"] == e], side_b) for e in sorted(side_a["smoothing"].unique())]
+    common = sorted(set(side_a["smoothing"]) & set(side_b["smoothing"]))
+    return [(e, side_a[side_a["smoothing"] == e], side_b[side_b["smoothing"] == e]) for e in common]
+
+
 def compare_runs(
     runs: pd.DataFrame,
     *,
@@ -382,6 +495,7 @@ def compare_runs(
     correction: Correction = "holm",
     rng: np.random.Generator | None = None,
     n_boot: int = 2000,
+    pairs=None,
 ) -> Comparisons:
     """Build the comparisons table from a per-run table (see the module doc for the rows).
 
@@ -392,10 +506,15 @@ def compare_runs(
       margin get no rows (a note says so); a margin for a missing metric is an error.
     rng: drives the BCa bootstrap and Monte Carlo sign flips; ``None`` means
       ``np.random.default_rng(0)`` so that reports are reproducible.
+    pairs: the ``(arm_a, arm_b)`` pairs to compare (differences are a - b); None: every
+      pair of arms present, reference arms first (module doc).
     """
     _check_options(alpha, correction, n_boot)
     rng = np.random.default_rng(0) if rng is None else rng
     df = _normalise(pd.DataFrame(runs), "runs table")
+    df["_row"] = np.arange(1, len(df) + 1)
+    text = _text_columns(df)
+    known = list(dict.fromkeys(df["arm"]))
     notes: list[str] = []
     if "status" in df.columns:
         left_out = df[df["status"] != "completed"]
@@ -408,40 +527,40 @@ def compare_runs(
         example = df.loc[dup, list(RUN_KEY)].iloc[0].to_dict()
         raise InputError(f"runs table: {int(dup.sum())} rows share backend/dataset/model/arm/"
                          f"smoothing/seed/repeat with another completed run, e.g. {example}")
-    none_eps = df.loc[df["arm"] == "none", "smoothing"]
-    if (none_eps != 0).any():
-        notes.append("the `none` arm's smoothing values were set to 0 (it has no smoothing)")
-        df.loc[df["arm"] == "none", "smoothing"] = 0.0
-    used = _resolve_margins(df, margins, notes)
+    used = _resolve_margins(df, margins, notes, text)
+    for metric in _metric_columns(df):  # all of them: the summary table reads more than `used`
+        infinite = np.isinf(df[metric].to_numpy(dtype=np.float64))
+        if infinite.any():
+            first = df.index[infinite][0]
+            raise InputError(f"runs table: column `{metric}` holds {df.loc[first, metric]} in "
+                             f"{_where(df, first)}; metric values must be finite "
+                             f"(leave the cell empty for a missing value)")
+    arms, references, flat = _arm_roles(df)
+    chosen = _check_pairs(pairs, arms, known)
     base = df[df["repeat"] == 0]
 
-    rows, details, row_notes, identical = [], [], [], []
+    rows, details, row_notes, identical, constant = [], [], [], [], []
     for metric, margin in used.items():
         for key, cell in base.groupby(["backend", "dataset", "model"], sort=True):
-            sides_none = cell[cell["arm"] == "none"]
-            smoothed = cell[cell["arm"] != "none"]
-            for eps in sorted(smoothed["smoothing"].unique()):
-                sides = {"none": sides_none}
-                for arm in ("explicit", "loss"):
-                    sides[arm] = smoothed[(smoothed["arm"] == arm) & (smoothed["smoothing"] == eps)]
-                for arm_a, arm_b in PAIRS:
-                    if sides[arm_a].empty or sides[arm_b].empty:
-                        continue
-                    row, detail, rnotes, tnotes, same = _paired_rows(
-                        metric, margin, key, eps, sides[arm_a], sides[arm_b], arm_a, arm_b,
-                        alpha, rng, n_boot)
-                    rows.append(row), details.append(detail), row_notes.append(rnotes)
-                    identical.append(same)
-                    notes.extend(tnotes)
+            tasks = [(eps, i, a, b, sa, sb) for i, (a, b) in enumerate(chosen)
+                     for eps, sa, sb in _pair_sides(cell, a, b, set(flat))]
+            for eps, _, arm_a, arm_b, side_a, side_b in sorted(tasks, key=lambda t: (t[0], t[1])):
+                if side_a.empty or side_b.empty:
+                    continue
+                row, detail, rnotes, tnotes, same, const = _paired_rows(
+                    metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot)
+                rows.append(row), details.append(detail), row_notes.append(rnotes)
+                identical.append(same), constant.append(const)
+                notes.extend(tnotes)
         for (dataset, model, arm, eps), cell in base.groupby(["dataset", "model", "arm", "smoothing"], sort=True):
             backends = sorted(cell["backend"].unique())
             for i, backend_a in enumerate(backends):
                 for backend_b in backends[i + 1:]:
-                    row, detail, rnotes = _welch_rows(
+                    row, detail, rnotes, const = _welch_rows(
                         metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
                         cell[cell["backend"] == backend_a], cell[cell["backend"] == backend_b], alpha)
                     rows.append(row), details.append(detail), row_notes.append(rnotes)
-                    identical.append(False)
+                    identical.append(False), constant.append(const)
 
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in
                                         ("p_equivalence_adj", "p_difference_adj", "verdict", "note")])
@@ -449,29 +568,38 @@ def compare_runs(
     table["p_difference_adj"] = stats.adjust_pvalues(table["p_difference"].to_numpy(float), correction)
     verdicts, final_notes = [], []
     for i, row in enumerate(table.to_dict("records")):
-        verdict, extra = _verdict(row, identical[i], alpha, correction)
+        verdict, extra = _verdict(row, identical[i], alpha, correction, constant[i])
         verdicts.append(verdict)
         final_notes.append("; ".join([*row_notes[i], *extra]))
     table["verdict"] = verdicts
     table["note"] = final_notes
-    table["seeds_needed"] = table["seeds_needed"].astype("Int64")
+    for column in ("seeds_needed", "seeds_needed_observed"):
+        table[column] = table[column].astype("Int64")
     table["n"] = table["n"].astype(np.int64)
-    table = table[list(COLUMNS)]
+    table = table[list(COLUMNS)].reset_index(drop=True)
     keys = ["metric", "backend", "dataset", "model", "smoothing", "arm_a", "arm_b"]
-    details_df = pd.concat([table[keys].reset_index(drop=True), pd.DataFrame(details)], axis=1) \
-        if details else pd.DataFrame(columns=keys)
+    details_df = pd.concat([table[keys], pd.DataFrame(details)], axis=1) \
+        if details else pd.DataFrame(columns=keys + ["constant"])
 
-    paired_none = table[(table["arm_a"] == "none") & (table["test"] != "welch_t")]
+    ref_a, ref_b = table["arm_a"].isin(references), table["arm_b"].isin(references)
+    links = ((table["test"] != "welch_t") & (ref_a != ref_b)).to_numpy()
+    linked = table[links]
+    first = ref_a.to_numpy()[links]  # the reference is arm_a (else arm_b: the sign flips)
+    const = details_df["constant"].to_numpy(dtype=bool)[links] if len(details_df) else np.zeros(0, bool)
+    detected = ((linked["n"] >= MIN_PAIRS).to_numpy()
+                & ((linked["p_difference_adj"] < alpha).to_numpy()
+                   | (const & (linked["mean_diff"] != 0).to_numpy())))
     sensitivity = pd.DataFrame({
-        "metric": paired_none["metric"], "backend": paired_none["backend"],
-        "dataset": paired_none["dataset"], "model": paired_none["model"],
-        "smoothing": paired_none["smoothing"], "arm": paired_none["arm_b"],
-        "gain": -paired_none["mean_diff"], "p_difference_adj": paired_none["p_difference_adj"],
-        "detected": paired_none["p_difference_adj"] < alpha, "verdict": paired_none["verdict"],
+        "metric": linked["metric"], "backend": linked["backend"],
+        "dataset": linked["dataset"], "model": linked["model"], "smoothing": linked["smoothing"],
+        "reference": np.where(first, linked["arm_a"], linked["arm_b"]),
+        "arm": np.where(first, linked["arm_b"], linked["arm_a"]),
+        "gain": np.where(first, -linked["mean_diff"], linked["mean_diff"]),
+        "p_difference_adj": linked["p_difference_adj"], "detected": detected, "verdict": linked["verdict"],
     }).reset_index(drop=True)
 
     return Comparisons(
-        table=table.reset_index(drop=True),
+        table=table,
         details=details_df,
         floor=_floor(df, list(used)),
         sensitivity=sensitivity,
@@ -479,6 +607,10 @@ def compare_runs(
         margins=MappingProxyType(used),
         alpha=float(alpha),
         correction=correction,
+        arms=tuple(arms),
+        references=tuple(references),
+        flat=tuple(flat),
+        pairs=tuple(chosen),
     )
 
 
@@ -487,16 +619,20 @@ def power_curves(
     *,
     arms: tuple[str, str] | None = ("explicit", "loss"),
     n_max: int = 40,
+    pairs=None,
 ) -> pd.DataFrame:
     """TOST power against seed count at each row's margin and observed SD.
 
-    arms: keep only rows comparing these arms (None: every row). Returns a long
+    arms: keep only rows comparing these arms (None: every row); pairs: a list of such
+    ``(arm_a, arm_b)`` tuples, used instead of ``arms`` when given. Returns a long
     DataFrame with columns ``label, metric, n, power, sd, margin, design`` for
     n = 2..n_max (Welch rows use the two-sample design, n per backend).
     """
     t, d = comparisons.table, comparisons.details
     keep = np.ones(len(t), dtype=bool)
-    if arms is not None:
+    if pairs is not None:
+        keep = np.array([(a, b) in set(map(tuple, pairs)) for a, b in zip(t["arm_a"], t["arm_b"])], dtype=bool)
+    elif arms is not None:
         keep = ((t["arm_a"] == arms[0]) & (t["arm_b"] == arms[1])).to_numpy()
     ns = np.arange(2, max(int(n_max), 2) + 1)
     out = []
@@ -521,7 +657,13 @@ def power_curves(
 # --------------------------------------------------------------------------- markdown
 
 _METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier score"}
-_ARM_NAMES = {"none": "no smoothing", "explicit": "explicit", "loss": "loss"}
+# Nicer wording for the built-in arm names; any other arm is called by its name.
+_ARM_NAMES = {"none": "no smoothing"}
+_SMOOTHING_ARMS = {"explicit", "loss"}
+
+
+def _arm_name(arm: str) -> str:
+    return _ARM_NAMES.get(arm, arm)
 
 
 def _scale(metric: str) -> float:
@@ -557,9 +699,11 @@ def _p(p: float) -> str:
 
 
 def _pair_phrase(a: str, b: str) -> str:
-    if a == "none":
-        return f"no smoothing and {b} smoothing"
-    return f"{a} and {b} smoothing"
+    if a in _SMOOTHING_ARMS and b in _SMOOTHING_ARMS:
+        return f"{a} and {b} smoothing"
+    if a in _ARM_NAMES and b in _SMOOTHING_ARMS:
+        return f"{_arm_name(a)} and {b} smoothing"
+    return f"{_arm_name(a)} and {_arm_name(b)}"
 
 
 def _capital(text: str) -> str:
@@ -567,6 +711,7 @@ def _capital(text: str) -> str:
 
 
 def _sentence(row: Mapping, conf: int, corr: str) -> str:
+    """One comparison in words; the words follow the verdict (no claim without one)."""
     metric, margin = row["metric"], row["margin"]
     pair = _pair_phrase(row["arm_a"], row["arm_b"])
     name = _METRIC_NAMES.get(metric, metric)
@@ -576,7 +721,16 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
     test = row["test"].replace("_", " ")
     verdict = row["verdict"]
     if verdict == "identical":
-        return f"{pair} gave identical {name} on all {row['n']} seeds (every paired difference is exactly zero)"
+        return f"{pair} gave identical {name} on all {row['n']} seeds (every paired difference is zero)"
+    if row["n"] < MIN_PAIRS:
+        return (f"with only {row['n']} pair(s) (fewer than {MIN_PAIRS}) there is no verdict on {pair} "
+                f"({core}; no test is interpreted, n = {row['n']})")
+    if row.get("constant"):
+        where = "inside" if verdict == "equivalent" else "outside"
+        state = "are equivalent" if verdict == "equivalent" else f"differ in {name} by more than the margin"
+        return (f"{pair} {state}: every seed gives the same difference, "
+                f"{_amount(row['mean_diff'], metric, margin)} ({where} {_margin_text(metric, margin)}; zero "
+                f"variance, so no test and no effect size, n = {row['n']})")
     if verdict == "equivalent":
         text = (f"{pair} are equivalent within {_margin_text(metric, margin)} ({core}, "
                 f"TOST {_p(row['p_equivalence_adj'])} ({corr}), n = {row['n']})")
@@ -585,86 +739,140 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
                      f"{_p(row['p_difference_adj'])}, {corr}) but practically negligible")
         return text
     if verdict == "different":
-        return (f"{pair} differ in {name} by more than the margin ({core}, outside "
-                f"{_margin_text(metric, margin)}; {test} {_p(row['p_difference_adj'])} ({corr}), "
-                f"n = {row['n']})")
+        tested = f"{test} {_p(row['p_difference_adj'])} ({corr}), n = {row['n']}"
+        if _beyond(row):
+            return (f"{pair} differ in {name} by more than the margin ({core}, outside "
+                    f"{_margin_text(metric, margin)}; {tested})")
+        return (f"{pair} differ in {name} ({core}; {tested}); the CI reaches inside "
+                f"{_margin_text(metric, margin)}, so the difference may be smaller than the margin")
     reason = f"; {row['note']}" if row["note"] else ""
     return (f"it is not settled whether {pair} are equivalent within {_margin_text(metric, margin)} "
             f"({core}, TOST {_p(row['p_equivalence_adj'])}, {test} {_p(row['p_difference_adj'])} "
             f"({corr}), n = {row['n']}{reason})")
 
 
-def _sensitivity_clause(rows: dict, metric: str, margin: float, alpha: float, corr: str) -> tuple[str, str]:
-    """(clause appended to the main sentence, assay-sensitivity sentence)."""
-    arms = [arm for arm in ("explicit", "loss") if ("none", arm) in rows]
-    if not arms:
-        return "", "Assay sensitivity cannot be judged here: there is no `none` arm to compare with."
+def _beyond(row: Mapping) -> bool:
+    """The whole CI lies beyond the margin: only then is 'more than the margin' a claim."""
+    return bool(row["ci_low"] >= row["margin"] or row["ci_high"] <= -row["margin"])
+
+
+def _detected(row: Mapping, alpha: float) -> bool:
+    """A difference from the reference counts only with a verdict behind it (>= MIN_PAIRS)."""
+    if row["n"] < MIN_PAIRS or row["verdict"] == "identical":
+        return False
+    if row.get("constant"):
+        return row["mean_diff"] != 0
+    return bool(row["p_difference_adj"] < alpha)
+
+
+def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alpha: float,
+                        corr: str, smoothed: bool = True) -> tuple[str, str]:
+    """(clause appended to the main sentence, assay-sensitivity sentence).
+
+    rows: {(arm_a, arm_b): row} of one group and metric; the links are the rows with
+    exactly one reference arm (either side). smoothed: whether any arm is smoothed
+    (without one, the missing reference is not worth a sentence).
+    """
+    links = [k for k in rows if (k[0] in references) != (k[1] in references)]
+    # (reference, other arm, gain = other minus reference) per link
+    role = {k: (k[0], k[1], -rows[k]["mean_diff"]) if k[0] in references
+            else (k[1], k[0], rows[k]["mean_diff"]) for k in links}
+    if not links:
+        if not smoothed:
+            return "", ""
+        return "", ("Assay sensitivity cannot be judged here: there is no arm without smoothing "
+                    "to compare with.")
+    refs = list(dict.fromkeys(role[k][0] for k in links))
+    ref_text = _arm_name(refs[0]) if len(refs) == 1 else "the reference arms"
     higher = HIGHER_IS_BETTER.get(metric)
-    found = {}
-    for arm in arms:
-        row = rows[("none", arm)]
-        gain = -row["mean_diff"]  # arm minus none
-        detected = row["p_difference_adj"] < alpha
-        found[arm] = (gain, detected, row)
+
     def direction(g):
         if higher is None:
             return "differs from"
         return "beats" if (g > 0) == higher else "is worse than"
-    detected_arms = [a for a in arms if found[a][1]]
-    dirs = {direction(found[a][0]) for a in arms}
-    if len(arms) == 2 and len(detected_arms) == 2 and len(dirs) == 1:
+
+    found = {k: (role[k][2], _detected(rows[k], alpha), rows[k]) for k in links}
+    detected = [k for k in links if found[k][1]]
+    few = [k for k in links if rows[k]["n"] < MIN_PAIRS]
+    dirs = {direction(found[k][0]) for k in links}
+    if len(links) >= 2 and len(refs) == 1 and len(detected) == len(links) and len(dirs) == 1:
         d = dirs.pop()
         verb = {"beats": "beat", "is worse than": "are worse than", "differs from": "differ from"}[d]
-        least = min(abs(found[a][0]) for a in arms)
-        clause = f"both {verb} no smoothing by ≥ {_amount(least, metric, margin, signed=False)}"
+        least = min(abs(found[k][0]) for k in links)
+        which = "both" if len(links) == 2 else f"all {len(links)}"
+        clause = f"{which} {verb} {ref_text} by ≥ {_amount(least, metric, margin, signed=False)}"
     else:
         parts = []
-        for arm in arms:
-            gain, detected, row = found[arm]
-            if detected:
-                parts.append(f"{arm} {direction(gain)} no smoothing by "
+        for k in links:
+            gain, hit, row = found[k]
+            ref, arm = _arm_name(role[k][0]), role[k][1]
+            if row["n"] < MIN_PAIRS:
+                parts.append(f"{arm} vs {ref}: only {row['n']} pair(s), no verdict")
+            elif row["verdict"] == "identical":
+                parts.append(f"{arm} gives the same {_METRIC_NAMES.get(metric, metric)} as {ref}")
+            elif hit and row.get("constant"):
+                parts.append(f"{arm} {direction(gain)} {ref} by "
+                             f"{_amount(abs(gain), metric, margin, signed=False)} on every seed")
+            elif hit:
+                parts.append(f"{arm} {direction(gain)} {ref} by "
                              f"{_amount(abs(gain), metric, margin, signed=False)} "
                              f"({_p(row['p_difference_adj'])}, {corr})")
             elif row["verdict"] == "equivalent":
-                parts.append(f"{arm} is equivalent to no smoothing within {_margin_text(metric, margin)} "
+                parts.append(f"{arm} is equivalent to {ref} within {_margin_text(metric, margin)} "
                              f"(TOST {_p(row['p_equivalence_adj'])}, {corr})")
             else:
-                parts.append(f"{arm} does not differ detectably from no smoothing "
+                parts.append(f"{arm} does not differ detectably from {ref} "
                              f"({_p(row['p_difference_adj'])}, {corr})")
         clause = "; ".join(parts)
-    if len(detected_arms) == len(arms):
-        which = "both smoothing arms differ" if len(arms) == 2 else f"{arms[0]} differs"
-        assay = f"Assay sensitivity: {which} from no smoothing, so this design detects effects of this size."
-    elif detected_arms:
-        assay = (f"Assay sensitivity: only {detected_arms[0]} differs detectably from no smoothing; "
-                 f"read an equivalence verdict here with that in mind.")
+    compared = [role[k][1] for k in links]
+    noun = "smoothing arms" if all(a in _SMOOTHING_ARMS for a in compared) else "compared arms"
+    if few:
+        n_few = min(rows[k]["n"] for k in few)
+        assay = (f"Assay sensitivity cannot be judged here: only {n_few} pair(s) against {ref_text} "
+                 f"(fewer than {MIN_PAIRS}).")
+    elif len(detected) == len(links):
+        which = (compared[0] + " differs" if len(links) == 1
+                 else ("both " if len(links) == 2 else f"all {len(links)} ") + noun + " differ")
+        assay = f"Assay sensitivity: {which} from {ref_text}, so this design detects effects of this size."
+    elif detected:
+        assay = (f"Assay sensitivity: only {', '.join(role[k][1] for k in detected)} differs detectably from "
+                 f"{ref_text}; read an equivalence verdict here with that in mind.")
     else:
-        assay = ("Assay sensitivity is weak: no smoothing arm differs detectably from no smoothing, "
-                 "so an equivalence verdict here says little.")
+        assay = (f"Assay sensitivity is weak: no compared arm differs detectably from {ref_text}, "
+                 f"so an equivalence verdict here says little.")
     return clause, assay
 
 
 def _power_sentence(row: Mapping, sd: float, alpha: float) -> str:
+    """seeds_needed and seeds_needed_observed in words, each with its assumption."""
     metric, margin = row["metric"], row["margin"]
-    needed = row["seeds_needed"]
+    if not np.isfinite(sd):
+        return "Power: too few pairs to estimate the SD of the differences."
+    goal = f"{TARGET_POWER:.0%} power to show equivalence within {_margin_text(metric, margin)} at α = {alpha:g}"
+    needed, observed = row["seeds_needed"], row.get("seeds_needed_observed")
     if pd.isna(needed):
-        if not np.isfinite(sd):
-            return "Power: too few pairs to estimate the SD of the differences."
-        return (f"Power: with the observed SD of the paired differences "
-                f"({_amount(sd, metric, margin, signed=False)}), more than 100000 seeds would be "
-                f"needed for {TARGET_POWER:.0%} power at {_margin_text(metric, margin)}.")
-    return (f"Power: with the observed SD of the paired differences "
-            f"({_amount(sd, metric, margin, signed=False)}), {int(needed)} seeds give "
-            f"{TARGET_POWER:.0%} power to show equivalence within {_margin_text(metric, margin)} "
-            f"at α = {alpha:g} ({row['n']} were used).")
+        equal = f"if the arms were truly equal, more than 100000 seeds would be needed for {goal}"
+    else:
+        equal = f"if the arms were truly equal, {int(needed)} seeds give {goal}"
+    diff = row["mean_diff"]
+    shown = _amount(diff, metric, margin)
+    if np.isfinite(diff) and abs(diff) >= margin:
+        real = (f"if the true difference is the observed {shown}, equivalence is not reachable with "
+                f"any number of seeds, since that is at or beyond the margin")
+    elif observed is None or pd.isna(observed):
+        real = f"if the true difference is the observed {shown}, more than 100000 seeds would be needed"
+    else:
+        real = f"if the true difference is the observed {shown}, {int(observed)} seeds would be needed"
+    return (f"Power (planning, with the observed SD of the paired differences, "
+            f"{_amount(sd, metric, margin, signed=False)}): {equal}; {real} ({row['n']} were used).")
 
 
-def _floor_sentence(floor: pd.DataFrame, key, eps, metric, margin, mean_abs) -> str:
+def _floor_sentence(floor: pd.DataFrame, key, eps, metric, margin, mean_abs, pair, flat) -> str:
     if floor.empty:
         return ""
     f = floor[(floor["backend"] == key[0]) & (floor["dataset"] == key[1]) & (floor["model"] == key[2])
               & (floor["metric"] == metric)
-              & ((floor["arm"] == "none") | (floor["smoothing"] == eps))]
+              & (floor["arm"].isin(list(flat)) | (floor["smoothing"] == eps))]
     if f.empty:
         return ""
     pairs = int(f["n_pairs"].sum())
@@ -674,7 +882,7 @@ def _floor_sentence(floor: pd.DataFrame, key, eps, metric, margin, mean_abs) -> 
             f"on average (max {_amount(float(f['max_abs_diff'].max()), metric, margin, signed=False)}, "
             f"{pairs} re-runs)")
     if np.isfinite(mean_abs):
-        text += f"; explicit and loss differ by {_amount(mean_abs, metric, margin, signed=False)} on average"
+        text += f"; {pair[0]} and {pair[1]} differ by {_amount(mean_abs, metric, margin, signed=False)} on average"
     return text + "."
 
 
@@ -686,13 +894,16 @@ def markdown(
 ) -> str:
     """The comparisons section of report.md, as Markdown text.
 
-    One heading per backend / dataset / model / smoothing group and one bullet per
-    metric: the explicit-vs-loss verdict as a sentence with its numbers, how each
-    smoothing arm compares with ``none`` (assay sensitivity), ``seeds_needed`` and the
-    nondeterminism floor when seeds were repeated; then the cross-backend (Welch) rows
-    and the notes. Accuracy is shown in percentage points, other metrics in their
-    units. ``alpha`` and ``correction`` default to the ones the table was built with;
-    passing different ones is an error, because the verdicts depend on them.
+    One heading per backend / dataset / model / smoothing group and, per metric, one
+    bullet per *main* pair (not a reference arm against a non-reference one; e.g.
+    explicit vs loss): its verdict as a sentence with its numbers, how each arm compares
+    with the reference arm (assay sensitivity), ``seeds_needed`` and
+    ``seeds_needed_observed`` with their assumptions, and the nondeterminism floor when
+    seeds were repeated. Without a main pair the bullet lists the reference rows. Then
+    the cross-backend (Welch) rows and the notes. Accuracy is shown in percentage points,
+    other metrics in their units. ``alpha`` and ``correction`` default to the ones the
+    table was built with; passing different ones is an error, because the verdicts
+    depend on them.
     """
     for name, given, built in (("alpha", alpha, comparisons.alpha),
                                ("correction", correction, comparisons.correction)):
@@ -702,15 +913,22 @@ def markdown(
     alpha, corr = comparisons.alpha, _CORRECTION_NAME[comparisons.correction]
     conf = int(round(100 * (1 - 2 * alpha)))
     t, d = comparisons.table, comparisons.details
+    refs, flat = comparisons.references, comparisons.flat
+    smoothed = len(flat) < len(comparisons.arms)
     margins = ", ".join(_margin_text(m, v) for m, v in comparisons.margins.items())
     lines = ["## Comparisons", "",
              f"Equivalence margins: {margins}. α = {alpha:g}; p-values are adjusted by {corr} over "
              f"all {len(t)} rows of comparisons.csv, separately for equivalence (TOST) and "
              f"difference tests. Intervals are {conf}% t-intervals of the paired difference "
-             f"(first arm minus second); equivalence holds when the interval lies inside the margin.",
+             f"(first arm minus second); equivalence holds when the interval lies inside the margin. "
+             f"With fewer than {MIN_PAIRS} pairs no verdict is drawn. Seed counts for "
+             f"{TARGET_POWER:.0%} power are planning figures, not promises: `seeds_needed` assumes the "
+             f"arms are truly equal, `seeds_needed_observed` that the true difference is the observed one.",
              ""]
     if t.empty:
         lines += ["No comparison could be made from these runs.", ""]
+    constant = d["constant"].to_numpy(dtype=bool) if "constant" in d and len(d) == len(t) \
+        else np.zeros(len(t), dtype=bool)
     paired = t[t["test"] != "welch_t"]
     groups = paired[["backend", "dataset", "model", "smoothing"]].drop_duplicates()
     for key_row in groups.itertuples(index=False):
@@ -720,24 +938,28 @@ def markdown(
                           & (paired["model"] == key[2]) & (paired["smoothing"] == eps)]
         for metric in dict.fromkeys(in_group["metric"]):
             sub = in_group[in_group["metric"] == metric]
-            rows = {(r["arm_a"], r["arm_b"]): r for r in sub.to_dict("records")}
-            idx = {(r.arm_a, r.arm_b): i for i, r in zip(sub.index, sub.itertuples())}
+            rows, idx = {}, {}
+            for i, r in zip(sub.index, sub.to_dict("records")):
+                rows[(r["arm_a"], r["arm_b"])] = {**r, "constant": bool(constant[i])}
+                idx[(r["arm_a"], r["arm_b"])] = i
             margin = float(sub["margin"].iloc[0])
-            clause, assay = _sensitivity_clause(rows, metric, margin, alpha, corr)
+            clause, assay = _sensitivity_clause(rows, refs, metric, margin, alpha, corr, smoothed)
             name = _METRIC_NAMES.get(metric, metric)
-            if ("explicit", "loss") in rows:
-                main = rows[("explicit", "loss")]
-                i = idx[("explicit", "loss")]
+            mains = [k for k in rows if (k[0] in refs) == (k[1] in refs)]
+            for j, pair in enumerate(mains):
+                main, i = rows[pair], idx[pair]
                 text = f"On {_label(*key)}, " + _sentence(main, conf, corr)
-                text += f"; {clause}." if clause else "."
-                extra = [assay, _power_sentence(main, float(d["sd_diff"].iloc[i]), alpha),
+                text += f"; {clause}." if clause and j == 0 else "."
+                extra = [assay if j == 0 else "",
+                         _power_sentence(main, float(d["sd_diff"].iloc[i]), alpha),
                          _floor_sentence(comparisons.floor, key, eps, metric, margin,
-                                         float(d["mean_abs_diff"].iloc[i]))]
-            else:
-                text = (f"On {_label(*key)} there is no explicit-vs-loss pair for {name}"
-                        + (f"; {clause}." if clause else "."))
+                                         float(d["mean_abs_diff"].iloc[i]), pair, flat)]
+                head = f"**{name}**" if len(mains) == 1 else f"**{name}**, {pair[0]} vs {pair[1]}"
+                lines.append(f"- {head}: " + text + " " + " ".join(e for e in extra if e))
+            if not mains:
+                text = f"On {_label(*key)}" + (f", {clause}." if clause else ":")
                 extra = [assay] + [_capital(_sentence(r, conf, corr)) + "." for r in rows.values()]
-            lines.append(f"- **{name}**: " + text + " " + " ".join(e for e in extra if e))
+                lines.append(f"- **{name}**: " + text + " " + " ".join(e for e in extra if e))
         lines.append("")
     welch = t[t["test"] == "welch_t"]
     if not welch.empty:
@@ -745,14 +967,17 @@ def markdown(
         for r in welch.to_dict("records"):
             backends = r["backend"].split(" vs ")
             metric, margin = r["metric"], r["margin"]
-            where = _label("-", r["dataset"], r["model"], r["smoothing"] if r["arm_a"] != "none" else None)
+            where = _label("-", r["dataset"], r["model"], r["smoothing"] if r["arm_a"] not in flat else None)
             subject = f"{backends[0]} vs {backends[1]} ({r['arm_a']} arm)"
             ci = (f"{conf}% CI [{_num(r['ci_low'], metric, margin)}, {_num(r['ci_high'], metric, margin)}]")
             nums = (f"mean difference {backends[0]} − {backends[1]} {_amount(r['mean_diff'], metric, margin)}, "
                     f"{ci}, TOST {_p(r['p_equivalence_adj'])}, Welch {_p(r['p_difference_adj'])} ({corr})")
             state = {"equivalent": f"equivalent within {_margin_text(metric, margin)}",
-                     "different": f"different by more than {_margin_text(metric, margin)}",
+                     "different": (f"different by more than {_margin_text(metric, margin)}" if _beyond(r)
+                                   else f"different, though the CI reaches inside {_margin_text(metric, margin)}"),
                      }.get(r["verdict"], f"inconclusive at {_margin_text(metric, margin)}")
+            if r["verdict"] == "inconclusive" and r["n"] < MIN_PAIRS:
+                state = f"no verdict (fewer than {MIN_PAIRS} runs on a side)"
             counts = r["note"].split(";")[0].removeprefix("unpaired (Welch): ")
             lines.append(f"- **{_METRIC_NAMES.get(metric, metric)}**, {where}: {subject}: {state} "
                          f"({nums}; {counts}).")

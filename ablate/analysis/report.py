@@ -46,19 +46,52 @@ class LoadedStudy:
 
 
 def parse_margins(items: Sequence[str]) -> dict[str, float]:
-    """``["accuracy=0.005", ...]`` -> {metric: margin}."""
+    """``["accuracy=0.005", ...]`` -> {metric: margin}; VALUE must be finite and > 0."""
     out: dict[str, float] = {}
     for item in items:
         metric, sep, value = item.partition("=")
         try:
             margin = float(value)
-            if not sep or not metric.strip() or not margin > 0:
+            if not sep or not metric.strip() or not (math.isfinite(margin) and margin > 0):
                 raise ValueError
         except ValueError:
-            raise ConfigError(f"--margin: expected METRIC=VALUE with VALUE > 0, e.g. accuracy=0.005, "
+            raise ConfigError(f"--margin: expected METRIC=VALUE with a finite VALUE > 0, e.g. accuracy=0.005, "
                               f"but got {item!r}") from None
         out[metric.strip()] = margin
     return out
+
+
+def parse_pairs(items: Sequence[str]) -> list[tuple[str, str]] | None:
+    """``["baseline:mixup", ...]`` -> [(arm_a, arm_b), ...]; no items -> None (every pair)."""
+    out = []
+    for item in items:
+        a, sep, b = item.partition(":")
+        if not sep or not a.strip() or not b.strip() or ":" in b:
+            raise ConfigError(f"--compare: expected ARM_A:ARM_B, e.g. none:loss, but got {item!r}")
+        out.append((a.strip(), b.strip()))
+    return out or None
+
+
+def check_options(*, alpha: float | None = None, ece_bins: int | None = None) -> None:
+    """Refuse out-of-range report options with one line (None: not given)."""
+    if alpha is not None and not (isinstance(alpha, (int, float)) and 0.0 < alpha < 0.5):
+        raise ConfigError(f"--alpha: expected a number in (0, 0.5), but got {alpha!r}")
+    if ece_bins is not None and not (isinstance(ece_bins, int) and ece_bins >= 1):
+        raise ConfigError(f"--ece-bins: expected an integer >= 1, but got {ece_bins!r}")
+
+
+def check_margin_metrics(margins: Mapping[str, float] | None, runs) -> None:
+    """Every metric given a margin by the user must be a metric of the runs (no silent ignore)."""
+    from ablate.analysis.compare import NON_METRIC
+
+    if not margins:
+        return
+    skip = NON_METRIC | {"attempt", "temperature"}
+    columns = [str(c) for c in runs.columns if c not in skip]
+    absent = [m for m in margins if m not in columns]
+    if absent:
+        raise ConfigError(f"--margin: no metric {', '.join(map(repr, absent))} in these runs; "
+                          f"metrics: {', '.join(columns)}")
 
 
 # ------------------------------------------------------------------------------ tables
@@ -91,41 +124,46 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
 def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str, float] | None = None,
                       alpha: float | None = None, correction: str | None = None,
                       figures: bool = True, sequential: Sequence[int] | None = None,
-                      spending: str | None = None) -> list[Path]:
+                      spending: str | None = None, pairs=None) -> list[Path]:
     """Analyse a per-run CSV made by other tools (``ablate report --runs FILE.csv``).
 
     sequential: looks (seeds) at which to analyse the table as a group-sequential design
     (:mod:`ablate.analysis.sequential`); spending: its alpha-spending function.
+    pairs: ``(arm_a, arm_b)`` pairs to compare (None: every pair of arms in the table).
     """
     from ablate.analysis.compare import load_runs_table
 
+    check_options(alpha=alpha)
     runs = load_runs_table(path)
     if "status" not in runs:
         runs = runs.assign(status="completed")  # a table made elsewhere lists finished runs
+    check_margin_metrics(margins, runs)
     return write_report(runs, out=Path(out), title=f"Runs table `{Path(path).name}`",
-                         margins={**DEFAULT_MARGINS, **(margins or {})}, alpha=alpha or 0.05,
+                         margins={**DEFAULT_MARGINS, **(margins or {})},
+                         alpha=alpha if alpha is not None else 0.05,
                          correction=correction or "holm", histories=None, reliability={}, corrupt=(),
                          overrides={}, binning=None, figures=figures, external=True, sequential=sequential,
-                         spending=spending)
+                         spending=spending, pairs=pairs)
 
 
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
                   histories, reliability, corrupt, overrides, binning, figures: bool,
                   external: bool = False, sequential: Sequence[int] | None = None,
-                  spending: str | None = None) -> list[Path]:
+                  spending: str | None = None, pairs=None) -> list[Path]:
     from ablate.analysis import compare
     from ablate.analysis import sequential as seq_mod
 
     looks = seq_mod.check_looks(sequential, "--sequential") if sequential else None
     spending = seq_mod.check_spending_option(spending)
 
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     metrics = [m for m in margins if m in runs.columns]
     # Bookkeeping columns are numbers too, but not metrics to compare.
     measured = runs.drop(columns=[c for c in ("attempt", "temperature", "seconds") if c in runs])
+    # Compare before writing anything: a refused table or option leaves no folder behind.
     comparisons = compare.compare_runs(measured, margins={m: margins[m] for m in metrics}, alpha=alpha,
-                                       correction=correction, rng=np.random.default_rng(0))
+                                       correction=correction, rng=np.random.default_rng(0), pairs=pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     summary = summary_table(runs, [m for m in SUMMARY_METRICS if m in runs.columns] +
                             [m for m in metrics if m not in SUMMARY_METRICS])
     seq, comparisons_csv = None, comparisons.table
@@ -201,14 +239,31 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics)
 def _group_reliability(reliability) -> dict[tuple, dict[str, Any]]:
     """(backend, dataset, model) -> {arm label: bins}; one panel per arm (and eps)."""
     out: dict[tuple, dict[str, Any]] = {}
-    eps_values = {cell[4] for cell in reliability if cell[4]}
+    smoothed = {cell[3] for cell in reliability if cell[4] != 0}
+    eps_values = {cell[4] for cell in reliability if cell[3] in smoothed}
     for (backend, dataset, model, arm, eps), bins in sorted(reliability.items()):
-        label = arm if not eps or len(eps_values) < 2 else f"{arm} eps={eps:g}"
+        label = arm if arm not in smoothed or len(eps_values) < 2 else f"{arm} eps={eps:g}"
         out.setdefault((backend, dataset, model), {})[label] = bins
     return out
 
 
 # ------------------------------------------------------------------------------ report.md
+def _failed_line(row) -> str:
+    """One failed/diverged run; a table made elsewhere may lack run_id, error or the cell columns."""
+    def text(column):
+        value = row.get(column)
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+
+    where = " ".join(v for v in (text("backend"), text("dataset"), text("model"), text("arm")) if v and v != "-")
+    eps = row.get("smoothing")
+    if isinstance(eps, (int, float)) and not math.isnan(eps):
+        where += f" eps={eps:g}"
+    where += f" seed={text('seed')}"
+    head = f"`{text('run_id')}` " if text("run_id") else ""
+    error = text("error")
+    return f"- {head}{row['status']}: {where.strip()}" + (f" — {error}" if error else "")
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -285,8 +340,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
     if len(bad):
         parts += ["", "## Failed and diverged runs", ""]
         for _, row in bad.iterrows():
-            parts.append(f"- `{row['run_id']}` {row['status']}: {row['backend']} {row['dataset']} {row['model']} "
-                         f"{row['arm']} eps={row['smoothing']:g} seed={row['seed']} — {row.get('error', '')}")
+            parts.append(_failed_line(row))
     if corrupt:
         parts += ["", "## Skipped records", ""]
         parts += [f"- `{c.path}`: {c.reason}" for c in corrupt]

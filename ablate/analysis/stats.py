@@ -15,6 +15,24 @@ row for every pair of arms:
   evidence either way), so all-zero differences give a difference p of 1 and an
   equivalence p of 0 for any positive margin.
 
+Float noise (:func:`compare_paired`, :func:`compare_unpaired`, the bundles the report
+uses): two runs whose metric differs only by rounding must not look "significant" at
+p = 1e-15 with an effect size of 1e14. A spread is *numerically zero* when it is at most
+``NOISE_RTOL * scale`` (``NOISE_RTOL = 1e-12``; ``scale`` = the largest ``|value|`` of
+either arm, i.e. the metric's magnitude, so the rule is scale-free and only ever catches
+differences a few thousand ULPs wide). Then:
+
+* every ``|a - b|`` numerically zero: the arms are treated as identical (``b`` is
+  replaced by ``a``, so all statistics are those of exactly-zero differences);
+* the differences' SD (paired) or both arms' SDs (unpaired) numerically zero but the
+  mean difference not: the differences are *constant* (``constant=True``). There is no
+  variance to test against, so ``p_equivalence``, the difference p-values and the effect
+  sizes are NaN; the interval is the point ``[mean, mean]`` and the verdict is read
+  from that exact value (see :mod:`ablate.analysis.compare`).
+
+The single-purpose functions (:func:`paired_t`, :func:`tost_paired`, ...) keep the
+exact-arithmetic conventions above and match scipy/statsmodels, noise included.
+
 Which test gives ``p_difference`` (see :func:`choose_difference_test`): the paired
 t-test, unless there are at least ``NORMALITY_MIN_N = 8`` pairs with non-constant
 differences and Shapiro-Wilk rejects normality of the differences at
@@ -41,6 +59,7 @@ from scipy import stats as st
 from ablate.errors import InputError
 
 NORMALITY_ALPHA = 0.05
+NOISE_RTOL = 1e-12
 NORMALITY_MIN_N = 8
 WILCOXON_ZERO_METHOD = "pratt"
 WILCOXON_EXACT_MAX_N = 200
@@ -137,8 +156,12 @@ class PairedComparison:
 
     ``difference`` is the test chosen by :func:`choose_difference_test`; ``ttest``,
     ``wilcoxon`` and ``sign_flip`` are all kept. ``identical`` is True when every
-    difference is exactly zero (n >= 1). ``seeds_needed`` is None when it cannot be
-    computed (n < 2) or exceeds the search limit.
+    difference is zero (exactly, or within float noise: see the module doc), and
+    ``constant`` when the differences are one non-zero value within float noise (no
+    test then: p-values and effect sizes NaN). ``seeds_needed`` assumes a true
+    difference of 0, ``seeds_needed_observed`` the observed mean difference (None when
+    that is at or beyond the margin: equivalence is then not reachable); both use the
+    observed SD and are None when it is unknown (n < 2) or past the search limit.
     """
 
     n: int
@@ -159,13 +182,17 @@ class PairedComparison:
     hedges_g: float
     posterior: Posterior
     seeds_needed: int | None
+    seeds_needed_observed: int | None = None
+    constant: bool = False
 
 
 @dataclass(frozen=True)
 class UnpairedComparison:
     """Everything :func:`compare_unpaired` computes (Welch) for two independent samples.
 
-    ``seeds_needed`` is per side, from a two-sample TOST with the pooled SD.
+    ``seeds_needed`` and ``seeds_needed_observed`` are per side, from a two-sample TOST
+    with the pooled SD (true difference 0, resp. the observed one). ``constant``: both
+    samples are constant within float noise and their means differ (no test then).
     """
 
     n_a: int
@@ -181,6 +208,8 @@ class UnpairedComparison:
     hedges_g: float
     posterior: Posterior
     seeds_needed: int | None
+    seeds_needed_observed: int | None = None
+    constant: bool = False
 
 
 # --------------------------------------------------------------------------- helpers
@@ -625,11 +654,14 @@ def seeds_needed(
     """Smallest n >= 2 whose TOST power at ``±margin`` reaches ``power``.
 
     Planning assumes a true difference of ``true_diff`` (0: the arms really are
-    equal) and the given SD (the observed one). None when sd is NaN or more than
-    ``max_n`` seeds would be needed. Power is increasing in n, so doubling then
-    bisection finds the boundary.
+    equal) and the given SD (the observed one). None when sd or true_diff is NaN,
+    when ``|true_diff| >= margin`` (power then stays below 1/2 for every n, so
+    equivalence is not reachable), or when more than ``max_n`` seeds would be needed.
+    Power is increasing in n, so doubling then bisection finds the boundary.
     """
-    if not np.isfinite(sd):
+    if not (np.isfinite(sd) and np.isfinite(true_diff)):
+        return None
+    if abs(true_diff) >= margin and power > 0.5:  # TOST power <= 1/2 there, whatever n
         return None
 
     def ok(k: int) -> bool:
@@ -691,6 +723,21 @@ def posterior_welch(a, b, margin: float) -> Posterior:
 # --------------------------------------------------------------------------- bundles
 
 
+def _noise(*arrays: np.ndarray) -> float:
+    """The float-noise tolerance: NOISE_RTOL times the largest |value| (see the module doc)."""
+    scale = max((float(np.max(np.abs(x))) for x in arrays if x.size), default=0.0)
+    return NOISE_RTOL * scale
+
+
+def _nan_test(test: SignificanceTest, why: str) -> SignificanceTest:
+    return SignificanceTest(test.test, math.nan, math.nan, test.df, test.n, why)
+
+
+def _nan_tost(tost: Tost, m: float) -> Tost:
+    nan = math.nan
+    return Tost(m, 0.0, tost.df, tost.margin, tost.alpha, nan, nan, nan, nan, nan, m, m, tost.n_a, tost.n_b)
+
+
 def compare_paired(
     a,
     b,
@@ -701,56 +748,97 @@ def compare_paired(
     n_boot: int = 2000,
     target_power: float = 0.8,
 ) -> PairedComparison:
-    """All paired statistics for arms a, b: (n,) paired by seed, at ``±margin``."""
+    """All paired statistics for arms a, b: (n,) paired by seed, at ``±margin``.
+
+    Differences at float-noise level are handled as the module doc says (identical
+    or constant), so no p-value or effect size comes from rounding error.
+    """
     a, b = _vector(a, "a"), _vector(b, "b")
     d = _differences(a, b)
+    tol = _noise(a, b)
+    if d.size and np.all(np.abs(d) <= tol):
+        b, d = a.copy(), np.zeros_like(d)  # numerically identical: exactly zero differences
     n = d.size
-    sd = _sd(d)
+    constant = bool(n >= 2 and np.any(d != 0) and _sd(d) <= tol)
+    sd = 0.0 if constant else _sd(d)
+    m = _mean(d)
+    tost, ttest, diff = tost_paired(a, b, margin, alpha=alpha), paired_t(a, b), paired_difference(a, b)
+    wilcoxon, sign_flip = wilcoxon_signed_rank(a, b), sign_flip_test(a, b, rng=rng)
+    bca = bca_interval(a, b, rng=rng, n_boot=n_boot, confidence=1 - 2 * alpha)
+    effect_dz, g = cohens_dz(a, b), hedges_g(a, b)
+    posterior = posterior_paired(a, b, margin)
+    if constant:
+        why = "constant differences (zero variance): no test"
+        tost, ttest, diff = _nan_tost(tost, m), _nan_test(ttest, why), _nan_test(diff, why)
+        wilcoxon, sign_flip = _nan_test(wilcoxon, why), _nan_test(sign_flip, why)
+        bca = Interval(m, m, m, bca.confidence, "bca (constant differences)")
+        effect_dz, g = math.nan, math.nan
+        posterior = _posterior(m, 0.0, float(n - 1), margin)
     return PairedComparison(
         n=n,
         mean_a=_mean(a),
         mean_b=_mean(b),
-        mean_diff=_mean(d),
+        mean_diff=m,
         sd_diff=sd,
         identical=bool(n >= 1 and np.all(d == 0)),
-        tost=tost_paired(a, b, margin, alpha=alpha),
-        difference=paired_difference(a, b),
-        ttest=paired_t(a, b),
-        wilcoxon=wilcoxon_signed_rank(a, b),
-        sign_flip=sign_flip_test(a, b, rng=rng),
-        bca=bca_interval(a, b, rng=rng, n_boot=n_boot, confidence=1 - 2 * alpha),
+        tost=tost,
+        difference=diff,
+        ttest=ttest,
+        wilcoxon=wilcoxon,
+        sign_flip=sign_flip,
+        bca=bca,
         interval_a=t_interval(a),
         interval_b=t_interval(b),
-        effect_dz=cohens_dz(a, b),
-        hedges_g=hedges_g(a, b),
-        posterior=posterior_paired(a, b, margin),
+        effect_dz=effect_dz,
+        hedges_g=g,
+        posterior=posterior,
         seeds_needed=seeds_needed(sd, margin, power=target_power, alpha=alpha),
+        seeds_needed_observed=seeds_needed(sd, margin, power=target_power, alpha=alpha, true_diff=m),
+        constant=constant,
     )
 
 
 def compare_unpaired(
     a, b, *, margin: float, alpha: float = 0.05, target_power: float = 0.8
 ) -> UnpairedComparison:
-    """All Welch statistics for independent samples a: (n_a,), b: (n_b,) at ``±margin``."""
+    """All Welch statistics for independent samples a: (n_a,), b: (n_b,) at ``±margin``.
+
+    Both samples constant within float noise: see the module doc (``constant``).
+    """
     a, b = _vector(a, "a"), _vector(b, "b")
+    tol = _noise(a, b)
+    flat = a.size >= 2 and b.size >= 2 and _sd(a) <= tol and _sd(b) <= tol
+    if flat:  # rounding noise only: each sample is its mean
+        a, b = np.full_like(a, _mean(a)), np.full_like(b, _mean(b))
+        if abs(_mean(a) - _mean(b)) <= tol:
+            b = np.full_like(b, _mean(a))
     df = a.size + b.size - 2
     pooled = (math.sqrt((np.sum((a - _mean(a)) ** 2) + np.sum((b - _mean(b)) ** 2)) / df)
               if a.size and b.size and df > 0 else math.nan)
+    m = _mean(a) - _mean(b) if a.size and b.size else math.nan
+    constant = bool(flat and m != 0)
+    tost, diff, g = tost_welch(a, b, margin, alpha=alpha), welch_t(a, b), hedges_g(a, b)
+    if constant:
+        why = "constant samples (zero variance): no test"
+        tost, diff, g = _nan_tost(tost, m), _nan_test(diff, why), math.nan
     return UnpairedComparison(
         n_a=a.size,
         n_b=b.size,
         mean_a=_mean(a),
         mean_b=_mean(b),
-        mean_diff=_mean(a) - _mean(b) if a.size and b.size else math.nan,
+        mean_diff=m,
         sd_pooled=pooled,
-        tost=tost_welch(a, b, margin, alpha=alpha),
-        difference=welch_t(a, b),
+        tost=tost,
+        difference=diff,
         interval_a=t_interval(a),
         interval_b=t_interval(b),
-        hedges_g=hedges_g(a, b),
+        hedges_g=g,
         posterior=posterior_welch(a, b, margin),
         seeds_needed=seeds_needed(pooled, margin, power=target_power, alpha=alpha,
                                   design="two-sample"),
+        seeds_needed_observed=seeds_needed(pooled, margin, power=target_power, alpha=alpha,
+                                           true_diff=m, design="two-sample"),
+        constant=constant,
     )
 
 from ablate.analysis.sequential import SequentialTost, sequential_boundaries, sequential_tost  # noqa: E402,F401

@@ -5,8 +5,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+# Fixed places and colours for the built-in arm names; any other arm comes after them, in
+# order of appearance, with the next colour of EXTRA_COLOURS.
 ARM_ORDER = ("none", "explicit", "loss")
 ARM_PALETTE = {"none": "#7f7f7f", "explicit": "#1f77b4", "loss": "#d62728"}
+EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e", "#393b79")
+
+
+def arm_order(arms) -> list[str]:
+    """Arms to draw, in order: the built-in names in ARM_ORDER first, then the others as they appear."""
+    arms = [str(a) for a in dict.fromkeys(arms)]
+    return [a for a in ARM_ORDER if a in arms] + [a for a in arms if a not in ARM_ORDER]
+
+
+def arm_palette(arms) -> dict[str, str]:
+    """{arm: colour} for any arm names: built-in colours, then EXTRA_COLOURS in order (cycled)."""
+    others = [a for a in arm_order(arms) if a not in ARM_PALETTE]
+    colours = {a: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, a in enumerate(others)}
+    return {a: ARM_PALETTE.get(a) or colours[a] for a in arm_order(arms)}
 
 
 @contextlib.contextmanager

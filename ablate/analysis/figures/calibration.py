@@ -14,14 +14,13 @@ import numpy as np
 
 from ablate.analysis.calibration import ReliabilityData
 from ablate.errors import InputError
-from ablate.analysis.figures._style import ARM_ORDER, ARM_PALETTE, new_axes, style
+from ablate.analysis.figures._style import arm_order, arm_palette, new_axes, style
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-_FALLBACK_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 _BACKEND_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _STAGES = ("uncalibrated", "temperature-scaled")
 _GAP_COLOUR = "#ff7f0e"
@@ -29,13 +28,11 @@ _GAP_COLOUR = "#ff7f0e"
 
 def _arm_order(arms) -> list[str]:
     """Known arms in ARM_ORDER first (none, explicit, loss), then the others as given."""
-    arms = list(dict.fromkeys(arms))
-    return [a for a in ARM_ORDER if a in arms] + [a for a in arms if a not in ARM_ORDER]
+    return arm_order(arms)
 
 
 def _arm_colours(arms: list[str]) -> dict[str, str]:
-    extra = iter(_FALLBACK_COLOURS * (1 + len(arms) // len(_FALLBACK_COLOURS)))
-    return {a: ARM_PALETTE[a] if a in ARM_PALETTE else next(extra) for a in arms}
+    return arm_palette(arms)
 
 
 def reliability_diagrams(

@@ -19,16 +19,18 @@ def power_curve(
     metrics: Sequence[str] | None = None,
     n_max: int = 40,
     ax=None,
+    pairs=None,
 ):
     """Plot TOST power against seed count, one line per group and metric.
 
     Each line uses its row's margin and observed SD of the paired differences (pooled
     SD, seeds per backend, for cross-backend rows). ``arms`` picks the rows (default
-    explicit vs loss; None: all rows) and ``metrics`` the metrics (default all). A
+    explicit vs loss; None: all rows; ``pairs``, a list of arm pairs, overrides it) and
+    ``metrics`` the metrics (default all). A
     dashed line marks the 80% target and a dot each row's ``seeds_needed``. Returns the
     figure (``ax``'s figure when given).
     """
-    curves = power_curves(comparisons, arms=arms, n_max=n_max)
+    curves = power_curves(comparisons, arms=arms, n_max=n_max, pairs=pairs)
     if metrics is not None:
         curves = curves[curves["metric"].isin(list(metrics))]
     with style():
@@ -55,19 +57,24 @@ def power_curve(
 
 
 def power_overview(comparisons: Comparisons, *, metric: str = "accuracy", n_max: int = 40):
-    """Two panels for one metric: explicit vs loss, and no smoothing vs each smoothing arm.
+    """Two panels for one metric: the main pairs (e.g. explicit vs loss), and each reference
+    arm (e.g. none) against the other arms.
 
-    When explicit and loss agree bitwise their curve is flat at 1, so the second panel is what
+    When two arms agree bitwise their curve is flat at 1, so the second panel is what
     tells how many seeds a design needs.
     """
     import matplotlib.pyplot as plt
 
+    refs = set(comparisons.references)
+    main = [p for p in comparisons.pairs if (p[0] in refs) == (p[1] in refs)]
+    links = [p for p in comparisons.pairs if (p[0] in refs) != (p[1] in refs)]
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        power_curve(comparisons, arms=("explicit", "loss"), metrics=[metric], n_max=n_max, ax=axes[0])
-        axes[0].set_title(f"explicit vs loss: seeds to show equivalence ({metric})", fontsize=10)
-        power_curve(comparisons, arms=("none", "loss"), metrics=[metric], n_max=n_max, ax=axes[1])
-        power_curve(comparisons, arms=("none", "explicit"), metrics=[metric], n_max=n_max, ax=axes[1])
-        axes[1].set_title(f"none vs smoothing: seeds to show equivalence ({metric})", fontsize=10)
+        power_curve(comparisons, pairs=main, metrics=[metric], n_max=n_max, ax=axes[0])
+        names = ", ".join(f"{a} vs {b}" for a, b in main[:3]) + (" …" if len(main) > 3 else "")
+        axes[0].set_title(f"{names or 'no main pair'}: seeds to show equivalence ({metric})", fontsize=10)
+        power_curve(comparisons, pairs=links, metrics=[metric], n_max=n_max, ax=axes[1])
+        ref = ", ".join(sorted(refs)) or "no reference arm"
+        axes[1].set_title(f"{ref} vs the other arms: seeds to show equivalence ({metric})", fontsize=10)
         fig.tight_layout()
     return fig

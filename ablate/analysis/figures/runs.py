@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from ablate.analysis.figures._style import ARM_ORDER, ARM_PALETTE, style
+from ablate.analysis.figures._style import arm_order, arm_palette, style
 
 _LABELS = {"accuracy": "test accuracy", "ece": "test ECE (15 bins, L1)", "nll": "test NLL",
            "ece_ts": "test ECE after temperature scaling", "brier": "test Brier score"}
 
 
 def _arm_label(frame):
-    """`loss` / `explicit` with several eps get their eps in the label; `none` stays as is."""
-    eps = sorted(frame.loc[frame["arm"] != "none", "smoothing"].unique())
+    """Smoothed arms with several eps get their eps in the label; an arm never smoothed stays as is."""
+    smoothed = set(frame.loc[frame["smoothing"] != 0, "arm"])
+    eps = sorted(frame.loc[frame["arm"].isin(smoothed), "smoothing"].unique())
     if len(eps) < 2:
         return frame["arm"]
-    return frame.apply(lambda r: r["arm"] if r["arm"] == "none" else f"{r['arm']} {r['smoothing']:g}", axis=1)
+    return frame.apply(lambda r: r["arm"] if r["arm"] not in smoothed else f"{r['arm']} {r['smoothing']:g}",
+                       axis=1)
 
 
 def metric_by_arm(runs, metric: str, ax=None):
@@ -23,7 +25,7 @@ def metric_by_arm(runs, metric: str, ax=None):
     with style():
         frame = runs.copy()
         frame["arm_label"] = _arm_label(frame)
-        order = [a for a in ARM_ORDER if a in set(frame["arm"])]
+        order = arm_order(frame["arm"])
         labels = [lab for arm in order for lab in sorted(frame.loc[frame["arm"] == arm, "arm_label"].unique())]
         panels = sorted(frame[["dataset", "model"]].drop_duplicates().itertuples(index=False))
         if ax is None:
@@ -60,9 +62,11 @@ def training_curves(histories):
     with style():
         frame = histories[histories["quantity"].isin(["objective", "nll", "accuracy"])].copy()
         labels = _arm_label(frame)
-        hue_order = [lab for arm in ARM_ORDER for lab in sorted(labels[frame["arm"] == arm].unique())]
+        colours = arm_palette(frame["arm"])
+        hue_order = [lab for arm in colours for lab in sorted(labels[frame["arm"] == arm].unique())]
+        base = {lab: arm for arm in colours for lab in labels[frame["arm"] == arm].unique()}
         frame["arm"] = labels
-        palette = {lab: ARM_PALETTE.get(lab.split(" ")[0], "#333333") for lab in hue_order}
+        palette = {lab: colours[base[lab]] for lab in hue_order}
         frame["panel"] = frame["backend"] + " / " + frame["dataset"] + " / " + frame["model"]
         grid = sns.relplot(data=frame, x="epoch", y="value", hue="arm", hue_order=hue_order,
                            palette=palette, style="split", row="panel", col="quantity",
