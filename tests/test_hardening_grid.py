@@ -41,10 +41,14 @@ def test_a_study_refuses_a_grid_with_other_settings(tmp_path):
     with pytest.raises(ConfigError, match=r"study 'bound' already holds runs with other settings: arm "
                                           r"'explicit': train.momentum 0.7 -> 0.9; use a new study name"):
         bind_settings(store, _grid(tmp_path, GRID))
-    with pytest.raises(ConfigError, match=r"train.epochs 2 -> 3"):
-        bind_settings(store, _grid(tmp_path, GRID.replace("epochs: 2", "epochs: 3")))
+    plain = RunStore(tmp_path / "results", "plain")
+    bind_settings(plain, _grid(tmp_path, GRID.replace("study: bound", "study: plain")))
+    with pytest.raises(ConfigError, match=r"train.epochs 2 -> 3 \(and 2 more\)"):  # one per arm
+        bind_settings(plain, _grid(tmp_path, GRID.replace("study: bound", "study: plain").replace("epochs: 2",
+                                                                                                 "epochs: 3")))
     with pytest.raises(ConfigError, match=r"dataset 'digits': train_size 400 -> 300"):
-        bind_settings(store, _grid(tmp_path, GRID.replace("train_size: 400", "train_size: 300")))
+        bind_settings(plain, _grid(tmp_path, GRID.replace("study: bound", "study: plain")
+                                   .replace("train_size: 400", "train_size: 300")))
 
 
 def test_a_study_may_grow(tmp_path):

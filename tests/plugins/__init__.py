@@ -13,7 +13,7 @@ def tiny_torch(input_shape, num_classes):
 
     from torch import nn
 
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.Tanh(), nn.Linear(16, num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.ReLU(), nn.Linear(16, num_classes))
 
 
 def tiny_keras(input_shape, num_classes):
@@ -21,7 +21,7 @@ def tiny_keras(input_shape, num_classes):
 
     inputs = keras.Input(shape=tuple(input_shape))
     x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(16, activation="tanh")(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
 
 
