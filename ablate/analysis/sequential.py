@@ -403,6 +403,23 @@ def _paired(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: str):
     return a[ok] - b[ok], dropped
 
 
+def comparison_sides(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None) -> list[tuple]:
+    """The comparisons :func:`sequential_comparisons` makes on ``runs``, without their data.
+
+    runs: as for :func:`sequential_comparisons` (metric columns not needed; a plan of the
+      runs a grid will make is enough). Returns one ``(key, side_a, side_b)`` per
+      comparison and metric-independent: ``key`` = (backend, dataset, model, smoothing,
+      arm_a, arm_b) as in the table, ``side`` = (backend, dataset, model, arm, smoothing)
+      of the runs on that side (a reference arm's side has smoothing 0).
+    """
+    out = []
+    for backend, dataset, model, eps, a, b, frame_a, frame_b in _comparison_units(_prepare(runs), pairs):
+        sides = tuple((backend, dataset, model, arm, float(frame["smoothing"].iloc[0]))
+                      for arm, frame in ((a, frame_a), (b, frame_b)))
+        out.append(((backend, dataset, model, eps, a, b), *sides))
+    return out
+
+
 def sequential_comparisons(
     runs: pd.DataFrame,
     *,
