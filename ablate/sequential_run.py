@@ -46,11 +46,12 @@ def plan_table(runs: Sequence[RunSpec]) -> pd.DataFrame:
 
 def analyse(grid: Grid, runs: pd.DataFrame) -> sq.SequentialComparisons:
     """The sequential analysis of a runs table with the grid's design, margins, pairs and alpha
-    (what ``ablate report`` computes for the study when it holds these runs)."""
+    (the decisions ``ablate report`` makes for the study when it holds these runs; the report
+    may orient a pair the other way, which changes no decision)."""
     design = grid.analysis.sequential
     margins = {m: v for m, v in grid.analysis.margins.items() if m in runs.columns}
     return sq.sequential_comparisons(runs, looks=design.looks, margins=margins,
-                                     pairs=list(grid.analysis.compare) or None, alpha=grid.analysis.alpha,
+                                     pairs=list(grid.pairs()), alpha=grid.analysis.alpha,
                                      spending=design.spending)
 
 
@@ -58,7 +59,7 @@ class _Book:
     """Which comparisons involve each arm, and which of them a sequential analysis has decided."""
 
     def __init__(self, grid: Grid):
-        sides = sq.comparison_sides(plan_table(grid.runs()), list(grid.analysis.compare) or None)
+        sides = sq.comparison_sides(plan_table(grid.runs()), list(grid.pairs()))
         self.involved: dict[Unit, list[tuple]] = {}
         for key, side_a, side_b in sides:
             for side in (side_a, side_b):
@@ -89,10 +90,11 @@ def run_in_waves(grid: Grid, runs: Sequence[RunSpec], *, execute: Callable[[list
         raise ValueError("run_in_waves needs a grid with analysis.sequential")
     rank = {seed: i for i, seed in enumerate(sorted(set(grid.seeds)))}
     grid_ids = {s.run_id for s in grid.runs()}
+    runs = [s for s in runs if rank[s.seed] < design.looks[-1]]
+    run_ids = [s.run_id for s in runs]  # hashing a spec is not free: once
     units: dict[Unit, list[RunSpec]] = {}
     for spec in runs:
-        if rank[spec.seed] < design.looks[-1]:
-            units.setdefault(unit_of(spec), []).append(spec)
+        units.setdefault(unit_of(spec), []).append(spec)
     book = _Book(grid)
 
     def stored() -> pd.DataFrame:
@@ -113,20 +115,21 @@ def run_in_waves(grid: Grid, runs: Sequence[RunSpec], *, execute: Callable[[list
         active = book.undecided(units, seq)
         if not active:
             break
-        wave = [s for s in runs if unit_of(s) in active and rank[s.seed] < look and s.run_id not in attempted]
+        wave = [(s, i) for s, i in zip(runs, run_ids)
+                if unit_of(s) in active and rank[s.seed] < look and i not in attempted]
         say(f"sequential: look {k + 1} of {len(design.looks)} at {look} seeds: {len(active)} of {len(units)} "
             f"arm(s) undecided, {len(wave)} run(s) in this wave")
         if wave:
-            summary = execute(wave)
+            summary = execute([s for s, _ in wave])
             waves.append(summary)
             skipped += summary.skipped
-            attempted.update(s.run_id for s in wave)
+            attempted.update(i for _, i in wave)
         table = stored()
         seq = analyse(grid, table)
         for line, key in _decided_lines(seq, seen_decided):
             seen_decided.add(key)
             say(f"sequential: {line}")
-    for line in summary_lines(seq, units, table):
+    for line in _summary_lines(seq, units, table, dict(zip(map(id, runs), run_ids))):
         say(line)
     return SweepSummary(
         completed=sum(w.completed for w in waves), failed=sum(w.failed for w in waves),
@@ -163,7 +166,8 @@ def _by_comparison(seq: sq.SequentialComparisons):
     return groups.items()
 
 
-def summary_lines(seq: sq.SequentialComparisons, units: dict[Unit, list[RunSpec]], table: pd.DataFrame) -> list[str]:
+def _summary_lines(seq: sq.SequentialComparisons, units: dict[Unit, list[RunSpec]], table: pd.DataFrame,
+                  run_ids: dict[int, str]) -> list[str]:
     """Per comparison its decisions and looks; per cell (backend, dataset, model, ε) the runs
     stored against the fixed design's (every seed up to the last look)."""
     design = ", ".join(map(str, seq.looks_planned))
@@ -175,7 +179,7 @@ def summary_lines(seq: sq.SequentialComparisons, units: dict[Unit, list[RunSpec]
     cells: dict[tuple, list[int]] = {}
     for (backend, dataset, model, _arm, eps), specs in units.items():
         counts = cells.setdefault((backend, dataset, model, eps), [0, 0])
-        counts[0] += sum(s.run_id in stored_ids for s in specs)
+        counts[0] += sum(run_ids[id(s)] in stored_ids for s in specs)
         counts[1] += len(specs)
     for (backend, dataset, model, eps), (used, fixed) in sorted(cells.items()):
         where = f"{backend} {dataset} {model}" + (f" ε={eps:g}" if eps else "")
