@@ -41,7 +41,8 @@ def _metric(spec: RunSpec) -> float:
 class FakeStudy:
     """A store in memory: `execute` 'trains' each pending spec, `load` returns the runs table."""
 
-    def __init__(self, stop_after: int | None = None):
+    def __init__(self, stop_after: int | None = None, metric=_metric):
+        self.metric = metric
         self.rows: dict[str, dict] = {}
         self.waves: list[list[RunSpec]] = []
         self.stop_after = stop_after  # raise KeyboardInterrupt after storing this many runs in total
@@ -54,7 +55,7 @@ class FakeStudy:
                 continue
             if self.stop_after is not None and len(self.rows) >= self.stop_after:
                 raise KeyboardInterrupt
-            value = _metric(spec)
+            value = self.metric(spec)
             self.rows[spec.run_id] = dict(run_id=spec.run_id, status="completed", backend=spec.backend,
                                           dataset=spec.dataset.name, model=spec.model, arm=spec.arm,
                                           smoothing=spec.smoothing, seed=spec.seed, repeat=spec.repeat,
@@ -67,8 +68,9 @@ class FakeStudy:
                             columns=["run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                                      "repeat", *METRICS])
 
-    def stored(self, arm: str) -> list[int]:
-        return sorted(r["seed"] for r in self.rows.values() if r["arm"] == arm)
+    def stored(self, arm: str, smoothing: float | None = None) -> list[int]:
+        return sorted(r["seed"] for r in self.rows.values()
+                      if r["arm"] == arm and (smoothing is None or r["smoothing"] == smoothing))
 
 
 def _decisions(seq: sq.SequentialComparisons) -> dict:
@@ -139,6 +141,28 @@ def test_arms_whose_comparisons_are_decided_stop_while_others_go_on():
     _run(grid, study)
     assert study.stored("a") == list(range(5))
     assert len(study.stored("c")) > 5 and study.stored("b") == study.stored("c")
+
+
+def test_a_reference_arm_waits_for_its_comparisons_at_every_eps():
+    """none (run once per seed) is compared with explicit and loss at each ε: at ε = 0.1 they
+    are far from it and from each other's twin, at ε = 0.2 about a margin away. The ε = 0.1
+    arms stop at the first look; none and the ε = 0.2 arms go on."""
+    def metric(spec):
+        base = 0.9 + 0.02 * np.random.default_rng(spec.seed).standard_normal()
+        if spec.smoothing == 0.1:
+            return base + 0.2
+        if spec.smoothing == 0.2:
+            return base + 0.01 + 0.01 * np.random.default_rng(1000 + spec.seed).standard_normal()
+        return base
+
+    grid = load_grid({"study": "s", "datasets": ["digits"], "models": ["mlp"], "backends": ["torch"],
+                      "arms": ["none", "explicit", "loss"], "smoothing": [0.1, 0.2], "seeds": 20,
+                      "analysis": {"margins": {m: 0.01 for m in METRICS}, "sequential": {"looks": LOOKS}}})
+    study = FakeStudy(metric=metric)
+    _run(grid, study)
+    assert study.stored("explicit", 0.1) == study.stored("loss", 0.1) == list(range(5))
+    later = study.stored("none")
+    assert len(later) > 5 and study.stored("explicit", 0.2) == study.stored("loss", 0.2) == later
 
 
 def test_two_equivalent_arms_stop_at_the_first_look():
@@ -243,6 +267,7 @@ def test_cli_run_stops_explicit_vs_loss_at_the_first_look(write_grid, tmp_path):
     again = ablate("run", grid, "--results", results, "--workers", "1")
     assert "in this wave" not in again.stderr and "10 of 40 run(s) stored" in again.stderr
     assert len(list((results / "seq" / "runs").iterdir())) == 10
+    assert "runs listed as pending may never be needed" in ablate("status", grid, "--results", results).stdout
     # The study's report reads the design from study.json.
     ablate("report", "--results", results, "--study", "seq", "--no-figures")
     table = pd.read_csv(results / "seq" / "comparisons.csv")

@@ -660,7 +660,8 @@ def markdown(seq: SequentialComparisons) -> str:
              f"({_spending_name(seq.spending)} Lan-DeMets alpha spending; {family}, family-wise error ≤ "
              f"{seq.alpha:g}). At each look the repeated interval of the paired difference decides "
              f"`equivalent` (the (1 − 2α) interval inside ±margin) or `different` (the (1 − α) interval "
-             f"excludes 0); critical values are those of the group-sequential t test at the actual seed counts. The fixed design "
+             f"excludes 0); critical values are those of the group-sequential t test at the actual seed "
+             f"counts. The fixed design "
              f"runs {n_max} seeds per arm.", ""]
     if not m:
         lines += ["No pair of arms could be compared.", ""]
