@@ -56,7 +56,13 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
     from ablate.study import bind_settings
 
     grid = load_grid(grid)
+    if grid.analysis.sequential is not None and seeds is not None:
+        raise ConfigError(f"--seeds: {grid.source} has `analysis.sequential`, whose looks choose the seeds to run; "
+                          "drop --seeds (or the sequential design)")
     runs = plan(grid, only=only, seeds=seeds)
+    if grid.analysis.sequential is not None:
+        last = sorted(set(grid.seeds))[grid.analysis.sequential.looks[-1] - 1]
+        runs = [s for s in runs if s.seed <= last]  # seeds past the last look are never used
     entry = EXECUTORS.get(executor) if executor in EXECUTORS else None
     if entry is None:
         raise ConfigError(f"--executor: {EXECUTORS.unknown(executor)}")
@@ -87,10 +93,25 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
     # Options first (cheap), then frameworks and data (may fetch a dataset once).
     check_environment(grid)
     if log is not None:
-        print(f"study {grid.study!r}: {len(runs)} run(s) on {where} -> {store.study_dir}", file=log)
+        design = grid.analysis.sequential
+        count = f"{len(runs)} run(s)" if design is None else \
+            (f"at most {len(runs)} run(s) (sequential: looks at {', '.join(map(str, design.looks))} seeds, "
+             f"{design.spending} spending)")
+        print(f"study {grid.study!r}: {count} on {where} -> {store.study_dir}", file=log)
     with study_lock(store):
         bind_settings(store, grid)
-        return resolve(entry.run)(runs, store=store, results=str(results), **options)
+        execute = resolve(entry.run)
+        if grid.analysis.sequential is None:
+            return execute(runs, store=store, results=str(results), **options)
+        from ablate.sequential_run import run_in_waves
+        from ablate.study import load_study
+
+        def stored_runs():
+            return load_study(store, ece_bins=grid.analysis.ece_bins, ece_binning=grid.analysis.ece_binning).runs
+
+        return run_in_waves(grid, runs, execute=lambda wave: execute(wave, store=store, results=str(results),
+                                                                     **options),
+                            load=stored_runs, log=log)
 
 
 def load_study(path: str | Path, *, results: str | Path | None = None):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import backends, methods
+from ablate.analysis import sequential
 from ablate.backends import models
 from ablate.config import Grid, Names, parse_grid as _parse, read_grid_file
 from ablate.data import catalogue
@@ -25,6 +26,7 @@ def names() -> Names:
         datasets=catalogue.DATASETS.names(),
         backends=backends.accepted_names(),
         resizable_datasets=tuple(n for n, d in catalogue.DATASETS.items() if d.resizable),
+        spendings=sequential.SPENDINGS,
     )
 
 

@@ -141,6 +141,8 @@ def _cmd_run(args) -> int:
         print(f"{len(runs)} run(s); {counts['completed']} completed and {counts['diverged']} diverged "
               f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
               f"({counts['failed']} of them failed before)")
+        if grid.analysis.sequential is not None:
+            print(_SEQUENTIAL_NOTE)
         return 0
     summary = api.run(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
                       retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
@@ -194,7 +196,13 @@ def _cmd_status(args) -> int:
     grid = api.load_grid(args.grid)
     runs = api.plan(grid, only=args.only, seeds=args.seeds)
     print(format_status(grid_status(runs, RunStore(args.results, grid.study))))
+    if grid.analysis.sequential is not None:
+        print(_SEQUENTIAL_NOTE)
     return 0
+
+
+_SEQUENTIAL_NOTE = ("note: the grid has `analysis.sequential`: `run` gives seeds only to arms whose comparisons are "
+                    "undecided, so runs listed as pending may never be needed")
 
 
 # -------------------------------------------------------------------------- datasets

@@ -103,6 +103,14 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SequentialSpec:
+    """A group-sequential design: analyse after ``looks`` seeds (fixed in advance), with alpha spending."""
+
+    looks: tuple[int, ...]  # increasing seed counts >= 2; the last is the most seeds a cell may use
+    spending: str  # a spending function of ablate.analysis.sequential (names via `Names.spendings`)
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     margins: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
     alpha: float = 0.05
@@ -110,6 +118,7 @@ class AnalysisConfig:
     ece_bins: int = 15
     ece_binning: str = "uniform"
     compare: tuple[tuple[str, str], ...] = ()  # arm pairs to compare; () means every pair of arms
+    sequential: SequentialSpec | None = None  # None: every seed runs (the fixed design)
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,7 @@ class Names:
     datasets: Sequence[str]
     backends: Sequence[str]  # accepted spellings, `keras` included
     resizable_datasets: Sequence[str] = ()  # the datasets that take `image_size`
+    spendings: Sequence[str] = ()  # alpha-spending functions for `analysis.sequential`; the first is the default
 
 
 @dataclass(frozen=True)
@@ -489,7 +499,26 @@ def _parse_augment(ctx: _Ctx, key: str, raw: Any) -> AugmentSpec | None:
     return AugmentSpec(**values)
 
 
-def _parse_analysis(ctx: _Ctx, raw: Any, arms: Sequence[str]) -> AnalysisConfig:
+def _parse_sequential(ctx: _Ctx, names: Names, raw: Any, n_seeds: int) -> SequentialSpec:
+    key = "analysis.sequential"
+    data = ctx.mapping(key, raw)
+    ctx.keys(key, data, [f.name for f in dataclasses.fields(SequentialSpec)])
+    if "looks" not in data:
+        raise ctx.fail(f"{key}.looks", "missing; expected increasing seed counts, e.g. [5, 10, 15, 20]")
+    looks = tuple(ctx.integer(f"{key}.looks[{i}]", v, minimum=2)
+                  for i, v in enumerate(ctx.as_list(f"{key}.looks", data["looks"])))
+    if any(b <= a for a, b in zip(looks, looks[1:])):
+        raise ctx.fail(f"{key}.looks", f"expected strictly increasing seed counts, but got {list(looks)}")
+    if looks[-1] > n_seeds:
+        raise ctx.fail(f"{key}.looks", f"expected the last look <= the grid's {n_seeds} seed(s), "
+                                       f"but got {looks[-1]}; add seeds or drop the look")
+    if not names.spendings:
+        raise ctx.fail(f"{key}.spending", "no alpha-spending function is registered")
+    spending = ctx.choice(f"{key}.spending", data.get("spending", names.spendings[0]), names.spendings)
+    return SequentialSpec(looks=looks, spending=spending)
+
+
+def _parse_analysis(ctx: _Ctx, raw: Any, arms: Sequence[str], names: Names, n_seeds: int) -> AnalysisConfig:
     data = ctx.mapping("analysis", raw)
     ctx.keys("analysis", data, [f.name for f in dataclasses.fields(AnalysisConfig)])
     margins = dict(DEFAULT_MARGINS)
@@ -512,8 +541,9 @@ def _parse_analysis(ctx: _Ctx, raw: Any, arms: Sequence[str]) -> AnalysisConfig:
         if (a, b) in pairs or (b, a) in pairs:
             raise ctx.fail(key, f"pair {pair!r} is listed twice")
         pairs.append((a, b))
+    sequential = _parse_sequential(ctx, names, data["sequential"], n_seeds) if "sequential" in data else None
     return AnalysisConfig(margins=margins, alpha=alpha, correction=correction, ece_bins=bins,
-                          ece_binning=binning, compare=tuple(pairs))
+                          ece_binning=binning, compare=tuple(pairs), sequential=sequential)
 
 
 def _parse_study(ctx: _Ctx, study: Any) -> str:
@@ -603,7 +633,7 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
             key = f"overrides.{name}.train"
         arm_train[name] = _parse_train(ctx, key, overrides, train)
         arms.append(ArmSpec(name, method, dict(overrides)))
-    analysis = _parse_analysis(ctx, data.get("analysis", {}), arm_names)
+    analysis = _parse_analysis(ctx, data.get("analysis", {}), arm_names, names, len(seeds))
     return Grid(study=study, datasets=datasets, models=models, backends=backends, arms=tuple(arms),
                 smoothing=smoothing, seeds=seeds, repeats=repeats, train=train, arm_train=arm_train,
                 analysis=analysis, smoothing_methods=smoothing_methods, pairing=pairing, source=source,

@@ -88,13 +88,18 @@ def bind_settings(store: RunStore, grid) -> None:
                "analysis": {"margins": dict(grid.analysis.margins), "alpha": grid.analysis.alpha,
                             "correction": grid.analysis.correction, "ece_bins": grid.analysis.ece_bins,
                             "ece_binning": grid.analysis.ece_binning,
-                            "compare": [list(p) for p in grid.analysis.compare]},
+                            "compare": [list(p) for p in grid.analysis.compare],
+                            "sequential": _sequential_settings(grid.analysis.sequential)},
                "bound": merged}
     text = json.dumps(payload, indent=1, sort_keys=True).encode()
     atomic_write(store.study_dir / STUDY_FILE, lambda fh: fh.write(text))
 
 
 write_study_settings = bind_settings
+
+
+def _sequential_settings(spec) -> dict[str, Any] | None:
+    return None if spec is None else {"looks": list(spec.looks), "spending": spec.spending}
 
 
 def _read_settings(store: RunStore) -> dict[str, Any]:
@@ -242,13 +247,18 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         raise StoreError(f"{store.runs_dir}: no readable run records")
     check_margin_metrics(margins, loaded.runs)
     merged_margins = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
+    if pairs is None:
+        pairs = [tuple(p) for p in analysis.get("compare", [])] or None
+    design = analysis.get("sequential")
+    if sequential is None and isinstance(design, Mapping):
+        # A sequential study: its report makes the decisions `ablate run` made (same looks, pairs, family).
+        sequential, spending = design.get("looks"), spending or design.get("spending")
     return write_report(
         loaded.runs, out=Path(out) if out else store.study_dir, title=f"Study `{study}`",
         margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
-        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending,
-        pairs=pairs if pairs is not None else ([tuple(p) for p in analysis.get("compare", [])] or None))
+        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending, pairs=pairs)
 
 
 

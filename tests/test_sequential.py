@@ -100,16 +100,55 @@ def test_a_large_difference_is_different_early_and_critical_values_fall():
     assert all(b < a for a, b in zip(critical, critical[1:]))
 
 
-def test_critical_values_are_t_quantiles_at_the_nominal_level():
+def test_critical_values_are_calibrated_t_boundaries():
     d = np.random.default_rng(1).standard_normal(20)
     res = sq.sequential_tost(d, LOOKS, margin=0.1, alpha=0.05, spending="obrien-fleming")
     z = sq.sequential_boundaries(np.array(LOOKS) / 20, 0.05, "obrien-fleming")
+    c = sq.t_boundaries(LOOKS, 0.05, "obrien-fleming")
+    spent = sq.spent_alpha(np.array(LOOKS) / 20, 0.05, "obrien-fleming")
+    # The first look is the t test at the alpha spent there, exactly.
+    assert c[0] == pytest.approx(st.t.isf(spent[0], LOOKS[0] - 1), rel=1e-12)
     for k, look in enumerate(res.results):
         assert look.z_equivalence == pytest.approx(z[k])
-        assert st.t.sf(look.c_equivalence, look.n - 1) == pytest.approx(st.norm.sf(z[k]), rel=1e-9)
+        assert look.c_equivalence == c[k]
+        # Stricter than the t quantile at the normal boundary's nominal level, which undercorrects.
+        assert look.c_equivalence >= st.t.isf(st.norm.sf(z[k]), look.n - 1) - 1e-9
         x = d[:look.n]
         assert look.estimate == pytest.approx(x.mean())
         assert look.eq_high == pytest.approx(x.mean() + look.c_equivalence * x.std(ddof=1) / np.sqrt(look.n))
+    np.testing.assert_array_equal(c, sq.t_boundaries(list(LOOKS), 0.05, "obrien-fleming"))  # deterministic
+
+
+def _null_t(paths: int, seed: int, looks=LOOKS) -> np.ndarray:
+    """(paths, K) look t statistics of independent N(0, 1) seeds, drawn seed by seed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, paths, 100_000):
+        x = rng.standard_normal((min(100_000, paths - start), looks[-1]))
+        out.append(np.stack([x[:, :n].mean(1) / (x[:, :n].std(1, ddof=1) / np.sqrt(n)) for n in looks], 1))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("spending", sq.SPENDINGS)
+def test_t_boundaries_spend_alpha_exactly_on_independent_paths(spending):
+    """400k fresh null paths, raw data (not the calibration's sufficient statistics): the
+    two-sided difference test's error is alpha within Monte Carlo error (SE 3.4e-4), where
+    t quantiles at the boundaries' nominal levels gave 0.052-0.054; each look spends its share."""
+    alpha, paths = 0.05, 400_000
+    t = _null_t(paths, seed=21)
+    c = sq.t_boundaries(LOOKS, alpha / 2, spending)
+    crossed = np.zeros(paths, bool)
+    cumulative = []
+    for k in range(len(LOOKS)):
+        crossed |= np.abs(t[:, k]) >= c[k]
+        cumulative.append(crossed.mean())
+    se = np.sqrt(alpha * (1 - alpha) / paths)
+    assert abs(cumulative[-1] - alpha) <= 3 * se
+    target = 2 * sq.spent_alpha(np.array(LOOKS) / LOOKS[-1], alpha / 2, spending)
+    np.testing.assert_allclose(cumulative, target, atol=3 * se)
+    nominal = [st.t.isf(st.norm.sf(z), n - 1) for z, n in
+               zip(sq.sequential_boundaries(np.array(LOOKS) / 20, alpha / 2, spending), LOOKS)]
+    assert (np.abs(t) >= np.array(nominal)).any(axis=1).mean() > alpha + 3 * se  # the old correction fails
 
 
 def test_fewer_seeds_than_the_next_look_continue_and_all_looks_inconclusive():

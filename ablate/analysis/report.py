@@ -149,7 +149,7 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
                   histories, reliability, corrupt, overrides, binning, figures: bool,
                   external: bool = False, sequential: Sequence[int] | None = None,
-                  spending: str | None = None, pairs=None) -> list[Path]:
+                  spending: str | None = None, pairs: Sequence[tuple[str, str]] | None = None) -> list[Path]:
     from ablate.analysis import compare
     from ablate.analysis import sequential as seq_mod
 
@@ -169,7 +169,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     seq, comparisons_csv = None, comparisons.table
     if looks:
         seq = seq_mod.sequential_comparisons(measured, looks=looks, margins={m: margins[m] for m in metrics},
-                                             pairs=seq_mod.pairs_of(comparisons.table, measured), alpha=alpha,
+                                             pairs=pairs or seq_mod.pairs_of(comparisons.table, measured), alpha=alpha,
                                              spending=spending)
         # Rows only the sequential analysis has (arms the fixed table does not pair) are appended.
         comparisons_csv = seq_mod.with_decisions(comparisons.table, seq)
