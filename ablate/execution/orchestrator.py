@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -79,11 +80,20 @@ def study_lock(store: RunStore) -> Iterator[None]:
 
 
 def pending_runs(runs: Sequence[RunSpec], store: RunStore) -> tuple[list[RunSpec], int]:
-    """The runs without a final record (each run id once, grid order kept), and how many were skipped."""
+    """The runs without a final record (each run id once, grid order kept), and how many were skipped.
+
+    A run whose stored record fails validation is pending: its files are moved aside (never
+    deleted) and one line on stderr says so, once, since the next look finds nothing there.
+    """
     done = {rid for rid, status in store.statuses().items() if status in FINAL_STATUSES}
     todo: dict[str, RunSpec] = {}
     for spec in runs:
         todo.setdefault(spec.run_id, spec)
+    for rid, reason in store.invalid().items():
+        if rid in todo:
+            aside = store.move_aside(rid)
+            print(f"ablate: warning: run {rid} had an unusable record ({reason}); moved it to {aside} "
+                  f"and running it again", file=sys.stderr)
     skipped = sum(1 for rid in todo if rid in done)
     return [s for rid, s in todo.items() if rid not in done], skipped
 
@@ -152,8 +162,10 @@ class Ledger:
         """The process executing ``run_id`` died: store the run as failed (a retry may follow)."""
         spec = self.by_id[run_id]
         status = store_crash(self.store, spec, self.attempts[run_id], reason)
-        self.finish(run_id, {"status": status, "error": reason if status != "completed" else "",
-                             "seconds": 0.0})
+        error = reason if status == "failed" else ""
+        if status == "diverged":  # stored just before its process died: its own reason stands
+            error = getattr(self.store.read_record(run_id), "record", {}).get("error") or ""
+        self.finish(run_id, {"status": status, "error": error, "seconds": 0.0})
 
     def abandon(self, backend: str, reason: str) -> None:
         """A backend's worker cannot start: every run still waiting for it fails with the reason."""
@@ -172,15 +184,16 @@ class Ledger:
 
 
 def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> str:
-    """Record a run whose process died, unless it managed to store a completed record first.
+    """Record a run whose process died, unless it managed to store a final record first.
 
-    Returns the status the run ends with: ``completed`` if it was stored after all.
+    Returns the status the run ends with: the stored one (``completed`` or ``diverged``) if
+    it was stored after all, else ``failed``.
     """
     from ablate.execution import environment
 
     existing = store.read_record(spec.run_id)
-    if getattr(existing, "status", None) == "completed":
-        return "completed"
+    if getattr(existing, "status", None) in FINAL_STATUSES:
+        return existing.status
     try:
         store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
                      "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,

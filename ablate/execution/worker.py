@@ -19,10 +19,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ablate.execution.store import FINAL_STATUSES  # noqa: F401 - stored outcomes never executed again
+
 CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
-# Stored outcomes that are never executed again: a diverged run would diverge again (runs are
-# deterministic); a failed one may have met a passing problem, so it runs again.
-FINAL_STATUSES = ("completed", "diverged")
 
 
 def utc_now() -> str:
