@@ -366,3 +366,66 @@ def test_a_refused_second_driver_prints_one_line(tmp_path, write_grid):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "another `ablate run`" in lines[0], proc.stderr
+
+
+# ------------------------------------------------------------------- Ctrl-C and SIGTERM
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, write_grid, how):
+    pytest.importorskip("torch")
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ablate.config import load_grid
+    from ablate.execution.orchestrator import study_lock
+    from tests.conftest import REPO
+
+    grid = write_grid("""\
+        study: intr
+        datasets: [{name: digits, train_size: 300, test_size: 100}]
+        models: [mlp]
+        backends: [torch]
+        arms: [none]
+        seeds: 4
+        train: {epochs: 400, batch_size: 32, monitor_size: 0}
+        """)
+    results = tmp_path / "r"
+    store = RunStore(results, "intr")
+    specs = load_grid(grid).runs()
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
+                             "--workers", "2"], cwd=REPO, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    worker_pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(worker_pids) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            for spec in specs:
+                log = store.run_dir(spec.run_id) / "log.txt"
+                if log.exists():
+                    worker_pids |= {int(p) for p in re.findall(r"attempt \d+ pid (\d+)", log.read_text())}
+            time.sleep(0.05)
+        assert len(worker_pids) == 2, "two runs must be under way"
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends: driver and workers alike
+        else:
+            os.kill(proc.pid, signal.SIGTERM)  # the driver only, as `kill` or a scheduler does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    word = "interrupted" if how == "ctrl-c" else "terminated"
+    assert err.count(word) == 1 and f"ablate: {word};" in err, err
+    for pid in worker_pids:  # the workers are gone with it
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    # no half-written record, no temporary left live, no stale lock
+    assert store.invalid() == {}
+    with study_lock(store):
+        pass

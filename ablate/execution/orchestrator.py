@@ -306,7 +306,13 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
             fill_slots()
             progress.tick()
     finally:
+        # After the sweep no worker is busy. After an interrupt (Ctrl-C, SIGTERM) a busy one
+        # is stopped at once: its record is written last and atomically, so the run simply
+        # runs again next time; an idle one is asked to leave.
         for worker in live.values():
+            if worker.current is not None:
+                worker.process.terminate()
+                continue
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
         deadline = time.monotonic() + 5
