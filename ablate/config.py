@@ -68,6 +68,7 @@ class TrainConfig:
     power: float = 1.0  # polynomial decay exponent
     augment: AugmentSpec | None = None  # None: no augmentation
     monitor_size: int = 2048  # training examples evaluated after each epoch for train NLL/accuracy
+    timeout: float | None = None  # seconds a run may take before its worker is killed; not part of the run id
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,10 @@ class RunSpec:
         import hashlib
         import json
 
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        data = self.to_dict()
+        # How long a run may take says nothing about what it computes.
+        data["train"].pop("timeout", None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -286,6 +290,13 @@ def _parse_train(ctx: _Ctx, key: str, data: Mapping[str, Any], base: TrainConfig
             values[name] = ctx.number(k, raw, low=0.0)
         elif name == "power":
             values[name] = ctx.number(k, raw, low=0.0, open_low=True)
+        elif name == "timeout":
+            if raw is not None:
+                values[name] = ctx.number(k, raw, low=0.0, open_low=True)
+                if values[name] == float("inf"):
+                    raise ctx.fail(k, f"expected a number of seconds > 0, or null for none, but got {raw!r}")
+            else:
+                values[name] = None
         elif name == "augment":
             values[name] = _parse_augment(ctx, k, raw)
     return dataclasses.replace(base, **values)

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -429,3 +430,53 @@ def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, wr
     assert store.invalid() == {}
     with study_lock(store):
         pass
+
+
+# ------------------------------------------------------------------------ train.timeout
+def _timeout_grid(**train):
+    from ablate.config import parse_grid
+
+    # The hung run first: with one worker, the run after it proves the worker was replaced.
+    return parse_grid({"study": "to", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+                       "models": ["mlp"], "backends": ["torch"], "arms": ["loss", "none"], "smoothing": [0.1],
+                       "seeds": 1, "train": {"epochs": 1, "batch_size": 32, "monitor_size": 64, **train},
+                       "overrides": {"loss": {"train": {"epochs": 1000000, "timeout": 2}}}})
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", float("inf"), True])
+def test_train_timeout_must_be_a_positive_number(value):
+    from ablate.config import parse_grid
+    from ablate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.timeout"):
+        parse_grid({"study": "to", "datasets": ["digits"], "models": ["mlp"], "backends": ["torch"],
+                    "arms": ["none"], "seeds": 1, "train": {"timeout": value}})
+
+
+def test_train_timeout_is_not_part_of_a_runs_identity():
+    plain = {s.describe(): s.run_id for s in _timeout_grid().runs()}
+    timed = _timeout_grid(timeout=3600).runs()
+    assert {s.describe(): s.run_id for s in timed} == plain
+    assert {s.train.timeout for s in timed} == {3600.0, 2.0}
+    assert RunSpec.from_dict(timed[0].to_dict()) == timed[0]
+
+
+def test_a_run_past_its_timeout_is_stored_failed_and_its_worker_replaced(tmp_path):
+    pytest.importorskip("torch")
+    from ablate.execution.orchestrator import run_local
+    from ablate.execution.progress import Progress
+
+    runs = _timeout_grid().runs()
+    store = RunStore(tmp_path, "to")
+    out = io.StringIO()
+    summary = run_local(runs, store=store, results=tmp_path, workers=1,
+                        progress=Progress(total=len(runs), stream=out, live=False))
+    assert (summary.completed, summary.failed) == (1, 1), out.getvalue()
+    hung, after = runs
+    record = store.read_record(hung.run_id).record
+    assert record["status"] == "failed" and record["error"] == "timed out after 2 s", record
+    killed_pid = int(re.search(r"attempt 1 pid (\d+)", (store.run_dir(hung.run_id) / "log.txt").read_text())[1])
+    record = store.read_record(after.run_id).record
+    assert record["status"] == "completed"
+    assert record["environment"]["worker_pid"] != killed_pid  # the only worker was replaced
+    assert "timed out after 2 s" in out.getvalue()

@@ -212,6 +212,8 @@ class _Worker:
     conn: Any
     current: str | None = None  # the run id in hand
     error: str | None = None  # why it could not start
+    deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
+    killed_for: str | None = None  # why the driver killed it
 
 
 def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, workers: int = 1,
@@ -255,6 +257,8 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
     def dispatch(worker: _Worker) -> None:
         task = ledger.take(worker.backend)
         worker.current = task["run_id"] if task else None
+        timeout = ledger.by_id[task["run_id"]].train.timeout if task else None
+        worker.deadline = time.monotonic() + timeout if timeout else None
         try:
             worker.conn.send(task)
         except OSError:
@@ -286,10 +290,20 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         del live[worker.wid]
         free.append(worker.slot)
         if worker.current is not None:
-            ledger.crashed(worker.current,
+            ledger.crashed(worker.current, worker.killed_for or
                            f"worker process died (exit code {worker.process.exitcode}) during the run")
         if worker.error is not None and worker.backend not in ledger.broken:
             ledger.abandon(worker.backend, worker.error)
+
+    def enforce_timeouts() -> None:
+        """Kill a worker whose run is past its train.timeout; reaping stores the run failed and
+        frees the slot for a fresh worker. SIGKILL: a hung run may not heed SIGTERM."""
+        now = time.monotonic()
+        for worker in live.values():
+            if worker.current and worker.deadline is not None and now > worker.deadline and not worker.killed_for:
+                timeout = ledger.by_id[worker.current].train.timeout
+                worker.killed_for = f"timed out after {timeout:g} s"
+                worker.process.kill()
 
     try:
         fill_slots()
@@ -303,6 +317,7 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
                     receive(worker)
                 if not worker.process.is_alive():
                     reap(worker)
+            enforce_timeouts()
             fill_slots()
             progress.tick()
     finally:
