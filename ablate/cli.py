@@ -175,13 +175,16 @@ def _cmd_run(args) -> int:
     runs = selection.select(grid.runs(), only=args.only, seeds=args.seeds)
     store = RunStore(args.results, grid.study)
     if args.dry_run:
-        statuses = store.statuses()
+        valid, invalid = store.survey()
+        statuses = {rid: "invalid" for rid in invalid} | valid  # an invalid record runs again
         for spec in runs:
             print(f"{spec.run_id}  {statuses.get(spec.run_id, 'pending'):<9}  {spec.describe()}")
-        counts = {k: sum(statuses.get(s.run_id) == k for s in runs) for k in ("completed", "diverged", "failed")}
+        counts = {k: sum(statuses.get(s.run_id) == k for s in runs)
+                  for k in ("completed", "diverged", "failed", "invalid")}
+        invalid = f", {counts['invalid']} with an invalid record" if counts["invalid"] else ""
         print(f"{len(runs)} run(s); {counts['completed']} completed and {counts['diverged']} diverged "
               f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
-              f"({counts['failed']} of them failed before)")
+              f"({counts['failed']} of them failed before{invalid})")
         return 0
     for name, value in (("--workers", args.workers), ("--per-gpu", args.per_gpu)):
         if value is not None and value < 1:

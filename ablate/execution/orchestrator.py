@@ -85,11 +85,12 @@ def pending_runs(runs: Sequence[RunSpec], store: RunStore) -> tuple[list[RunSpec
     A run whose stored record fails validation is pending: its files are moved aside (never
     deleted) and one line on stderr says so, once, since the next look finds nothing there.
     """
-    done = {rid for rid, status in store.statuses().items() if status in FINAL_STATUSES}
+    statuses, invalid = store.survey()
+    done = {rid for rid, status in statuses.items() if status in FINAL_STATUSES}
     todo: dict[str, RunSpec] = {}
     for spec in runs:
         todo.setdefault(spec.run_id, spec)
-    for rid, reason in store.invalid().items():
+    for rid, reason in invalid.items():
         if rid in todo:
             aside = store.move_aside(rid)
             print(f"ablate: warning: run {rid} had an unusable record ({reason}); moved it to {aside} "

@@ -26,7 +26,8 @@ def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collect
     """
     from ablate.execution.worker import is_claimed
 
-    stored = {rid: "invalid" for rid in store.invalid()} | store.statuses()
+    valid, invalid = store.survey()
+    stored = {rid: "invalid" for rid in invalid} | valid
     cells: dict[tuple, collections.Counter] = {}
     seen: set[str] = set()
     for spec in runs:

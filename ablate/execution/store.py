@@ -279,11 +279,22 @@ class RunStore:
 
     def statuses(self) -> dict[str, str]:
         """run_id -> status for every valid record."""
-        return {r.run_id: r.status for r in self.scan() if isinstance(r, StoredRun)}
+        return self.survey()[0]
 
     def invalid(self) -> dict[str, str]:
         """run_id (its folder's name) -> why, for every record that fails :meth:`validate`."""
-        return {r.path.name: r.reason for r in self.scan() if isinstance(r, CorruptRecord)}
+        return self.survey()[1]
+
+    def survey(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Both of the above from one scan (each completed run's arrays are read in full once)."""
+        valid: dict[str, str] = {}
+        invalid: dict[str, str] = {}
+        for item in self.scan():
+            if isinstance(item, StoredRun):
+                valid[item.run_id] = item.status
+            else:
+                invalid[item.path.name] = item.reason
+        return valid, invalid
 
 
 def studies(root: str | Path) -> list[str]:
