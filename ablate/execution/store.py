@@ -169,7 +169,7 @@ def check_arrays(path: Path) -> str | None:
         if split == "val" and probs is None and labels is None:
             continue
         if probs is None or labels is None:
-            return f"arrays.npz lacks {split}_probs or {split}_labels"
+            return f"arrays.npz lacks {split}_{'probs' if probs is None else 'labels'}"
         if probs.ndim != 2 or labels.ndim != 1 or len(probs) != len(labels):
             return (f"arrays.npz: {split}_probs {probs.shape} and {split}_labels {labels.shape} "
                     "are not (n, k) and (n,)")
