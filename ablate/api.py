@@ -92,13 +92,14 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
         where = f"{len(gpu_ids)} GPU(s) x {per_gpu}" if gpu_ids else f"{workers} CPU worker(s)"
     # Options first (cheap), then frameworks and data (may fetch a dataset once).
     check_environment(grid)
-    if log is not None:
-        design = grid.analysis.sequential
-        count = f"{len(runs)} run(s)" if design is None else \
-            (f"at most {len(runs)} run(s) (sequential: looks at {', '.join(map(str, design.looks))} seeds, "
-             f"{design.spending} spending)")
-        print(f"study {grid.study!r}: {count} on {where} -> {store.study_dir}", file=log)
+    # The lock first: a refused second driver says one thing, that it was refused.
     with study_lock(store):
+        if log is not None:
+            design = grid.analysis.sequential
+            count = f"{len(runs)} run(s)" if design is None else \
+                (f"at most {len(runs)} run(s) (sequential: looks at {', '.join(map(str, design.looks))} seeds, "
+                 f"{design.spending} spending)")
+            print(f"study {grid.study!r}: {count} on {where} -> {store.study_dir}", file=log)
         bind_settings(store, grid)
         execute = resolve(entry.run)
         if grid.analysis.sequential is None:

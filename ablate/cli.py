@@ -6,7 +6,10 @@ User errors print as one line; ``ABLATE_DEBUG=1`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import shlex
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -109,38 +112,87 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the driver is, so it stops its workers as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
+# Where each command writes, for the hint when that place is read-only.
+WRITES_TO = {"run": "--results DIR", "report": "--out DIR"}
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    previous = None
+    if args.command == "run" and _in_main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status, "plugins": _cmd_plugins,
                 "datasets": _cmd_datasets, "models": _cmd_models}[args.command](args)
     except AblateError as exc:
-        if os.environ.get("ABLATE_DEBUG") == "1":
-            traceback.print_exc()
+        _debug_traceback()
         print(f"ablate: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ablate: interrupted; completed runs are stored and will be skipped next time", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        _debug_traceback()
+        print(f"ablate: error: {_describe_os_error(exc, args.command)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"ablate: {what}; completed runs are stored and will be skipped next time", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("ABLATE_DEBUG") == "1":
+        traceback.print_exc()
+
+
+def _describe_os_error(exc: OSError, command: str) -> str:
+    """One line: what could not be written or read, and for a read-only place where to write instead."""
+    where = exc.filename if exc.filename is not None else "?"
+    if exc.errno in READ_ONLY_ERRNOS and command in WRITES_TO:
+        return (f"{where} is read-only ({exc.strerror}); `{command}` needs a writable folder: "
+                f"choose one with {WRITES_TO[command]}")
+    return f"{where}: {exc.strerror or exc}"
+
+
+def next_hint(results: str | Path, study: str) -> str:
+    """The command that reports on a study, quoted for a shell."""
+    return f"next: python -m ablate report --results {shlex.quote(str(results))} --study {shlex.quote(study)}"
 
 
 # ------------------------------------------------------------------------------- run
 def _cmd_run(args) -> int:
-    import shlex
-
     from ablate import api
     from ablate.execution.store import RunStore
 
     grid = api.load_grid(args.grid)
     if args.dry_run:
         runs = api.plan(grid, only=args.only, seeds=args.seeds)
-        statuses = RunStore(args.results, grid.study).statuses()
+        valid, invalid = RunStore(args.results, grid.study).survey()
+        statuses = {rid: "invalid" for rid in invalid} | valid  # an invalid record runs again
         for spec in runs:
             print(f"{spec.run_id}  {statuses.get(spec.run_id, 'pending'):<9}  {spec.describe()}")
-        counts = {k: sum(statuses.get(s.run_id) == k for s in runs) for k in ("completed", "diverged", "failed")}
+        counts = {k: sum(statuses.get(s.run_id) == k for s in runs)
+                  for k in ("completed", "diverged", "failed", "invalid")}
+        invalid = f", {counts['invalid']} with an invalid record" if counts["invalid"] else ""
         print(f"{len(runs)} run(s); {counts['completed']} completed and {counts['diverged']} diverged "
               f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
-              f"({counts['failed']} of them failed before)")
+              f"({counts['failed']} of them failed before{invalid})")
         if grid.analysis.sequential is not None:
             print(_SEQUENTIAL_NOTE)
         return 0
@@ -149,8 +201,7 @@ def _cmd_run(args) -> int:
                       address=args.address)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
-    print(f"next: python -m ablate report --results {shlex.quote(str(args.results))} "
-          f"--study {shlex.quote(grid.study)}", file=sys.stderr)
+    print(next_hint(args.results, grid.study), file=sys.stderr)
     return 1 if summary.failed else 0
 
 

@@ -474,6 +474,13 @@ def _parse_train(ctx: _Ctx, key: str, data: Mapping[str, Any], base: TrainConfig
             values[name] = ctx.number(k, raw, low=0.0)
         elif name == "power":
             values[name] = ctx.number(k, raw, low=0.0, open_low=True)
+        elif name == "timeout":
+            if raw is not None:
+                values[name] = ctx.number(k, raw, low=0.0, open_low=True)
+                if values[name] == float("inf"):
+                    raise ctx.fail(k, f"expected a number of seconds > 0, or null for none, but got {raw!r}")
+            else:
+                values[name] = None
         elif name == "augment":
             values[name] = _parse_augment(ctx, k, raw)
         elif name == "timeout":

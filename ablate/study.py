@@ -161,8 +161,8 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
             continue
         try:
             row, arrays = _run_row(item, ece_bins=ece_bins, ece_binning=ece_binning)
-        except (StoreError, KeyError, TypeError, ValueError) as exc:
-            corrupt.append(Skipped(item.path, f"unusable record ({exc})"))
+        except Exception as exc:  # noqa: BLE001 - one bad record never stops a report
+            corrupt.append(Skipped(item.path, f"unusable record ({type(exc).__name__}: {exc})"))
             continue
         rows.append(row)
         if row["status"] == "completed" and isinstance(item.config.get("train"), Mapping):
@@ -170,10 +170,11 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
         cell = tuple(row[c] for c in CELL)
         if arrays is not None and row.get("repeat", 0) == 0:
             pooled.setdefault(cell, []).append((arrays["test_probs"], arrays["test_labels"]))
+        history = item.record.get("history")
+        history = history if isinstance(history, Mapping) else {}
         for split in ("train", "val"):
             for quantity in ("objective", "nll", "accuracy"):
-                values = (item.record.get("history") or {}).get(f"{split}_{quantity}", [])
-                for epoch, value in enumerate(values, start=1):
+                for epoch, value in history_values(history.get(f"{split}_{quantity}")):
                     history_rows.append({**{c: row[c] for c in ("run_id",) + CELL + ("seed",)},
                                          "epoch": epoch, "split": split, "quantity": quantity,
                                          "value": value})
@@ -188,6 +189,18 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
                                                       n_bins=ece_bins, binning=ece_binning)
                    for cell, parts in pooled.items()}
     return LoadedStudy(runs, pd.DataFrame(history_rows), reliability, tuple(corrupt), arm_settings(trains))
+
+
+def history_values(values: Any) -> list[tuple[int, float]]:
+    """(epoch from 1, value) for each plottable number of one history list; anything else is dropped.
+
+    The store's validation already refuses non-numeric histories; this keeps a figure from
+    ever meeting one (a string, a None, a bool, a NaN).
+    """
+    if not isinstance(values, list):
+        return []
+    return [(epoch, float(v)) for epoch, v in enumerate(values, start=1)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)]
 
 
 def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[str, Any], dict | None]:

@@ -96,7 +96,7 @@ def test_sigkill_of_the_whole_sweep_then_resume_runs_each_run_exactly_once(write
         second = ablate("run", grid, "--results", results, check=2)
         assert "another `ablate run`" in second.stderr and "is using this study" in second.stderr
         status = ablate("status", grid, "--results", results).stdout
-        assert re.search(r"^total(\s+\d+){5}\s+12$", status, re.MULTILINE), status
+        assert re.search(r"^total(\s+\d+){6}\s+12$", status, re.MULTILINE), status
         _wait_for(lambda: len(_records(results)) >= 3, "three stored runs", proc=proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -139,8 +139,8 @@ def test_a_diverging_configuration_is_stored_diverged_and_the_rest_complete(writ
             assert "non-finite" in record["error"]
     assert {r["config"]["backend"] for r in records.values()} == {"torch", "keras/tensorflow"}
     status = ablate("status", grid, "--results", results).stdout
-    assert re.search(r"^keras/tensorflow\s+digits\s+mlp\s+loss\s+0\.1\s+0\s+0\s+1\s+0\s+0\s+1$", status, re.M)
-    assert re.search(r"^total\s+2\s+0\s+2\s+0\s+0\s+4$", status, re.MULTILINE), status
+    assert re.search(r"^keras/tensorflow\s+digits\s+mlp\s+loss\s+0\.1\s+0\s+0\s+1\s+0\s+0\s+0\s+1$", status, re.M)
+    assert re.search(r"^total\s+2\s+0\s+2\s+0\s+0\s+0\s+4$", status, re.MULTILINE), status
     # a re-run leaves the diverged runs alone
     again = ablate("run", grid, "--results", results)
     assert "0 run(s) to do, 4 already stored" in again.stderr
@@ -192,9 +192,9 @@ def test_selection_then_new_seeds_run_only_the_new_runs(write_grid, tmp_path):
 
     grid = _grid(write_grid, seeds=2)  # the user adds a seed to the grid file
     status = ablate("status", grid, "--results", results).stdout
-    assert re.search(r"^total\s+1\s+0\s+0\s+3\s+0\s+4$", status, re.MULTILINE), status
+    assert re.search(r"^total\s+1\s+0\s+0\s+0\s+3\s+0\s+4$", status, re.MULTILINE), status
     seed1 = ablate("status", grid, "--results", results, "--seeds", "1").stdout
-    assert re.search(r"^total\s+0\s+0\s+0\s+2\s+0\s+2$", seed1, re.MULTILINE), seed1
+    assert re.search(r"^total\s+0\s+0\s+0\s+0\s+2\s+0\s+2$", seed1, re.MULTILINE), seed1
     run = ablate("run", grid, "--results", results, "--workers", "1")
     assert "3 run(s) to do, 1 already stored" in run.stderr
     after = _records(results)

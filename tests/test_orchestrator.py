@@ -63,7 +63,7 @@ def test_worker_environment_fixes_engine_gpu_and_threads():
 def test_pending_runs_skips_final_records_and_duplicates(tmp_path):
     runs = _grid(seeds=2).runs()
     store = RunStore(tmp_path, "orch")
-    store.write(_record(runs[0], "completed"), {"test_probs": [[1.0]]})
+    store.write(_record(runs[0], "completed"), {"test_probs": [[1.0]], "test_labels": [0]})
     store.write(_record(runs[1], "diverged"))
     store.write(_record(runs[2], "failed"))
     todo, skipped = pending_runs(runs + runs[:2], store)
@@ -114,7 +114,7 @@ def test_store_crash_never_overwrites_a_completed_run(tmp_path):
     store = RunStore(tmp_path, "orch")
     assert store_crash(store, spec, 1, "killed") == "failed"
     assert store.read_record(spec.run_id).status == "failed"
-    store.write(_record(spec, "completed", finished_at="then"), {"test_probs": [[1.0]]})
+    store.write(_record(spec, "completed", finished_at="then"), {"test_probs": [[1.0]], "test_labels": [0]})
     assert store_crash(store, spec, 2, "killed") == "completed"
     assert store.read_record(spec.run_id).record["finished_at"] == "then"
 
@@ -182,7 +182,7 @@ def test_executor_leaves_a_final_run_alone_and_clears_stale_temporaries(tmp_path
 
     done, fresh = _grid(seeds=1).runs()
     store = RunStore(tmp_path, "orch")
-    store.write(_record(done, "completed", seconds=2.5, finished_at="then"), {"test_probs": [[1.0]]})
+    store.write(_record(done, "completed", seconds=2.5, finished_at="then"), {"test_probs": [[1.0]], "test_labels": [0]})
     stale = store.run_dir(fresh.run_id) / ".record.json.killed.tmp"
     stale.parent.mkdir(parents=True)
     stale.write_text("{half a rec")

@@ -81,6 +81,23 @@ def test_ray_runs_a_small_grid_once_on_persistent_actors(local_ray, tmp_path):
         {rid: rec["finished_at"] for rid, rec in records.items()}
 
 
+def test_a_run_past_its_timeout_is_stored_failed_and_its_actor_replaced(local_ray, tmp_path):
+    grid = parse_grid({"study": "rayto", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+                       "models": ["mlp"], "backends": ["torch"], "arms": ["loss", "none"], "smoothing": [0.1],
+                       "seeds": 1, "train": {"epochs": 1, "batch_size": 32, "monitor_size": 64},
+                       "overrides": {"loss": {"train": {"epochs": 1000000, "timeout": 2}}}})
+    runs = grid.runs()
+    store = RunStore(tmp_path, "rayto")
+    out = io.StringIO()
+    summary = run_ray(runs, store=store, results=tmp_path, workers=1,
+                      progress=Progress(total=len(runs), stream=out, live=False))
+    assert (summary.completed, summary.failed) == (1, 1), out.getvalue()
+    hung, after = runs
+    record = store.read_record(hung.run_id).record
+    assert record["status"] == "failed" and record["error"] == "timed out after 2 s", record
+    assert store.read_record(after.run_id).record["status"] == "completed"
+
+
 def test_cli_joins_a_running_cluster(local_ray, tmp_path, write_grid):
     grid = write_grid("""\
         study: raycli
@@ -100,3 +117,56 @@ def test_cli_joins_a_running_cluster(local_ray, tmp_path, write_grid):
     assert "4 run(s) to do" in proc.stderr and "4 completed" in proc.stderr
     statuses = RunStore(tmp_path, "raycli").statuses()
     assert sorted(statuses.values()) == ["completed"] * 4
+
+
+def test_a_node_lost_mid_grid_every_run_is_stored_once(tmp_path):
+    """Two single-CPU nodes, one actor each; the second node goes away while both are busy.
+    Its run is stored failed, retried on the surviving node, and every run ends stored once."""
+    import re
+    import time
+
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    second = cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="warning")
+        cluster.wait_for_nodes()
+        grid = parse_grid({"study": "lost", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+                           "models": ["mlp"], "backends": ["torch"], "arms": ["none"], "seeds": 4,
+                           "train": {"epochs": 60, "batch_size": 32, "monitor_size": 0}})
+        runs = grid.runs()
+        store = RunStore(tmp_path, "lost")
+
+        def started() -> int:
+            return sum((store.run_dir(s.run_id) / "log.txt").exists() for s in runs)
+
+        import threading
+
+        def remove_when_both_busy() -> None:
+            deadline = time.monotonic() + 120
+            while started() < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cluster.remove_node(second)
+
+        remover = threading.Thread(target=remove_when_both_busy, daemon=True)
+        remover.start()
+        out = io.StringIO()
+        summary = run_ray(runs, store=store, results=tmp_path, retries=1,
+                          progress=Progress(total=len(runs), stream=out, live=False))
+        remover.join(timeout=5)
+        assert (summary.completed, summary.failed) == (4, 0), out.getvalue()
+        records = {s.run_id: store.read_record(s.run_id).record for s in runs}
+        assert {r["status"] for r in records.values()} == {"completed"}
+        retried = [rid for rid, r in records.items() if r["attempt"] == 2]
+        assert len(retried) == 1, out.getvalue()  # the lost node's run, and only it
+        log = (store.run_dir(retried[0]) / "log.txt").read_text()
+        assert len(re.findall(r"attempt \d+ pid \d+", log)) == 2 and "Ray worker died" in out.getvalue()
+        for rid in records:
+            if rid not in retried:
+                assert len(re.findall(r"attempt \d+ pid", (store.run_dir(rid) / "log.txt").read_text())) == 1
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -18,7 +18,7 @@ DATA = {"study": "st", "datasets": ["digits"], "models": ["mlp"], "backends": ["
 
 def _write(store, spec, status):
     store.write({"run_id": spec.run_id, "status": status, "config": spec.to_dict(), "error": None},
-                {"test_probs": [[1.0]]} if status == "completed" else None)
+                {"test_probs": [[1.0]], "test_labels": [0]} if status == "completed" else None)
 
 
 def _fill(tmp_path):
@@ -49,9 +49,9 @@ def test_format_has_one_row_per_cell_and_a_total(tmp_path):
     text = format_status(grid_status(runs, store))
     lines = text.splitlines()
     assert lines[0].split() == ["backend", "dataset", "model", "arm", "eps", *STATUS_COLUMNS]
-    assert lines[1].split() == ["torch", "digits", "mlp", "none", "-", "1", "1", "1", "0", "0", "3"]
-    assert lines[2].split() == ["torch", "digits", "mlp", "loss", "0.1", "0", "0", "0", "3", "0", "3"]
-    assert lines[-1].split() == ["total", "1", "1", "1", "9", "0", "12"]
+    assert lines[1].split() == ["torch", "digits", "mlp", "none", "-", "1", "1", "1", "0", "0", "0", "3"]
+    assert lines[2].split() == ["torch", "digits", "mlp", "loss", "0.1", "0", "0", "0", "0", "3", "0", "3"]
+    assert lines[-1].split() == ["total", "1", "1", "1", "0", "9", "0", "12"]
     assert len(lines) == 6
 
 
@@ -69,5 +69,5 @@ def test_status_command_with_a_subset(tmp_path, write_grid):
     out = subprocess.run([sys.executable, "-m", "ablate", "status", str(grid), "--results", str(tmp_path / "res"),
                           "--only", "backend=torch,arm=none", "--seeds", "0-1"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert re.search(r"^torch\s+digits\s+mlp\s+none\s+-\s+1\s+1\s+0\s+0\s+0\s+2$", out, re.MULTILINE), out
+    assert re.search(r"^torch\s+digits\s+mlp\s+none\s+-\s+1\s+1\s+0\s+0\s+0\s+0\s+2$", out, re.MULTILINE), out
     assert len(out.strip().splitlines()) == 3

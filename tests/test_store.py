@@ -7,12 +7,16 @@ import json
 import numpy as np
 import pytest
 
+from ablate.config import DatasetSpec, RunSpec, TrainConfig
 from ablate.errors import StoreError
 from ablate.execution.store import ARRAYS, RECORD, CorruptRecord, RunStore, StoredRun
 
+CONFIG = RunSpec(backend="torch", dataset=DatasetSpec("digits"), model="mlp", arm="none", smoothing=0.0, seed=0,
+                 repeat=0, train=TrainConfig()).to_dict()
+
 
 def _record(run_id="abc123", status="completed"):
-    return {"run_id": run_id, "status": status, "config": {"arm": "none"}, "error": None,
+    return {"run_id": run_id, "status": status, "config": CONFIG, "error": None,
             "history": {"epoch": [1]}, "metrics": {"accuracy": 0.5}}
 
 
@@ -73,9 +77,10 @@ def test_failed_record_can_be_replaced_by_a_retry(tmp_path):
     ("{not json", "not valid JSON"),
     ("[1, 2]", "does not hold an object"),
     (json.dumps({"run_id": "abc123", "status": "completed"}), "lacks config"),
-    (json.dumps({"run_id": "abc123", "status": "weird", "config": {}}), "status 'weird'"),
-    (json.dumps({"run_id": "other", "status": "failed", "config": {}}), "does not match its folder"),
-    (json.dumps({"run_id": "abc123", "status": "completed", "config": {}}), "without arrays.npz"),
+    (json.dumps({"run_id": "abc123", "status": "weird", "config": CONFIG}), "status 'weird'"),
+    (json.dumps({"run_id": "other", "status": "failed", "config": CONFIG}), "does not match its folder"),
+    (json.dumps({"run_id": "abc123", "status": "completed", "config": CONFIG}), "without arrays.npz"),
+    (json.dumps({"run_id": "abc123", "status": "failed", "config": {}}), "config does not describe a run"),
 ])
 def test_corrupt_records_are_reported_not_raised(tmp_path, content, reason):
     store = RunStore(tmp_path, "s")
@@ -92,6 +97,8 @@ def test_corrupt_records_are_reported_not_raised(tmp_path, content, reason):
 def test_unreadable_arrays_raise_store_error(tmp_path):
     store = RunStore(tmp_path, "s")
     store.write(_record(), _arrays())
+    item = store.read_record("abc123")
     (tmp_path / "s" / "runs" / "abc123" / ARRAYS).write_bytes(b"garbage")
-    with pytest.raises(StoreError, match="unreadable arrays"):
-        store.read_record("abc123").arrays()
+    assert "unreadable arrays.npz" in store.read_record("abc123").reason
+    with pytest.raises(StoreError, match="unreadable arrays"):  # damaged after it was validated
+        item.arrays()

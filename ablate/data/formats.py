@@ -137,6 +137,10 @@ class _CifarUnpickler(pickle.Unpickler):
             ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"),
             ("numpy", "dtype"),
+            # Protocol 5 stores an array as (buffer, dtype, shape, order), rebuilt by
+            # frombuffer(...).reshape(...): data only, no code.
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
             ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
         }
     )

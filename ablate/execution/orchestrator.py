@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -79,11 +80,21 @@ def study_lock(store: RunStore) -> Iterator[None]:
 
 
 def pending_runs(runs: Sequence[RunSpec], store: RunStore) -> tuple[list[RunSpec], int]:
-    """The runs without a final record (each run id once, grid order kept), and how many were skipped."""
-    done = {rid for rid, status in store.statuses().items() if status in FINAL_STATUSES}
+    """The runs without a final record (each run id once, grid order kept), and how many were skipped.
+
+    A run whose stored record fails validation is pending: its files are moved aside (never
+    deleted) and one line on stderr says so, once, since the next look finds nothing there.
+    """
+    statuses, invalid = store.survey()
+    done = {rid for rid, status in statuses.items() if status in FINAL_STATUSES}
     todo: dict[str, RunSpec] = {}
     for spec in runs:
         todo.setdefault(spec.run_id, spec)
+    for rid, reason in invalid.items():
+        if rid in todo:
+            aside = store.move_aside(rid)
+            print(f"ablate: warning: run {rid} had an unusable record ({reason}); moved it to {aside} "
+                  f"and running it again", file=sys.stderr)
     skipped = sum(1 for rid in todo if rid in done)
     return [s for rid, s in todo.items() if rid not in done], skipped
 
@@ -152,8 +163,10 @@ class Ledger:
         """The process executing ``run_id`` died: store the run as failed (a retry may follow)."""
         spec = self.by_id[run_id]
         status = store_crash(self.store, spec, self.attempts[run_id], reason)
-        self.finish(run_id, {"status": status, "error": reason if status != "completed" else "",
-                             "seconds": 0.0})
+        error = reason if status == "failed" else ""
+        if status == "diverged":  # stored just before its process died: its own reason stands
+            error = getattr(self.store.read_record(run_id), "record", {}).get("error") or ""
+        self.finish(run_id, {"status": status, "error": error, "seconds": 0.0})
 
     def abandon(self, backend: str, reason: str) -> None:
         """A backend's worker cannot start: every run still waiting for it fails with the reason."""
@@ -172,15 +185,16 @@ class Ledger:
 
 
 def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> str:
-    """Record a run whose process died, unless it managed to store a completed record first.
+    """Record a run whose process died, unless it managed to store a final record first.
 
-    Returns the status the run ends with: ``completed`` if it was stored after all.
+    Returns the status the run ends with: the stored one (``completed`` or ``diverged``) if
+    it was stored after all, else ``failed``.
     """
     from ablate.execution import environment
 
     existing = store.read_record(spec.run_id)
-    if getattr(existing, "status", None) == "completed":
-        return "completed"
+    if getattr(existing, "status", None) in FINAL_STATUSES:
+        return existing.status
     try:
         store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
                      "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,
@@ -199,6 +213,8 @@ class _Worker:
     conn: Any
     current: str | None = None  # the run id in hand
     error: str | None = None  # why it could not start
+    deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
+    killed_for: str | None = None  # why the driver killed it
 
 
 def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, workers: int = 1,
@@ -242,6 +258,8 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
     def dispatch(worker: _Worker) -> None:
         task = ledger.take(worker.backend)
         worker.current = task["run_id"] if task else None
+        timeout = ledger.by_id[task["run_id"]].train.timeout if task else None
+        worker.deadline = time.monotonic() + timeout if timeout else None
         try:
             worker.conn.send(task)
         except OSError:
@@ -273,10 +291,20 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         del live[worker.wid]
         free.append(worker.slot)
         if worker.current is not None:
-            ledger.crashed(worker.current,
+            ledger.crashed(worker.current, worker.killed_for or
                            f"worker process died (exit code {worker.process.exitcode}) during the run")
         if worker.error is not None and worker.backend not in ledger.broken:
             ledger.abandon(worker.backend, worker.error)
+
+    def enforce_timeouts() -> None:
+        """Kill a worker whose run is past its train.timeout; reaping stores the run failed and
+        frees the slot for a fresh worker. SIGKILL: a hung run may not heed SIGTERM."""
+        now = time.monotonic()
+        for worker in live.values():
+            if worker.current and worker.deadline is not None and now > worker.deadline and not worker.killed_for:
+                timeout = ledger.by_id[worker.current].train.timeout
+                worker.killed_for = f"timed out after {timeout:g} s"
+                worker.process.kill()
 
     try:
         fill_slots()
@@ -290,10 +318,17 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
                     receive(worker)
                 if not worker.process.is_alive():
                     reap(worker)
+            enforce_timeouts()
             fill_slots()
             progress.tick()
     finally:
+        # After the sweep no worker is busy. After an interrupt (Ctrl-C, SIGTERM) a busy one
+        # is stopped at once: its record is written last and atomically, so the run simply
+        # runs again next time; an idle one is asked to leave.
         for worker in live.values():
+            if worker.current is not None:
+                worker.process.terminate()
+                continue
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
         deadline = time.monotonic() + 5

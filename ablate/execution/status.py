@@ -2,7 +2,8 @@
 
 It reads only finished records (each written atomically) and never takes the study lock,
 so it is safe while a sweep is running. Pending runs that a worker is executing right now
-(their claim is held) are counted as ``running`` as well.
+(their claim is held) are counted as ``running`` as well. A stored record that fails the
+store's validation counts as ``invalid`` (the next `run` moves it aside and runs it again).
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ from ablate.config import RunSpec
 from ablate.execution.progress import format_table
 from ablate.execution.store import RunStore
 
-STATUS_COLUMNS = ("completed", "failed", "diverged", "pending", "running", "total")
+STATUS_COLUMNS = ("completed", "failed", "diverged", "invalid", "pending", "running", "total")
 
 
 def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collections.Counter]:
     """cell (backend, dataset, model, arm, eps) -> Counter of statuses.
 
-    Every run counts once under its stored status or ``pending``, and once under ``total``;
-    ``running`` is the part of ``pending`` being executed now.
+    Every run counts once under its stored status, ``invalid`` or ``pending``, and once under
+    ``total``; ``running`` is the part of ``pending`` and ``invalid`` being executed now.
     """
     from ablate.execution.worker import is_claimed
 
-    stored = store.statuses()
+    valid, invalid = store.survey()
+    stored = {rid: "invalid" for rid in invalid} | valid
     cells: dict[tuple, collections.Counter] = {}
     seen: set[str] = set()
     for spec in runs:

@@ -14,15 +14,15 @@ import contextlib
 import datetime as _dt
 import fcntl
 import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ablate.execution.store import FINAL_STATUSES  # noqa: F401 - stored outcomes never executed again
+
 CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
-# Stored outcomes that are never executed again: a diverged run would diverge again (runs are
-# deterministic); a failed one may have met a passing problem, so it runs again.
-FINAL_STATUSES = ("completed", "diverged")
 
 
 def utc_now() -> str:
@@ -206,7 +206,20 @@ def worker_main(worker_id: int, backend_name: str, gpu: str | None, threads: int
                 results: str, study: str, conn) -> None:
     """Process entry point. Protocol over ``conn``: send ("ready"), then for each task received
     send ("epoch", ...) events and one ("done", result); a None task, or the driver's end
-    closing, ends the worker."""
+    closing, ends the worker.
+
+    Ctrl-C reaches every process of the terminal's group: a worker ignores it and the driver,
+    which gets it too, stops the workers, so the user sees one line, not a traceback per worker.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(worker_id, backend_name, gpu, threads, results, study, conn)
+    except KeyboardInterrupt:  # one that arrived before SIGINT was ignored
+        return
+
+
+def _serve(worker_id: int, backend_name: str, gpu: str | None, threads: int | None,
+           results: str, study: str, conn) -> None:
     pin_environment(backend=backend_name, gpu=gpu, threads=threads)
     # Framework start-up chatter goes to the worker's log, not over the driver's progress display.
     log_dir = Path(results) / study / "logs"

@@ -63,6 +63,7 @@ class _Slot:
     handle: Any
     current: str | None = None  # run id in hand
     started: bool = False
+    deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
 
 
 def _import_ray():
@@ -163,7 +164,19 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
             retire(slot)
             return
         slot.current = task["run_id"]
+        timeout = ledger.by_id[slot.current].train.timeout
+        slot.deadline = time.monotonic() + timeout if timeout else None
         waiting[slot.handle.run.remote(task)] = (slot.wid, "run")
+
+    def enforce_timeouts() -> None:
+        """Kill an actor whose run is past its train.timeout and store the run failed; fill()
+        starts a fresh actor in its place. Its pending result is ignored when it resolves."""
+        now = time.monotonic()
+        for slot in list(live.values()):
+            if slot.current and slot.deadline is not None and now > slot.deadline:
+                live.pop(slot.wid)
+                ray.kill(slot.handle, no_restart=True)
+                ledger.crashed(slot.current, f"timed out after {ledger.by_id[slot.current].train.timeout:g} s")
 
     def fill() -> None:
         while len(live) < slots:
@@ -203,6 +216,7 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
                     slot.current = None
                     ledger.finish(value["run_id"], value)
                 dispatch(slot)
+            enforce_timeouts()
             fill()
             ledger.progress.tick()
     finally:
