@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ablate.config import RunSpec, parse_grid  # noqa: E402
+from ablate.catalog import parse_grid  # noqa: E402
+from ablate.config import RunSpec  # noqa: E402
 from ablate.execution.devices import discover_gpus  # noqa: E402
 from ablate.execution.progress import Progress, format_table as table  # noqa: E402
 from ablate.execution.store import RunStore  # noqa: E402

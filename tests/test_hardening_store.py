@@ -379,7 +379,7 @@ def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, wr
     import sys
     import time
 
-    from ablate.config import load_grid
+    from ablate.catalog import load_grid
     from ablate.execution.orchestrator import study_lock
     from tests.conftest import REPO
 
@@ -434,7 +434,7 @@ def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, wr
 
 # ------------------------------------------------------------------------ train.timeout
 def _timeout_grid(**train):
-    from ablate.config import parse_grid
+    from ablate.catalog import parse_grid
 
     # The hung run first: with one worker, the run after it proves the worker was replaced.
     return parse_grid({"study": "to", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
@@ -445,7 +445,7 @@ def _timeout_grid(**train):
 
 @pytest.mark.parametrize("value", [0, -1, "soon", float("inf"), True])
 def test_train_timeout_must_be_a_positive_number(value):
-    from ablate.config import parse_grid
+    from ablate.catalog import parse_grid
     from ablate.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"train\.timeout"):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ablate.config import parse_grid
+from ablate.catalog import parse_grid
 from ablate.errors import StoreError
 from ablate.execution.orchestrator import (
     Ledger, Slot, pending_runs, plan_slots, run_local, store_crash, study_lock, threads_per_worker)
