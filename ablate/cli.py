@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--ece-binning", choices=("uniform", "quantile"), default=None,
                         help="equal-width (default) or equal-mass bins")
     report.add_argument("--no-figures", action="store_true", help="write the tables and report.md only")
+    report.add_argument("--latex", action="store_true",
+                        help="also write comparisons.tex and summary.tex (booktabs tables for a paper)")
 
     status = sub.add_parser("status", help="done / failed / diverged / pending per cell of a grid")
     status.add_argument("grid", help="grid YAML file")
@@ -188,11 +190,13 @@ def _cmd_report(args) -> int:
     if args.runs:
         out = Path(args.out or Path(args.runs).with_suffix("").as_posix() + "_report")
         written = report.report_from_table(args.runs, out=out, margins=margins, alpha=args.alpha,
-                                           correction=args.correction, figures=not args.no_figures)
+                                           correction=args.correction, figures=not args.no_figures,
+                                           latex=args.latex)
     else:
         written = study.report_study(args.results, study=args.study, out=args.out, margins=margins,
                                       alpha=args.alpha, correction=args.correction, ece_bins=args.ece_bins,
-                                      ece_binning=args.ece_binning, figures=not args.no_figures)
+                                      ece_binning=args.ece_binning, figures=not args.no_figures,
+                                      latex=args.latex)
     for path in written:
         print(path)
     return 0

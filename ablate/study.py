@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped, write_report
 from ablate.config import DEFAULT_MARGINS
@@ -119,7 +120,7 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
 def report_study(results: str | Path, *, study: str | None = None, out: str | Path | None = None,
                  margins: Mapping[str, float] | None = None, alpha: float | None = None,
                  correction: str | None = None, ece_bins: int | None = None, ece_binning: str | None = None,
-                 figures: bool = True) -> list[Path]:
+                 figures: bool = True, latex: bool = False) -> list[Path]:
     """Report on one study's stored runs; returns the paths written."""
     results = Path(results)
     names = studies(results)
@@ -147,6 +148,6 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=settings.get("overrides", {}),
-        binning=(bins, binning), figures=figures)
+        binning=(bins, binning), figures=figures, context=provenance.collect(store), latex=latex)
 
 

@@ -89,7 +89,7 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
 # ------------------------------------------------------------------------------ entry points
 def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str, float] | None = None,
                       alpha: float | None = None, correction: str | None = None,
-                      figures: bool = True) -> list[Path]:
+                      figures: bool = True, latex: bool = False) -> list[Path]:
     """Analyse a per-run CSV made by other tools (``ablate report --runs FILE.csv``)."""
     from ablate.analysis.compare import load_runs_table
 
@@ -99,13 +99,15 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
     return write_report(runs, out=Path(out), title=f"Runs table `{Path(path).name}`",
                          margins={**DEFAULT_MARGINS, **(margins or {})}, alpha=alpha or 0.05,
                          correction=correction or "holm", histories=None, reliability={}, corrupt=(),
-                         overrides={}, binning=None, figures=figures, external=True)
+                         overrides={}, binning=None, figures=figures, external=True, latex=latex)
 
 
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
                   histories, reliability, corrupt, overrides, binning, figures: bool,
-                  external: bool = False) -> list[Path]:
-    from ablate.analysis import compare
+                  external: bool = False, context: Mapping[str, Any] | None = None,
+                  latex: bool = False) -> list[Path]:
+    from ablate.analysis import compare, html
+    from ablate.analysis import latex as tex
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -134,6 +136,11 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                    corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out)
     (out / "report.md").write_text(md)
     written.append(out / "report.md")
+    written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
+                                   comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
+                                   overrides=overrides, binning=binning, context=context))
+    if latex:
+        written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary))
     return written
 
 
