@@ -20,7 +20,8 @@ examples:
   python -m ablate run examples/quick.yaml            run every pending cell of the grid
   python -m ablate run examples/quick.yaml --dry-run  list the runs without running them
   python -m ablate status examples/quick.yaml         what is done, failed and pending
-  python -m ablate report --study quick               tables, report.md and figures
+  python -m ablate report --study quick               tables, report.md, report.html and figures
+  python -m ablate export mlflow --study quick        runs and verdicts into MLflow (results/mlflow.db)
   python -m ablate datasets                           which datasets are available here
   python -m ablate models --input 32x32x3             parameter counts per backend
 
@@ -84,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--latex", action="store_true",
                         help="also write comparisons.tex and summary.tex (booktabs tables for a paper)")
 
+    export = sub.add_parser("export", help="export a study's runs and report to a tracker (mlflow)",
+                            description="Export every stored run of a study to MLflow (one MLflow run per ablate "
+                                        "run, under one parent run per study holding the report and each "
+                                        "comparison's verdict). Exporting again adds only new or re-run runs.")
+    export.add_argument("target", choices=("mlflow",), help="where to export (mlflow)")
+    export.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="results root (default: ./results)")
+    export.add_argument("--study", default=None, help="study name (default: the only study under --results)")
+    export.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow tracking URI (default: sqlite:///RESULTS/mlflow.db)")
+    export.add_argument("--experiment", default=None, metavar="NAME",
+                        help="MLflow experiment name (default: ablate/<study>)")
+
     status = sub.add_parser("status", help="done / failed / diverged / pending per cell of a grid")
     status.add_argument("grid", help="grid YAML file")
     status.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="results root (default: ./results)")
@@ -102,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status,
+        return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status, "export": _cmd_export,
                 "datasets": _cmd_datasets, "models": _cmd_models}[args.command](args)
     except AblateError as exc:
         if os.environ.get("ABLATE_DEBUG") == "1":
@@ -199,6 +212,17 @@ def _cmd_report(args) -> int:
                                       latex=args.latex)
     for path in written:
         print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+def _cmd_export(args) -> int:
+    from ablate.export import mlflow
+
+    summary = mlflow.export_study(args.results, study=args.study, tracking_uri=args.tracking_uri,
+                                  experiment=args.experiment)
+    print(summary.describe())
+    print(f"view: mlflow ui --backend-store-uri {summary.tracking_uri}")
     return 0
 
 
