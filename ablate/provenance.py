@@ -31,7 +31,7 @@ def collect(store: RunStore) -> dict[str, Any]:
     "arms": {arm: {"method": str | None, "smoothing": [eps...], "train": [{...}, ...]}},
     "datasets": [...], "models": [...], "backends": [...], "hosts": n}``. ``environments``
     holds each distinct software/device description once (hostnames and per-worker
-    counters dropped); ``train`` lists each distinct training setting an arm used.
+    counters dropped); ``train`` lists each distinct training setting an arm's completed runs used.
     """
     envs: dict[str, dict] = {}
     commits: dict[str, None] = {}
@@ -59,7 +59,8 @@ def collect(store: RunStore) -> dict[str, Any]:
             if eps not in entry["smoothing"]:
                 entry["smoothing"].append(eps)
             train = dict(cfg.get("train") or {})
-            if train not in entry["train"]:
+            # The methods describe the analysed (completed) runs, not a setting that failed.
+            if item.status == "completed" and train not in entry["train"]:
                 entry["train"].append(train)
             dataset = cfg["dataset"]
             datasets[str(dataset["name"] if isinstance(dataset, Mapping) else dataset)] = None

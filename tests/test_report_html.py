@@ -147,3 +147,19 @@ def test_interval_svg_draws_band_interval_and_off_scale_arrow():
     far = html.interval_svg(-0.11, -0.125, -0.10, 0.01, "different")
     assert 'class="arrow"' in far and 'class="est"' not in far and "iv off" in far
     assert "no interval" in html.interval_svg(float("nan"), float("nan"), float("nan"), 0.01, "inconclusive")
+
+
+def test_methods_and_provenance_come_from_the_settings_used(study):
+    import html as std_html
+
+    import torch
+
+    page = std_html.unescape((study / "report.html").read_text())
+    methods = re.search(r'<p class="methods">(.*?)</p>', page, re.S).group(1)
+    for text in ("5 seeds (0–4)", "epochs 2", "batch size 32", "monitor size 64", "ε = 0.1",
+                 "15 equal-width bins", "±0.50 pp accuracy", "Holm", "α = 0.05", "90% t-intervals",
+                 "temperature scaling"):
+        assert text in methods, text
+    provenance = page[page.index('id="provenance"'):]
+    assert f"torch {torch.__version__}" in provenance and "device cpu" in provenance
+    assert re.search(r"ablate</dt><dd>\d+\.\d+\.\d+, commit", provenance)

@@ -158,7 +158,7 @@ def _verdict_rows(table) -> list[dict[str, Any]]:
         welch = r["test"] == "welch_t"
         verdict = r["verdict"] if r["verdict"] in VERDICTS else "inconclusive"
         rows.append({
-            "metric": METRIC_NAMES.get(metric, metric), "where": _where(r),
+            "metric": METRIC_NAMES.get(metric, metric), "where": _where({**r, "backend": "-"}) if welch else _where(r),
             "smoothing": f"{float(r['smoothing']):g}" if _finite(r["smoothing"]) else "–",
             "pair": f"{r['arm_a']}: {r['backend'].replace(' vs ', ' − ')}" if welch
                     else f"{r['arm_a']} − {r['arm_b']}",
@@ -236,7 +236,8 @@ def _seed_text(seeds: Sequence[int]) -> str:
 
 def _train_text(train: Mapping[str, Any]) -> str:
     parts = []
-    for key, val in train.items():
+    order = list(TRAIN_NAMES)
+    for key, val in sorted(train.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
         if val is None or (key == "momentum" and train.get("optimizer") not in (None, "sgd")):
             continue
         if key == "power" and train.get("schedule") != "polynomial":
@@ -273,13 +274,16 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
                      f"{'; '.join(arm_bits)}" + (f", on {'; '.join(what)}" if what else "") +
                      f", each trained with {_seed_text(seeds)}; runs of different arms with the same seed "
                      f"were paired.")
-    trains = {arm: info.get("train", []) for arm, info in ctx_arms.items()}
-    distinct = {_train_text(t) for ts in trains.values() for t in ts}
-    if len(distinct) == 1:
-        sentences.append(f"Every run used {distinct.pop()}.")
-    elif distinct:
+    trains = {arm: info.get("train", []) for arm, info in ctx_arms.items() if info.get("train")}
+    every = [t for ts in trains.values() for t in ts]
+    if every:
+        # Settings shared by every run once; then what each arm did differently.
+        common = {k: v for k, v in every[0].items() if all(t.get(k) == v for t in every)}
+        sentences.append(f"Every run used {_train_text(common)}." if common else "")
         for arm, ts in trains.items():
-            sentences.append(f"Arm {arm} used " + " or ".join(_train_text(t) for t in ts) + ".")
+            own = [{k: v for k, v in t.items() if k not in common} for t in ts]
+            if any(own):
+                sentences.append(f"Arm {arm} used " + " or ".join(_train_text(o) for o in own) + ".")
     for arm, keys in (overrides or {}).items():
         sentences.append(f"Arm {arm} overrides " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
                          " (a possible confound).")
@@ -307,7 +311,7 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
             f"the adjusted TOST p < α, different when the adjusted difference p < α and the interval leaves the "
             f"margin, and inconclusive otherwise. Seeds needed is the number of seeds that gives "
             f"{target_power:.0%} TOST power at the margin with the observed standard deviation.")
-    return " ".join(sentences)
+    return " ".join(x for x in sentences if x)
 
 
 def _provenance(runs, context: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -331,8 +335,16 @@ def _provenance(runs, context: Mapping[str, Any] | None) -> list[tuple[str, str]
     return rows
 
 
-def _embed(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+def _figure(name: str, path: Path) -> dict[str, Any]:
+    """A figure for the template: embedded as a data: URI, with its pixel size (from the PNG header)."""
+    data = Path(path).read_bytes()
+    width = height = 0
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return {"name": name, "caption": name.replace("_", " "), "width": width, "height": height,
+            # Wide figures (several panels) take the whole row of the figure grid.
+            "wide": height > 0 and width / height > 2.0,
+            "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii")}
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -363,8 +375,7 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
         conf=round(100 * (1 - 2 * comparisons.alpha)),
         sections=markdown_blocks(compare.markdown(comparisons)),
         overrides={arm: ", ".join(f"{k} = {v}" for k, v in keys.items()) for arm, keys in (overrides or {}).items()},
-        figures=[{"name": name, "caption": name.replace("_", " "), "src": _embed(path)}
-                 for name, path in figures.items()],
+        figures=[_figure(name, path) for name, path in figures.items()],
         summary_head=summary_head, summary_rows=summary_rows, ts_rows=_ts_rows(summary),
         problems=_problem_runs(runs, corrupt),
         methods=methods_paragraph(runs=runs, comparisons=comparisons, binning=binning, context=context,
