@@ -74,6 +74,7 @@ def test_child_params_metrics_history_and_tags(exported):
 def test_parent_holds_report_and_verdicts(exported):
     root, first, _, client = exported
     parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["ablate.study"] == "synth"
     files = {f.path for f in client.list_artifacts(first.parent_run_id)}
     assert {"comparisons.csv", "summary.csv", "runs.csv", "report.html", "report.md", "comparisons.tex"} <= files
     comparisons = pd.read_csv(root / "synth" / "comparisons.csv")

@@ -225,6 +225,7 @@ def _export_parent(client, experiment_id: str, study: str, study_dir: Path) -> t
             client.log_artifact(parent, str(study_dir / name))
     if (study_dir / "figures").is_dir():
         client.log_artifacts(parent, str(study_dir / "figures"), artifact_path="figures")
+    client.set_terminated(parent, status="FINISHED")
     return parent, logged
 
 
