@@ -163,3 +163,22 @@ def test_methods_and_provenance_come_from_the_settings_used(study):
     provenance = page[page.index('id="provenance"'):]
     assert f"torch {torch.__version__}" in provenance and "device cpu" in provenance
     assert re.search(r"ablate</dt><dd>\d+\.\d+\.\d+, commit", provenance)
+
+
+def test_failed_diverged_and_skipped_runs_are_listed(tmp_path):
+    from tests.test_report import fill_store
+
+    fill_store(tmp_path)  # two backends, a diverged run and a corrupt record
+    report_study(tmp_path, study="synth", figures=False)
+    page = (tmp_path / "synth" / "report.html").read_text()
+    problems = page[page.index('id="problems"'):page.index('id="provenance"')]
+    runs = pd.read_csv(tmp_path / "synth" / "runs.csv")
+    diverged = runs.loc[runs["status"] == "diverged", "run_id"].item()
+    assert diverged in problems and "non-finite training loss" in problems
+    assert "deadbeefdeadbeef" in problems and "status-skipped" in problems
+    assert 'id="calibration"' in page and 'id="figures"' not in page
+    comparisons = pd.read_csv(tmp_path / "synth" / "comparisons.csv")
+    badges = re.findall(r'<span class="badge (\w+)">\1</span>', page)
+    assert badges == list(comparisons["verdict"])
+    # Cross-backend rows name the two backends once, in the comparison column.
+    assert "keras/tensorflow − torch" in page

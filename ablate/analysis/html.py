@@ -34,7 +34,7 @@ TRAIN_NAMES = {"epochs": "epochs", "batch_size": "batch size", "optimizer": "opt
                "power": "decay power", "augment": "augmentation", "monitor_size": "monitor size"}
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 # The interval plot: width in px, and how far beyond the margin its axis may reach.
-PLOT_W, PLOT_H, MAX_RANGE = 180, 26, 4.0
+PLOT_W, PLOT_H, MAX_RANGE = 170, 26, 4.0
 
 
 # ------------------------------------------------------------------------------ formatting
