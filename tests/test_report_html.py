@@ -3,16 +3,18 @@
 The page must be self-contained: every image decodes, nothing is fetched from anywhere
 (the Content-Security-Policy forbids it, and Chromium reports no resource request and
 no policy violation), and the verdicts show at the top. A screenshot is saved beside
-the report. Skips where Chromium is absent (`make install` installs Debian's chromium).
+the report (set ABLATE_SCREENSHOT_DIR to keep a copy). Skips where Chromium is absent (`make install` installs Debian's chromium).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,7 +128,11 @@ def test_report_html_in_chromium(study, tmp_path):
         # The top (title and verdict table) is not a blank page.
         top = im.convert("L").crop((0, 0, 1400, 700))
         assert len(np.unique(np.asarray(top))) > 20
-    print(f"screenshot: {shot}")
+    # To look at it: ABLATE_SCREENSHOT_DIR=/some/folder pytest tests/test_report_html.py
+    if keep := os.environ.get("ABLATE_SCREENSHOT_DIR"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for path in (shot, study / "report.html"):
+            shutil.copy(path, Path(keep) / path.name)
 
 
 def test_probe_catches_a_broken_image_and_an_outside_request(study, tmp_path):
