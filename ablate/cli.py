@@ -23,7 +23,8 @@ examples:
   python -m ablate run examples/quick.yaml            run every pending cell of the grid
   python -m ablate run examples/quick.yaml --dry-run  list the runs without running them
   python -m ablate status examples/quick.yaml         what is done, failed and pending
-  python -m ablate report --study quick               tables, report.md and figures
+  python -m ablate report --study quick               tables, report.md, report.html and figures
+  python -m ablate export mlflow --study quick        runs and verdicts into MLflow (results/mlflow.db)
   python -m ablate datasets                           which datasets are available here
   python -m ablate models --input 32x32x3             parameter counts per backend
   python -m ablate plugins                            every registered method, model, dataset, backend
@@ -95,6 +96,20 @@ def _parser() -> argparse.ArgumentParser:
                              "runs saved, plus sequential.csv and figures/sequential.png")
     report.add_argument("--spending", default=None, metavar="NAME",
                         help="alpha spending for --sequential: obrien-fleming (default) or pocock")
+    report.add_argument("--latex", action="store_true",
+                        help="also write comparisons.tex and summary.tex (booktabs tables for a paper)")
+
+    export = sub.add_parser("export", help="export a study's runs and report to a tracker (mlflow)",
+                            description="Export every stored run of a study to MLflow (one MLflow run per ablate "
+                                        "run, under one parent run per study holding the report and each "
+                                        "comparison's verdict). Exporting again adds only new or re-run runs.")
+    export.add_argument("target", choices=("mlflow",), help="where to export (mlflow)")
+    export.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="results root (default: ./results)")
+    export.add_argument("--study", default=None, help="study name (default: the only study under --results)")
+    export.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow tracking URI (default: sqlite:///RESULTS/mlflow.db)")
+    export.add_argument("--experiment", default=None, metavar="NAME",
+                        help="MLflow experiment name (default: ablate/<study>)")
 
     status = sub.add_parser("status", help="done / failed / diverged / pending per cell of a grid")
     status.add_argument("grid", help="grid YAML file")
@@ -132,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status, "plugins": _cmd_plugins,
+                "export": _cmd_export,
                 "datasets": _cmd_datasets, "models": _cmd_models}[args.command](args)
     except AblateError as exc:
         _debug_traceback()
@@ -227,14 +243,25 @@ def _cmd_report(args) -> int:
         out = Path(args.out or Path(args.runs).with_suffix("").as_posix() + "_report")
         written = report.report_from_table(args.runs, out=out, margins=margins, alpha=args.alpha,
                                            correction=args.correction, figures=not args.no_figures,
-                                           sequential=looks, spending=spending, pairs=pairs)
+                                           sequential=looks, spending=spending, pairs=pairs, latex=args.latex)
     else:
         written = study.report_study(args.results, study=args.study, out=args.out, margins=margins,
                                       alpha=args.alpha, correction=args.correction, ece_bins=args.ece_bins,
                                       ece_binning=args.ece_binning, figures=not args.no_figures,
-                                      sequential=looks, spending=spending, pairs=pairs)
+                                      sequential=looks, spending=spending, pairs=pairs, latex=args.latex)
     for path in written:
         print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+def _cmd_export(args) -> int:
+    from ablate.export import mlflow
+
+    summary = mlflow.export_study(args.results, study=args.study, tracking_uri=args.tracking_uri,
+                                  experiment=args.experiment)
+    print(summary.describe())
+    print(f"view: mlflow ui --backend-store-uri {summary.tracking_uri}")
     return 0
 
 

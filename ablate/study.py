@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
                                    check_margin_metrics, check_options, write_report)
@@ -231,7 +232,8 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
 def report_study(results: str | Path, *, study: str | None = None, out: str | Path | None = None,
                  margins: Mapping[str, float] | None = None, alpha: float | None = None,
                  correction: str | None = None, ece_bins: int | None = None, ece_binning: str | None = None,
-                 figures: bool = True, sequential=None, spending: str | None = None, pairs=None) -> list[Path]:
+                 figures: bool = True, sequential=None, spending: str | None = None, pairs=None,
+                 latex: bool = False) -> list[Path]:
     """Report on one study's stored runs; returns the paths written.
 
     sequential: looks for the group-sequential analysis (see :func:`ablate.analysis.report.write_report`);
@@ -271,7 +273,8 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
-        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending, pairs=pairs)
+        binning=(bins, binning), figures=figures, sequential=sequential, spending=spending, pairs=pairs,
+        context=provenance.collect(store), latex=latex)
 
 
 

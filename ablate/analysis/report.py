@@ -124,12 +124,13 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
 def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str, float] | None = None,
                       alpha: float | None = None, correction: str | None = None,
                       figures: bool = True, sequential: Sequence[int] | None = None,
-                      spending: str | None = None, pairs=None) -> list[Path]:
+                      spending: str | None = None, pairs=None, latex: bool = False) -> list[Path]:
     """Analyse a per-run CSV made by other tools (``ablate report --runs FILE.csv``).
 
     sequential: looks (seeds) at which to analyse the table as a group-sequential design
     (:mod:`ablate.analysis.sequential`); spending: its alpha-spending function.
     pairs: ``(arm_a, arm_b)`` pairs to compare (None: every pair of arms in the table).
+    latex: also write comparisons.tex and summary.tex.
     """
     from ablate.analysis.compare import load_runs_table
 
@@ -143,14 +144,16 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
                          alpha=alpha if alpha is not None else 0.05,
                          correction=correction or "holm", histories=None, reliability={}, corrupt=(),
                          overrides={}, binning=None, figures=figures, external=True, sequential=sequential,
-                         spending=spending, pairs=pairs)
+                         spending=spending, pairs=pairs, latex=latex)
 
 
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
                   histories, reliability, corrupt, overrides, binning, figures: bool,
                   external: bool = False, sequential: Sequence[int] | None = None,
-                  spending: str | None = None, pairs: Sequence[tuple[str, str]] | None = None) -> list[Path]:
-    from ablate.analysis import compare
+                  spending: str | None = None, pairs: Sequence[tuple[str, str]] | None = None,
+                  context: Mapping[str, Any] | None = None, latex: bool = False) -> list[Path]:
+    from ablate.analysis import compare, html
+    from ablate.analysis import latex as tex
     from ablate.analysis import sequential as seq_mod
 
     looks = seq_mod.check_looks(sequential, "--sequential") if sequential else None
@@ -201,6 +204,11 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
     (out / "report.md").write_text(md)
     written.append(out / "report.md")
+    written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
+                                   comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
+                                   overrides=overrides, binning=binning, context=context))
+    if latex:
+        written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary))
     return written
 
 

@@ -1,0 +1,1 @@
+"""Exports of a study to other tools (``python -m ablate export ...``)."""

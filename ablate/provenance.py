@@ -1,0 +1,76 @@
+"""What a study's records say about how and where it ran, for the report's methods and provenance.
+
+Read from the stored records (JSON only, no arrays): the training settings each arm used,
+the frameworks, versions and devices the workers reported, the ablate commits the runs came
+from, and the commit and version of the ablate that writes the report. Plain data, so the
+analysis layer can render it without touching the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import ablate
+from ablate.execution.environment import git_commit
+from ablate.execution.store import RunStore, StoredRun
+
+# Keys of a record's `environment` that describe the machine per run, not the software.
+_PER_RUN = frozenset({"hostname", "worker_run", "worker_pid", "dataset_loads", "threads"})
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def collect(store: RunStore) -> dict[str, Any]:
+    """Summarise a study's records.
+
+    Returns ``{"ablate_version", "report_commit", "run_commits": [...], "environments": [{...}],
+    "arms": {arm: {"method": str | None, "smoothing": [eps...], "train": [{...}, ...]}},
+    "datasets": [...], "models": [...], "backends": [...], "hosts": n}``. ``environments``
+    holds each distinct software/device description once (hostnames and per-worker
+    counters dropped); ``train`` lists each distinct training setting an arm's completed runs used.
+    """
+    envs: dict[str, dict] = {}
+    commits: dict[str, None] = {}
+    hosts: set[str] = set()
+    arms: dict[str, dict[str, Any]] = {}
+    datasets: dict[str, None] = {}
+    models: dict[str, None] = {}
+    backends: dict[str, None] = {}
+    for item in store.scan():
+        if not isinstance(item, StoredRun):
+            continue
+        env = item.record.get("environment") or {}
+        if isinstance(env, Mapping) and env:
+            if env.get("hostname"):
+                hosts.add(str(env["hostname"]))
+            if env.get("ablate_commit"):
+                commits[str(env["ablate_commit"])] = None
+            software = {k: v for k, v in env.items() if k not in _PER_RUN and k != "ablate_commit"}
+            envs.setdefault(_key(software), software)
+        cfg = item.config
+        try:
+            arm = str(cfg["arm"])
+            entry = arms.setdefault(arm, {"method": cfg.get("method"), "smoothing": [], "train": []})
+            eps = float(cfg.get("smoothing", 0.0))
+            if eps not in entry["smoothing"]:
+                entry["smoothing"].append(eps)
+            train = dict(cfg.get("train") or {})
+            # The methods describe the analysed (completed) runs, not a setting that failed.
+            if item.status == "completed" and train not in entry["train"]:
+                entry["train"].append(train)
+            dataset = cfg["dataset"]
+            datasets[str(dataset["name"] if isinstance(dataset, Mapping) else dataset)] = None
+            models[str(cfg["model"])] = None
+            backends[str(cfg["backend"])] = None
+        except (KeyError, TypeError, ValueError):
+            continue  # the report lists unusable records; nothing to describe here
+    for entry in arms.values():
+        entry["smoothing"].sort()
+    return {"ablate_version": ablate.__version__, "report_commit": git_commit(),
+            "run_commits": list(commits), "environments": list(envs.values()), "arms": arms,
+            "datasets": list(datasets), "models": list(models), "backends": list(backends),
+            "hosts": len(hosts)}
