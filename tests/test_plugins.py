@@ -103,7 +103,8 @@ def test_python_api_from_a_plain_session(user_study):
         import sys, ablate
         study = ablate.load_study({str(results / 'plug')!r})
         table = ablate.compare(study.runs, margins={{"accuracy": 0.05}}, pairs=[("explicit", "loss")])
-        print("ROWS", len(table), sorted(set(table["verdict"])))
+        paired = table[(table["metric"] == "accuracy") & (table["arm_a"] == "explicit") & (table["arm_b"] == "loss")]
+        print("ROWS", len(paired), sorted(set(table["arm_a"]) - {{"explicit"}}), set(paired["margin"]))
         heavy = [m for m in ("torch", "tensorflow", "keras", "matplotlib", "seaborn") if m in sys.modules]
         print("HEAVY", heavy)
     """)
@@ -111,7 +112,8 @@ def test_python_api_from_a_plain_session(user_study):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = next(line for line in out.stdout.splitlines() if line.startswith("ROWS"))
-    assert rows.startswith("ROWS 2")  # one per backend
+    # One paired row per backend, at the margin given; no pair but the one asked for.
+    assert rows.startswith("ROWS 2") and "{0.05}" in rows
     assert "HEAVY []" in out.stdout
 
 

@@ -284,7 +284,7 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
             own = [{k: v for k, v in t.items() if k not in common} for t in ts]
             if any(own):
                 sentences.append(f"Arm {arm} used " + " or ".join(_train_text(o) for o in own) + ".")
-    for arm, keys in (overrides or {}).items():
+    for arm, keys in ((a, k) for a, k in (overrides or {}).items() if k):
         sentences.append(f"Arm {arm} overrides " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
                          " (a possible confound).")
     if binning:
@@ -374,7 +374,8 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
             comparisons.correction, comparisons.correction),
         conf=round(100 * (1 - 2 * comparisons.alpha)),
         sections=markdown_blocks(compare.markdown(comparisons)),
-        overrides={arm: ", ".join(f"{k} = {v}" for k, v in keys.items()) for arm, keys in (overrides or {}).items()},
+        overrides={arm: ", ".join(f"{k} = {v}" for k, v in keys.items())
+                   for arm, keys in (overrides or {}).items() if keys},
         figures=[_figure(name, path) for name, path in figures.items()],
         summary_head=summary_head, summary_rows=summary_rows, ts_rows=_ts_rows(summary),
         problems=_problem_runs(runs, corrupt),
