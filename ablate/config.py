@@ -26,6 +26,9 @@ SCHEDULES: tuple[str, ...] = ("constant", "polynomial", "one-cycle")
 PREPROCESS: tuple[str, ...] = ("standardize", "mean_subtract", "none")
 CORRECTIONS: tuple[str, ...] = ("holm", "bh")
 BINNINGS: tuple[str, ...] = ("uniform", "quantile")
+# within-backend: each framework draws its own initial weights (backends compared unpaired);
+# cross-backend: one numpy draw per (model, seed) shared by every backend, so they pair.
+PAIRINGS: tuple[str, ...] = ("within-backend", "cross-backend")
 DEFAULT_MARGINS: Mapping[str, float] = {"accuracy": 0.005, "ece": 0.01, "nll": 0.02}
 
 
@@ -91,9 +94,13 @@ class RunSpec:
     seed: int
     repeat: int
     train: TrainConfig
+    pairing: str = "within-backend"  # one of PAIRINGS
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.pairing == "within-backend":
+            del data["pairing"]  # the default leaves run ids as they were before pairing existed
+        return data
 
     @property
     def run_id(self) -> str:
@@ -122,7 +129,8 @@ class RunSpec:
         return RunSpec(
             backend=data["backend"], dataset=DatasetSpec(**data["dataset"]), model=data["model"],
             arm=data["arm"], smoothing=float(data["smoothing"]), seed=int(data["seed"]),
-            repeat=int(data.get("repeat", 0)), train=TrainConfig(**train))
+            repeat=int(data.get("repeat", 0)), train=TrainConfig(**train),
+            pairing=data.get("pairing", "within-backend"))
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ class Grid:
     override_text: Mapping[str, Mapping[str, Any]]  # arm -> the keys the user overrode
     analysis: AnalysisConfig
     source: str = "<grid>"
+    pairing: str = "within-backend"  # one of PAIRINGS
 
     def runs(self) -> list[RunSpec]:
         """Expand the grid. Seeds are outermost, so a partly finished sweep has whole pairs."""
@@ -154,14 +163,14 @@ class Grid:
                                     out.append(RunSpec(
                                         backend=backend, dataset=dataset, model=model, arm=arm,
                                         smoothing=float(eps), seed=seed, repeat=repeat,
-                                        train=self.overrides.get(arm, self.train)))
+                                        train=self.overrides.get(arm, self.train), pairing=self.pairing))
         return out
 
 
 # ---------------------------------------------------------------------------- parsing
 
 _TOP_KEYS = ("study", "datasets", "models", "backends", "arms", "smoothing", "seeds", "repeats",
-             "train", "overrides", "analysis")
+             "train", "overrides", "analysis", "pairing")
 _REQUIRED = ("study", "datasets", "models", "backends", "arms", "seeds")
 
 
@@ -386,9 +395,10 @@ def parse_grid(data: Any, source: str = "<grid>", base_dir: str | Path | None = 
         overrides[arm] = _parse_train(ctx, f"overrides.{arm}.train", body.get("train", {}), train)
         override_text[arm] = dict(body.get("train", {}))
     analysis = _parse_analysis(ctx, data.get("analysis", {}))
+    pairing = ctx.choice("pairing", data.get("pairing", "within-backend"), PAIRINGS)
     return Grid(study=study, datasets=datasets, models=models, backends=backends, arms=arms,
                 smoothing=smoothing, seeds=seeds, repeats=repeats, train=train, overrides=overrides,
-                override_text=override_text, analysis=analysis, source=source)
+                override_text=override_text, analysis=analysis, source=source, pairing=pairing)
 
 
 def load_grid(path: str | Path) -> Grid:

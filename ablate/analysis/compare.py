@@ -17,6 +17,10 @@ metric columns) into one row per comparison, with the statistics of
   ``mean_diff`` is backend a minus backend b, ``n`` is the smaller side's count
   (both counts are in ``note``), ``test`` is ``"welch_t"``, ``effect_dz`` holds
   Hedges' g and ``seeds_needed`` is per backend.
+* **across backends, paired**: when every run of both sides has ``pairing`` ==
+  ``"cross-backend"`` (the two frameworks started each seed from the same shared initial
+  weights), the same rows are paired by seed instead, exactly as within a backend (paired
+  t or Wilcoxon, TOST, dz); ``note`` says so.
 
 Every difference is ``a - b`` in the metric's own units (accuracy as a fraction).
 ``ci_low``/``ci_high`` are the (1 - 2 alpha) t-interval of the difference, so
@@ -64,7 +68,10 @@ MIN_PAIRS = 5
 TARGET_POWER = 0.8
 REQUIRED = ("arm", "seed")
 OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
-    {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0})
+    {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0,
+     "pairing": "within-backend"})
+PAIRINGS = ("within-backend", "cross-backend")
+CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
                         "finished_at", "seconds", "error"})
@@ -155,6 +162,11 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for column in ("backend", "dataset", "model"):
         df[column] = df[column].fillna("-").astype(str).str.strip().replace("", "-")
     df["arm"] = df["arm"].astype(str).str.strip()
+    df["pairing"] = df["pairing"].fillna("within-backend").astype(str).str.strip()
+    bad_pairing = sorted(set(df["pairing"]) - set(PAIRINGS))
+    if bad_pairing:
+        _fail(source, f"column `pairing` has unknown value(s) {_listing(bad_pairing)}; "
+                      f"allowed: {', '.join(PAIRINGS)}")
     unknown = sorted(set(df["arm"]) - set(ARMS))
     if unknown:
         _fail(source, f"column `arm` has unknown value(s) {_listing(unknown)}; "
@@ -289,6 +301,16 @@ def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, sid
     note = (f"unpaired (Welch): {res.n_a} {backend_a} and {res.n_b} {backend_b} runs; "
             f"effect_dz holds Hedges' g; seeds_needed is per backend")
     return row, detail, [note]
+
+
+def _shared_start(side_a: pd.DataFrame, side_b: pd.DataFrame) -> bool:
+    """Whether two backends' runs form pairs: every one started from shared initial weights."""
+    return bool((side_a["pairing"] == "cross-backend").all() and (side_b["pairing"] == "cross-backend").all())
+
+
+def _cross(table: pd.DataFrame) -> pd.Series:
+    """Rows comparing two backends (``backend`` holds "<a> vs <b>"), paired or Welch."""
+    return table["backend"].astype(str).str.contains(" vs ", regex=False)
 
 
 def _verdict(row, identical: bool, alpha: float, correction: str) -> tuple[str, list[str]]:
@@ -440,11 +462,20 @@ def compare_runs(
             backends = sorted(cell["backend"].unique())
             for i, backend_a in enumerate(backends):
                 for backend_b in backends[i + 1:]:
-                    row, detail, rnotes = _welch_rows(
-                        metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
-                        cell[cell["backend"] == backend_a], cell[cell["backend"] == backend_b], alpha)
+                    side_a, side_b = cell[cell["backend"] == backend_a], cell[cell["backend"] == backend_b]
+                    if _shared_start(side_a, side_b):
+                        row, detail, rnotes, tnotes, same = _paired_rows(
+                            metric, margin, (f"{backend_a} vs {backend_b}", dataset, model), eps,
+                            side_a, side_b, arm, arm, alpha, rng, n_boot)
+                        rnotes = [CROSS_PAIRED_NOTE, *rnotes]
+                        notes.extend(tnotes)
+                    else:
+                        row, detail, rnotes = _welch_rows(
+                            metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
+                            side_a, side_b, alpha)
+                        same = False
                     rows.append(row), details.append(detail), row_notes.append(rnotes)
-                    identical.append(False)
+                    identical.append(same)
 
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in
                                         ("p_equivalence_adj", "p_difference_adj", "verdict", "note")])
@@ -464,7 +495,7 @@ def compare_runs(
     details_df = pd.concat([table[keys].reset_index(drop=True), pd.DataFrame(details)], axis=1) \
         if details else pd.DataFrame(columns=keys)
 
-    paired_none = table[(table["arm_a"] == "none") & (table["test"] != "welch_t")]
+    paired_none = table[(table["arm_a"] == "none") & ~_cross(table)]
     sensitivity = pd.DataFrame({
         "metric": paired_none["metric"], "backend": paired_none["backend"],
         "dataset": paired_none["dataset"], "model": paired_none["model"],
@@ -714,7 +745,7 @@ def markdown(
              ""]
     if t.empty:
         lines += ["No comparison could be made from these runs.", ""]
-    paired = t[t["test"] != "welch_t"]
+    paired = t[~_cross(t)]
     groups = paired[["backend", "dataset", "model", "smoothing"]].drop_duplicates()
     for key_row in groups.itertuples(index=False):
         key, eps = (key_row.backend, key_row.dataset, key_row.model), key_row.smoothing
@@ -742,24 +773,37 @@ def markdown(
                 extra = [assay] + [_capital(_sentence(r, conf, corr)) + "." for r in rows.values()]
             lines.append(f"- **{name}**: " + text + " " + " ".join(e for e in extra if e))
         lines.append("")
-    welch = t[t["test"] == "welch_t"]
-    if not welch.empty:
-        lines += ["### Across backends (unpaired, Welch)", ""]
-        for r in welch.to_dict("records"):
+    for heading, rows_here in (("Across backends (paired: shared initial weights)",
+                                t[_cross(t) & (t["test"] != "welch_t")]),
+                               ("Across backends (unpaired, Welch)", t[t["test"] == "welch_t"])):
+        lines += _across_lines(heading, rows_here, conf, corr)
+    if comparisons.notes:
+        lines += ["### Notes", ""] + [f"- {n}" for n in comparisons.notes] + [""]
+    return "\n".join(lines)
+
+
+def _across_lines(heading: str, rows: pd.DataFrame, conf: int, corr: str) -> list[str]:
+    """One bullet per backend-vs-backend row, paired (shared weights) or Welch."""
+    lines: list[str] = []
+    if not rows.empty:
+        lines += [f"### {heading}", ""]
+        for r in rows.to_dict("records"):
             backends = r["backend"].split(" vs ")
             metric, margin = r["metric"], r["margin"]
             where = _label("-", r["dataset"], r["model"], r["smoothing"] if r["arm_a"] != "none" else None)
             subject = f"{backends[0]} vs {backends[1]} ({r['arm_a']} arm)"
             ci = (f"{conf}% CI [{_num(r['ci_low'], metric, margin)}, {_num(r['ci_high'], metric, margin)}]")
+            welch = r["test"] == "welch_t"
+            test = "Welch" if welch else r["test"].replace("_", " ")
             nums = (f"mean difference {backends[0]} − {backends[1]} {_amount(r['mean_diff'], metric, margin)}, "
-                    f"{ci}, TOST {_p(r['p_equivalence_adj'])}, Welch {_p(r['p_difference_adj'])} ({corr})")
-            state = {"equivalent": f"equivalent within {_margin_text(metric, margin)}",
+                    f"{ci}, TOST {_p(r['p_equivalence_adj'])}, {test} {_p(r['p_difference_adj'])} ({corr})")
+            state = {"identical": "identical on every seed",
+                     "equivalent": f"equivalent within {_margin_text(metric, margin)}",
                      "different": f"different by more than {_margin_text(metric, margin)}",
                      }.get(r["verdict"], f"inconclusive at {_margin_text(metric, margin)}")
-            counts = r["note"].split(";")[0].removeprefix("unpaired (Welch): ")
+            counts = (r["note"].split(";")[0].removeprefix("unpaired (Welch): ") if welch
+                      else f"{r['n']} seed pairs from shared initial weights")
             lines.append(f"- **{_METRIC_NAMES.get(metric, metric)}**, {where}: {subject}: {state} "
                          f"({nums}; {counts}).")
         lines.append("")
-    if comparisons.notes:
-        lines += ["### Notes", ""] + [f"- {n}" for n in comparisons.notes] + [""]
-    return "\n".join(lines)
+    return lines

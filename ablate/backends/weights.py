@@ -46,6 +46,11 @@ class _Layer:
     init: str = "keras"  # "keras": glorot_uniform + zero bias; "fastai": torch's kaiming/default
 
 
+def has_layout(model: str) -> bool:
+    """Whether ``model`` can start from shared weights (``pairing: cross-backend``)."""
+    return model in _PLANS
+
+
 def draw(model: str, input_shape: tuple[int, int, int], num_classes: int, seed: int) -> NamedArrays:
     """The initial weights of built-in ``model`` for ``input_shape`` ``(H, W, C)`` and ``num_classes``.
 
@@ -188,3 +193,4 @@ _PLANS: dict[str, Callable[[tuple[int, int, int], int], list[_Layer]]] = {
     "minigooglenet": _minigooglenet,
     "fastai-cnn": _fastai_cnn,
 }
+LAYOUT_MODELS: tuple[str, ...] = tuple(_PLANS)

@@ -30,3 +30,16 @@ def check_environment(grid: Grid) -> None:
                 catalogue.load_dataset(ds.name, path=ds.path)
         except DatasetError as exc:
             raise ConfigError(f"{grid.source}: `datasets[{i}]`: {exc}") from None
+    check_pairing(grid)
+
+
+def check_pairing(grid: Grid) -> None:
+    """Under ``pairing: cross-backend`` every model needs a shared initial-weight layout."""
+    from ablate.backends import weights
+
+    if getattr(grid, "pairing", "within-backend") != "cross-backend":
+        return
+    for i, model in enumerate(grid.models):
+        if not weights.has_layout(model):
+            raise ConfigError(f"{grid.source}: `models[{i}]`: pairing: cross-backend needs a shared "
+                              f"weight layout, which exists for {weights.LAYOUT_MODELS}, but got {model!r}")
