@@ -3,7 +3,7 @@
 ``ablate probe GRID`` trains the grid's runs (its first seed, repeat 0) side by side for N
 optimiser steps, from shared initial weights, feeding every run of a (dataset, model, seed,
 eps) group the batches the runner would feed it. Every K steps it records each run's
-training loss and the relative L2 distance ``||w_a - w_b|| / ||w_a||`` between paired
+training loss (and at step 1) and the relative L2 distance ``||w_a - w_b|| / ||w_a||`` between paired
 runs' weights (every weight, batch-norm statistics included, in the shared layout of
 :mod:`ablate.backends.weights`). At every step it checks whether a pair's losses differ by
 more than :data:`LOSS_TOLERANCE` relative, and keeps the first step they do.
@@ -173,7 +173,7 @@ def probe_group(specs: Sequence[RunSpec], backends: dict, data, *, steps: int, e
         for p, (_, i, j) in enumerate(pairs):
             if parted[p] is None and _relative(losses[i], losses[j]) > LOSS_TOLERANCE:
                 parted[p] = step
-        if step % every == 0 or step == steps:
+        if step % every == 0 or step in (1, steps):  # step 1 shows where the controls start
             record(step)
     summaries = [PairSummary(kind, labels[i], labels[j], parted[p], distances[p])
                  for p, (kind, i, j) in enumerate(pairs)]
