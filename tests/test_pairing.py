@@ -37,6 +37,19 @@ def test_run_ids_keep_their_value_within_backend_and_change_across():
     assert RunSpec.from_dict(cross.to_dict()) == cross and RunSpec.from_dict(within.to_dict()) == within
 
 
+def test_preflight_refuses_a_model_without_a_shared_layout():
+    import dataclasses
+
+    from ablate.execution.preflight import check_pairing
+
+    grid = parse_grid({**BASE, "pairing": "cross-backend", "models": ["mlp", "fastai-cnn"]})
+    check_pairing(grid)  # every built-in model has a layout
+    check_pairing(dataclasses.replace(grid, models=("resnet",), pairing="within-backend"))
+    with pytest.raises(ConfigError, match=r"^<grid>: `models\[0\]`: pairing: cross-backend needs a shared "
+                                          r"weight layout, which exists for .*, but got 'resnet'$"):
+        check_pairing(dataclasses.replace(grid, models=("resnet",)))
+
+
 def _cross(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(pairing="cross-backend")
 

@@ -176,6 +176,11 @@ def load_shared_weights(model: keras.Model, arrays) -> None:
         variable.assign(value)
 
 
+def shared_layout(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
+    """The model's neutral (name, shape) layout, for :func:`ablate.backends.weights.draw_layout`."""
+    return [(name, tuple(v.shape)) for name, v in _shared_slots(model)]
+
+
 def export_shared_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     """The model's weights in the neutral layout, batch-norm statistics included."""
     return [(name, np.array(keras.ops.convert_to_numpy(v), copy=True)) for name, v in _shared_slots(model)]

@@ -154,6 +154,16 @@ def load_shared_weights(model: nn.Module, arrays) -> None:
             tensor.copy_(torch.from_numpy(value))
 
 
+def shared_layout(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """The model's neutral (name, shape) layout, for :func:`ablate.backends.weights.draw_layout`."""
+    def neutral(kind: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if kind == "conv":
+            return (shape[2], shape[3], shape[1], shape[0])
+        return shape[::-1] if kind == "dense" else shape
+
+    return [(name, neutral(kind, tuple(t.shape))) for name, t, kind in _shared_slots(model)]
+
+
 def export_shared_weights(model: nn.Module) -> list[tuple[str, np.ndarray]]:
     """The model's weights in the neutral layout, batch-norm statistics included."""
     return [(name, _from_torch(kind, t.detach().cpu().numpy())) for name, t, kind in _shared_slots(model)]

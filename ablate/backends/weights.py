@@ -68,6 +68,49 @@ def draw(model: str, input_shape: tuple[int, int, int], num_classes: int, seed: 
     return draw_layers(layers, seed)
 
 
+def draw_layout(layout: Sequence[tuple[str, tuple[int, ...]]], seed: int) -> NamedArrays:
+    """Initial weights for any model whose layout is known: ``layout`` lists the neutral
+    (name, shape) pairs a backend reads off a built model (``shared_layout`` in
+    ``backends/torch.py`` and ``backends/keras.py``).
+
+    For a user model the original framework's initialisers are unknown, so Keras' defaults
+    are used: glorot-uniform kernels, zero biases, batch norm 1 / 0 / 0 / 1. Two factories
+    share weights when their layouts are equal (:func:`check_same_layout`).
+    """
+    layers: list[_Layer] = []
+    seen: dict[str, dict[str, tuple[int, ...]]] = {}
+    for name, shape in layout:
+        prefix, _, part = name.partition(".")
+        seen.setdefault(prefix, {})[part] = tuple(shape)
+    for prefix, parts in seen.items():
+        kind = prefix.rstrip("0123456789")
+        if kind == "bn":
+            layers.append(_bn(parts["gamma"][0] if "gamma" in parts else parts["mean"][0]))
+        elif kind in ("conv", "dense") and "kernel" in parts:
+            layers.append(_Layer(kind, parts["kernel"], "bias" in parts))
+        else:
+            raise BackendError(f"shared weights: layout entry {prefix!r} is not a conv, dense or bn layer")
+    drawn = dict(draw_layers(layers, seed))
+    names = [name for name, _ in layout]
+    missing = sorted(set(names) - set(drawn))
+    if missing:  # e.g. a batch norm without scale: its layout has no gamma
+        raise BackendError(f"shared weights: cannot draw {missing[:3]} for this layout")
+    return [(name, drawn[name]) for name in names]
+
+
+def check_same_layout(a: Sequence[tuple[str, tuple[int, ...]]], b: Sequence[tuple[str, tuple[int, ...]]],
+                      *, model: str, names: tuple[str, str] = ("torch", "keras")) -> None:
+    """Raise a one-line BackendError unless two backends' layouts of ``model`` are equal."""
+    da, db = {n: tuple(s) for n, s in a}, {n: tuple(s) for n, s in b}
+    if da == db:
+        return
+    diff = sorted(n for n in set(da) | set(db) if da.get(n) != db.get(n))
+    first = diff[0]
+    raise BackendError(f"pairing: cross-backend: model {model!r} builds different layers in {names[0]} and "
+                       f"{names[1]} ({first}: {da.get(first, 'absent')} vs {db.get(first, 'absent')}); "
+                       f"build the same layers in the same order, or use pairing: within-backend")
+
+
 def draw_layers(layers: Sequence[_Layer], seed: int) -> NamedArrays:
     """Draw ``layers`` in order from one generator seeded by ``seed``."""
     rng = np.random.default_rng([int(seed), _STREAM])

@@ -165,3 +165,54 @@ def test_mismatched_layout_is_refused_in_one_line(torch_backend, keras_backend, 
     with pytest.raises(BackendError, match="do not match the shared layout"):
         backend.create_trainer(model="mlp", input_shape=(8, 8, 1), num_classes=K, train=TRAIN,
                                loss_smoothing=0.0, seed=0, initial_weights=wrong_model)
+
+
+# ------------------------------------------------------------- a user's model pair
+
+
+def _user_models(hidden_keras=16):
+    """A user's model written twice, conv -> BN -> ReLU -> pool -> dense, with hand-made names."""
+    import keras
+    from torch import nn
+
+    from ablate.backends.torch_models import _FlattenHWC
+
+    t = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
+                      _FlattenHWC(), nn.Linear(4 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, K))
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.MaxPooling2D(2)(keras.layers.Activation("relu")(x))
+    x = keras.layers.Dense(hidden_keras, activation="relu", name="hidden")(keras.layers.Flatten()(x))
+    return t, keras.Model(inputs, keras.layers.Dense(K, name="head")(x))
+
+
+def test_a_user_model_pair_shares_weights_through_its_layout(torch_backend, keras_backend):
+    import torch
+
+    from ablate.backends import keras as kb
+    from ablate.backends import torch as tb
+
+    t, k = _user_models()
+    layout = tb.shared_layout(t)
+    weights.check_same_layout(layout, kb.shared_layout(k), model="mine")
+    arrays = weights.draw_layout(layout, seed=0)
+    assert [n for n, _ in arrays] == [n for n, _ in layout]
+    tb.load_shared_weights(t, arrays)
+    kb.load_shared_weights(k, arrays)
+    x, _ = _batch((8, 8, 1))
+    t.eval()
+    with torch.no_grad():
+        out_t = t(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    out_k = np.asarray(k(x, training=False))
+    np.testing.assert_allclose(out_t, out_k, rtol=0, atol=1e-5)
+
+
+def test_a_user_model_pair_that_differs_is_refused(torch_backend, keras_backend):
+    from ablate.backends import keras as kb
+    from ablate.backends import torch as tb
+
+    t, k = _user_models(hidden_keras=32)
+    with pytest.raises(BackendError, match=r"^pairing: cross-backend: model 'mine' builds different layers in "
+                                           r"torch and keras \(dense0.bias: \(16,\) vs \(32,\)\)"):
+        weights.check_same_layout(tb.shared_layout(t), kb.shared_layout(k), model="mine")
