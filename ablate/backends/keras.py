@@ -173,7 +173,7 @@ def load_shared_weights(model: keras.Model, arrays) -> None:
         if tuple(variable.shape) != value.shape:
             raise BackendError(f"shared weights: {name} has shape {value.shape}, but the Keras model "
                                f"needs {tuple(variable.shape)}")
-        variable.assign(value)
+        variable.assign(value.astype(variable.dtype))  # a float64 model takes the same draw
 
 
 def shared_layout(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:

@@ -119,28 +119,60 @@ def test_same_first_forward_pass_and_gradients(torch_backend, keras_backend, mod
     np.testing.assert_allclose(pt, pk, rtol=0, atol=1e-5)
     # Training-mode gradients, with batch statistics. Dropout (minigooglenet's) is the one
     # random layer and the frameworks draw different masks, so it is switched off here.
-    _no_dropout(t, k)
-    gt, gk = dict(t.shared_gradients(x, y)), dict(k.shared_gradients(x, y))
+    _no_dropout(t.model, k.model)
+    if model == "minigooglenet":
+        # In float32 its early gradients are ill-conditioned (a conv followed by batch norm
+        # sums terms that nearly cancel): torch and Keras each land up to ~1e-2 of the scale
+        # away from a float64 reference, by rounding alone. In float64 both frameworks agree
+        # to ~1e-7, so that is where the layout is checked.
+        gt, gk = _float64_gradients(keras_backend, arrays, shape, x, y)
+    else:
+        gt, gk = dict(t.shared_gradients(x, y)), dict(k.shared_gradients(x, y))
     assert set(gt) == set(gk) and gt
     for name in gt:
         scale = max(1.0, float(np.abs(gk[name]).max()))
-        # minigooglenet: measured against a float64 torch pass, torch's float32 gradients of
-        # the early convs (sums over 4 x 32 x 32 positions that nearly cancel) are off by
-        # ~8e-4 of their scale and Keras' by ~3e-6; the error then reaches some batch-norm
-        # gradients. A framework's rounding, not a layout difference (the last layers agree
-        # to 1e-7), so this one model is held to 2e-3.
-        tol = 2e-3 if model == "minigooglenet" else 1e-4
-        np.testing.assert_allclose(gt[name], gk[name], rtol=0, atol=tol * scale, err_msg=name)
+        np.testing.assert_allclose(gt[name], gk[name], rtol=0, atol=1e-4 * scale, err_msg=name)
 
 
-def _no_dropout(torch_trainer, keras_trainer):
+def _float64_gradients(keras_backend, arrays, shape, x, y):
+    """Shared-layout gradients of minigooglenet in float64, from both frameworks."""
+    import keras
+    import torch
+
+    from ablate.backends import keras as kb
+    from ablate.backends import keras_models, torch_models
+    from ablate.backends import torch as tb
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the float64 gradient check is wired for Keras on TensorFlow")
+    x = x.astype(np.float64)  # Keras' trainer hands float32 inputs to the float64 model
+    tm = torch_models.build_model("minigooglenet", shape, K)
+    tb.load_shared_weights(tm, arrays)
+    tm = tm.double().train()
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        km = keras_models.build_model("minigooglenet", shape, K)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    kb.load_shared_weights(km, arrays)
+    _no_dropout(tm, km)
+    logits = tm(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y.astype(np.float64))).backward()
+    gt = {n: tb._from_torch(kind, p.grad.numpy()) for n, p, kind in tb._shared_slots(tm) if p.grad is not None}
+    gk = dict(kb.KerasTrainer(km, TRAIN, 0.0).shared_gradients(x, y))
+    assert gk["conv0.kernel"].dtype == np.float64
+    return gt, gk
+
+
+def _no_dropout(torch_model, keras_model):
     import keras
     from torch import nn
 
-    for m in torch_trainer.model.modules():
+    for m in torch_model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
-    for layer in keras_trainer.model.layers:
+    for layer in keras_model.layers:
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
 
@@ -204,7 +236,9 @@ def test_a_user_model_pair_shares_weights_through_its_layout(torch_backend, kera
     t.eval()
     with torch.no_grad():
         out_t = t(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-    out_k = np.asarray(k(x, training=False))
+    import keras
+
+    out_k = keras.ops.convert_to_numpy(k(x, training=False))
     np.testing.assert_allclose(out_t, out_k, rtol=0, atol=1e-5)
 
 
