@@ -122,9 +122,10 @@ def test_same_first_forward_pass_and_gradients(torch_backend, keras_backend, mod
     _no_dropout(t.model, k.model)
     if model == "minigooglenet":
         # In float32 its early gradients are ill-conditioned (a conv followed by batch norm
-        # sums terms that nearly cancel): torch and Keras each land up to ~1e-2 of the scale
-        # away from a float64 reference, by rounding alone. In float64 both frameworks agree
-        # to ~1e-7, so that is where the layout is checked.
+        # sums terms that nearly cancel): measured against a float64 reference, the first
+        # conv's gradient is off by 8e-4 of its scale in torch, 3e-6 in Keras/TensorFlow and
+        # 7e-3 in Keras/torch. In float64 both frameworks agree to ~1e-7, so that is where
+        # the layout is checked.
         gt, gk = _float64_gradients(keras_backend, arrays, shape, x, y)
     else:
         gt, gk = dict(t.shared_gradients(x, y)), dict(k.shared_gradients(x, y))
