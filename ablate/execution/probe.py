@@ -157,7 +157,6 @@ def probe_group(specs: Sequence[RunSpec], backends: dict, data, *, steps: int, e
     def record(step: int) -> None:
         shared = [t.shared_weights() for t in trainers]
         for p, (kind, i, j) in enumerate(pairs):
-            # Runs on different models (the same run twice excepted) cannot differ in layout.
             distances[p] = relative_distance(shared[i], shared[j])
             rows.append({"step": step, "kind": kind, "dataset": first.dataset.name, "model": first.model,
                          "seed": first.seed, "smoothing": runs[j].smoothing or runs[i].smoothing,
