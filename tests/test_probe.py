@@ -117,3 +117,31 @@ def test_cli_writes_csv_summary_and_figure(write_grid, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ablate", "probe", str(grid), "--every", "0"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == "ablate: error: --every: expected an integer >= 1, but got 0"
+
+
+def test_probe_feeds_the_batches_the_runner_feeds():
+    """The probe's per-step losses average to the runner's first-epoch objective, to rounding."""
+    import dataclasses
+
+    from ablate import backends
+    from ablate.data.catalogue import load_dataset
+    from ablate.execution.runner import execute
+
+    pytest.importorskip("torch")
+    grid = parse_grid({**GRID, "backends": ["torch"], "arms": ["explicit"],
+                       "datasets": [{"name": "digits", "train_size": 100, "test_size": 50}],
+                       "train": {**GRID["train"], "epochs": 1, "augment": True}})
+    result = probe.probe(grid, steps=100, every=1)
+    steps = sorted(r["step"] for r in result.rows if r["kind"] == "same run twice" and r["step"] > 0)
+    losses = [r["loss_a"] for r in sorted(result.rows, key=lambda r: r["step"])
+              if r["kind"] == "same run twice" and r["step"] > 0]
+    data = load_dataset("digits", train_size=100, test_size=50)
+    sizes = [min(32, len(data.x_train) - 32 * i) for i in range(len(steps))]
+    backend = backends.load("torch")
+    backend.configure(device="cpu", threads=1, deterministic=True)
+    spec = dataclasses.replace(grid.runs()[0], pairing="cross-backend")
+    outcome = execute(spec, backend, data)
+    assert outcome.status == "completed", outcome.error
+    assert steps == [1, 2, 3] and result.steps == 3
+    expected = outcome.history["train_objective"][0]
+    assert sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes) == pytest.approx(expected, rel=1e-12)
