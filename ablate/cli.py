@@ -117,6 +117,21 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--only", default=None, metavar="KEY=VALUE,...", help="count a subset, as for run")
     status.add_argument("--seeds", default=None, metavar="RANGE", help="count only these seeds, as for run")
 
+    probe = sub.add_parser("probe", help="train a grid's pairs side by side and find the step where they part",
+                           description="Train the grid's runs (first seed) for N optimiser steps from shared "
+                                       "initial weights; every K steps record each run's loss and the relative "
+                                       "L2 distance between paired runs' weights. Writes probe.csv, probe.md "
+                                       "and probe.png.")
+    probe.add_argument("grid", help="grid YAML file")
+    probe.add_argument("--steps", type=int, default=200, metavar="N", help="optimiser steps (default: 200)")
+    probe.add_argument("--every", type=int, default=10, metavar="K",
+                       help="record weights every K steps (default: 10)")
+    probe.add_argument("--seed", type=int, default=None, help="which of the grid's seeds (default: the first)")
+    probe.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device (default: cpu)")
+    probe.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="results root (default: ./results)")
+    probe.add_argument("--out", default=None, metavar="DIR", help="output folder (default: RESULTS/<study>/probe)")
+    probe.add_argument("--no-figures", action="store_true", help="write probe.csv and probe.md only")
+
     sub.add_parser("datasets", help="list the datasets, whether each is available here, shapes and classes")
     sub.add_parser("plugins", help="list every registry: smoothing methods, models, datasets, backends, executors")
 
@@ -147,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status, "plugins": _cmd_plugins,
-                "export": _cmd_export,
+                "export": _cmd_export, "probe": _cmd_probe,
                 "datasets": _cmd_datasets, "models": _cmd_models}[args.command](args)
     except AblateError as exc:
         _debug_traceback()
@@ -262,6 +277,34 @@ def _cmd_export(args) -> int:
                                   experiment=args.experiment)
     print(summary.describe())
     print(f"view: mlflow ui --backend-store-uri {summary.tracking_uri}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- probe
+def _cmd_probe(args) -> int:
+    from ablate.api import load_grid
+    from ablate.execution import probe
+    from ablate.execution.preflight import check_environment
+
+    grid = load_grid(args.grid)
+    check_environment(grid)
+    result = probe.probe(grid, steps=args.steps, every=args.every, device=args.device, seed=args.seed)
+    out = Path(args.out) if args.out else Path(args.results) / grid.study / "probe"
+    written = [probe.write_csv(result, out / "probe.csv")]
+    text = probe.summary_text(result)
+    (out / "probe.md").write_text(text)
+    written.append(out / "probe.md")
+    if not args.no_figures:
+        import pandas as pd
+
+        from ablate.analysis.figures import probe as probe_figure
+        from ablate.analysis.figures._style import save_figure
+
+        save_figure(probe_figure.distance_by_step(pd.read_csv(out / "probe.csv")), out / "probe.png")
+        written.append(out / "probe.png")
+    print(text)
+    for path in written:
+        print(path)
     return 0
 
 

@@ -211,6 +211,7 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
         "dataset": cfg["dataset"]["name"], "model": cfg["model"], "arm": cfg["arm"],
         "method": cfg.get("method") or cfg["arm"],
         "smoothing": float(cfg["smoothing"]), "seed": int(cfg["seed"]), "repeat": int(cfg.get("repeat", 0)),
+        "pairing": cfg.get("pairing", "within-backend"),
         "attempt": rec.get("attempt", 1), "started_at": rec.get("started_at"),
         "finished_at": rec.get("finished_at"), "seconds": rec.get("seconds"),
         "error": (rec.get("error") or "").strip().splitlines()[-1] if rec.get("error") else ""}

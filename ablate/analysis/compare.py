@@ -24,6 +24,10 @@ metric columns) into one row per comparison, with the statistics of
   ``mean_diff`` is backend a minus backend b, ``n`` is the smaller side's count
   (both counts are in ``note``), ``test`` is ``"welch_t"``, ``effect_dz`` holds
   Hedges' g and ``seeds_needed`` is per backend.
+* **across backends, paired**: when every run of both sides has ``pairing`` ==
+  ``"cross-backend"`` (the two frameworks started each seed from the same shared initial
+  weights), the same rows are paired by seed instead, exactly as within a backend (paired
+  t or Wilcoxon, TOST, dz); ``note`` says so.
 
 Every difference is ``a - b`` in the metric's own units (accuracy as a fraction).
 ``ci_low``/``ci_high`` are the (1 - 2 alpha) t-interval of the difference, so
@@ -78,7 +82,10 @@ MIN_PAIRS = 5
 TARGET_POWER = 0.8
 REQUIRED = ("arm", "seed")
 OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
-    {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0})
+    {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0,
+     "pairing": "within-backend"})
+PAIRINGS = ("within-backend", "cross-backend")
+CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
                         "finished_at", "seconds", "error", "method", "_row"})
@@ -203,6 +210,11 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
         _fail(source, f"column `arm` must name an arm on every row; {_where(df, df.index[blank][0])} "
                       f"has none")
     df["arm"] = df["arm"].astype(str).str.strip()
+    df["pairing"] = df["pairing"].fillna("within-backend").astype(str).str.strip()
+    bad_pairing = sorted(set(df["pairing"]) - set(PAIRINGS))
+    if bad_pairing:
+        _fail(source, f"column `pairing` has unknown value(s) {_listing(bad_pairing)}; "
+                      f"allowed: {', '.join(PAIRINGS)}")
     df["seed"] = _as_number(df, "seed", source, integer=True)
     df["repeat"] = _as_number(df, "repeat", source, integer=True)
     if (df["repeat"] < 0).any():
@@ -339,6 +351,16 @@ def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, sid
     note = (f"unpaired (Welch): {res.n_a} {backend_a} and {res.n_b} {backend_b} runs; "
             f"effect_dz holds Hedges' g; seeds_needed is per backend")
     return row, detail, [note], res.constant
+
+
+def _shared_start(side_a: pd.DataFrame, side_b: pd.DataFrame) -> bool:
+    """Whether two backends' runs form pairs: every one started from shared initial weights."""
+    return bool((side_a["pairing"] == "cross-backend").all() and (side_b["pairing"] == "cross-backend").all())
+
+
+def _cross(table: pd.DataFrame) -> pd.Series:
+    """Rows comparing two backends (``backend`` holds "<a> vs <b>"), paired or Welch."""
+    return table["backend"].astype(str).str.contains(" vs ", regex=False)
 
 
 def _verdict(row, identical: bool, alpha: float, correction: str,
@@ -556,11 +578,20 @@ def compare_runs(
             backends = sorted(cell["backend"].unique())
             for i, backend_a in enumerate(backends):
                 for backend_b in backends[i + 1:]:
-                    row, detail, rnotes, const = _welch_rows(
-                        metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
-                        cell[cell["backend"] == backend_a], cell[cell["backend"] == backend_b], alpha)
+                    side_a, side_b = cell[cell["backend"] == backend_a], cell[cell["backend"] == backend_b]
+                    if _shared_start(side_a, side_b):
+                        row, detail, rnotes, tnotes, same, const = _paired_rows(
+                            metric, margin, (f"{backend_a} vs {backend_b}", dataset, model), eps,
+                            side_a, side_b, arm, arm, alpha, rng, n_boot)
+                        rnotes = [CROSS_PAIRED_NOTE, *rnotes]
+                        notes.extend(tnotes)
+                    else:
+                        row, detail, rnotes, const = _welch_rows(
+                            metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
+                            side_a, side_b, alpha)
+                        same = False
                     rows.append(row), details.append(detail), row_notes.append(rnotes)
-                    identical.append(False), constant.append(const)
+                    identical.append(same), constant.append(const)
 
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in
                                         ("p_equivalence_adj", "p_difference_adj", "verdict", "note")])
@@ -582,7 +613,7 @@ def compare_runs(
         if details else pd.DataFrame(columns=keys + ["constant"])
 
     ref_a, ref_b = table["arm_a"].isin(references), table["arm_b"].isin(references)
-    links = ((table["test"] != "welch_t") & (ref_a != ref_b)).to_numpy()
+    links = (~_cross(table) & (ref_a != ref_b)).to_numpy()
     linked = table[links]
     first = ref_a.to_numpy()[links]  # the reference is arm_a (else arm_b: the sign flips)
     const = details_df["constant"].to_numpy(dtype=bool)[links] if len(details_df) else np.zeros(0, bool)
@@ -929,7 +960,7 @@ def markdown(
         lines += ["No comparison could be made from these runs.", ""]
     constant = d["constant"].to_numpy(dtype=bool) if "constant" in d and len(d) == len(t) \
         else np.zeros(len(t), dtype=bool)
-    paired = t[t["test"] != "welch_t"]
+    paired = t[~_cross(t)]
     groups = paired[["backend", "dataset", "model", "smoothing"]].drop_duplicates()
     for key_row in groups.itertuples(index=False):
         key, eps = (key_row.backend, key_row.dataset, key_row.model), key_row.smoothing
@@ -961,27 +992,40 @@ def markdown(
                 extra = [assay] + [_capital(_sentence(r, conf, corr)) + "." for r in rows.values()]
                 lines.append(f"- **{name}**: " + text + " " + " ".join(e for e in extra if e))
         lines.append("")
-    welch = t[t["test"] == "welch_t"]
-    if not welch.empty:
-        lines += ["### Across backends (unpaired, Welch)", ""]
-        for r in welch.to_dict("records"):
+    for heading, rows_here in (("Across backends (paired: shared initial weights)",
+                                t[_cross(t) & (t["test"] != "welch_t")]),
+                               ("Across backends (unpaired, Welch)", t[t["test"] == "welch_t"])):
+        lines += _across_lines(heading, rows_here, conf, corr, set(comparisons.flat))
+    if comparisons.notes:
+        lines += ["### Notes", ""] + [f"- {n}" for n in comparisons.notes] + [""]
+    return "\n".join(lines)
+
+
+def _across_lines(heading: str, rows: pd.DataFrame, conf: int, corr: str, flat: set[str]) -> list[str]:
+    """One bullet per backend-vs-backend row, paired (shared weights) or Welch."""
+    lines: list[str] = []
+    if not rows.empty:
+        lines += [f"### {heading}", ""]
+        for r in rows.to_dict("records"):
             backends = r["backend"].split(" vs ")
             metric, margin = r["metric"], r["margin"]
             where = _label("-", r["dataset"], r["model"], r["smoothing"] if r["arm_a"] not in flat else None)
             subject = f"{backends[0]} vs {backends[1]} ({r['arm_a']} arm)"
             ci = (f"{conf}% CI [{_num(r['ci_low'], metric, margin)}, {_num(r['ci_high'], metric, margin)}]")
+            welch = r["test"] == "welch_t"
+            test = "Welch" if welch else r["test"].replace("_", " ")
             nums = (f"mean difference {backends[0]} − {backends[1]} {_amount(r['mean_diff'], metric, margin)}, "
-                    f"{ci}, TOST {_p(r['p_equivalence_adj'])}, Welch {_p(r['p_difference_adj'])} ({corr})")
-            state = {"equivalent": f"equivalent within {_margin_text(metric, margin)}",
+                    f"{ci}, TOST {_p(r['p_equivalence_adj'])}, {test} {_p(r['p_difference_adj'])} ({corr})")
+            state = {"identical": "identical on every seed",
+                     "equivalent": f"equivalent within {_margin_text(metric, margin)}",
                      "different": (f"different by more than {_margin_text(metric, margin)}" if _beyond(r)
                                    else f"different, though the CI reaches inside {_margin_text(metric, margin)}"),
                      }.get(r["verdict"], f"inconclusive at {_margin_text(metric, margin)}")
             if r["verdict"] == "inconclusive" and r["n"] < MIN_PAIRS:
                 state = f"no verdict (fewer than {MIN_PAIRS} runs on a side)"
-            counts = r["note"].split(";")[0].removeprefix("unpaired (Welch): ")
+            counts = (r["note"].split(";")[0].removeprefix("unpaired (Welch): ") if welch
+                      else f"{r['n']} seed pairs from shared initial weights")
             lines.append(f"- **{_METRIC_NAMES.get(metric, metric)}**, {where}: {subject}: {state} "
                          f"({nums}; {counts}).")
         lines.append("")
-    if comparisons.notes:
-        lines += ["### Notes", ""] + [f"- {n}" for n in comparisons.notes] + [""]
-    return "\n".join(lines)
+    return lines

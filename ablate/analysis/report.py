@@ -23,7 +23,7 @@ from ablate.errors import ConfigError
 RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
-                     "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error")
+                     "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing")
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
 

@@ -42,6 +42,15 @@ class Trainer(ABC):
     def weights(self) -> list[np.ndarray]:
         """Copies of the trainable weights, in a fixed order."""
 
+    def shared_weights(self) -> list[tuple[str, np.ndarray]]:
+        """Every weight (batch-norm statistics included) in the neutral layout of
+        :mod:`ablate.backends.weights`, by name; used by the divergence probe."""
+        raise NotImplementedError(f"{type(self).__name__} has no shared weight layout")
+
+    def shared_gradients(self, x: np.ndarray, targets: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """:meth:`gradients` of the trainable weights, by neutral name and in the neutral layout."""
+        raise NotImplementedError(f"{type(self).__name__} has no shared weight layout")
+
 
 class Backend(ABC):
     """A framework adapter; one instance per worker process."""
@@ -59,7 +68,8 @@ class Backend(ABC):
     @abstractmethod
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
-                       factory: str | None = None, search_paths: Sequence[str] = ()) -> Trainer:
+                       factory: str | None = None, search_paths: Sequence[str] = (),
+                       initial_weights: list[tuple[str, np.ndarray]] | None = None) -> Trainer:
         """Build a model with weights drawn from ``seed`` and its optimiser.
 
         ``loss_smoothing`` > 0 selects the framework's own smoothed cross-entropy; 0 gives plain
@@ -67,6 +77,9 @@ class Backend(ABC):
         targets are already smoothed (so they are not one-hot). ``factory`` is a user model's
         ``module:function`` (looked up in ``search_paths`` first); None builds the registered
         model ``model``. The framework is seeded with ``seed`` before the factory is called.
+        ``initial_weights`` (``pairing: cross-backend``): named arrays in the neutral layout of
+        :mod:`ablate.backends.weights` that replace the drawn weights; a mismatch is a one-line
+        BackendError.
         """
 
     @abstractmethod

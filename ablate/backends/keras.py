@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping, Sequence
 
 import keras
@@ -17,6 +18,15 @@ from ablate.config import TrainConfig
 from ablate.backends import models
 from ablate.backends.base import Backend, Trainer
 from ablate.errors import BackendError
+
+# Layer kinds of the shared layout (backends/weights.py): the Keras class, its automatic
+# name prefix (creation order shows in the counter Keras appends), its variables in order.
+_SHARED_KINDS = (
+    ("conv", keras.layers.Conv2D, "conv2d", (("kernel", "kernel"), ("bias", "bias"))),
+    ("bn", keras.layers.BatchNormalization, "batch_normalization",
+     (("gamma", "gamma"), ("beta", "beta"), ("mean", "moving_mean"), ("var", "moving_variance"))),
+    ("dense", keras.layers.Dense, "dense", (("kernel", "kernel"), ("bias", "bias"))),
+)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -56,10 +66,20 @@ class KerasTrainer(Trainer):
         return _softmax(np.concatenate(out)) if out else np.zeros((0, 0), np.float32)
 
     def gradients(self, x: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+        return self._gradients(x, targets, self.model.trainable_weights)
+
+    def shared_weights(self) -> list[tuple[str, np.ndarray]]:
+        return export_shared_weights(self.model)
+
+    def shared_gradients(self, x: np.ndarray, targets: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        slots = [(name, v) for name, v in _shared_slots(self.model) if v.trainable]
+        grads = self._gradients(x, targets, [v for _, v in slots])
+        return [(name, g) for (name, _), g in zip(slots, grads)]
+
+    def _gradients(self, x: np.ndarray, targets: np.ndarray, weights) -> list[np.ndarray]:
         x = np.asarray(x, np.float32)
         targets = np.asarray(targets, np.float32)
         engine = keras.backend.backend()
-        weights = self.model.trainable_weights
         if engine == "tensorflow":
             import tensorflow as tf
 
@@ -77,20 +97,95 @@ class KerasTrainer(Trainer):
         elif engine == "jax":
             import jax
 
-            trainable = [w.value for w in weights]
+            # stateless_call takes every trainable weight; differentiate only those asked for.
+            everything = self.model.trainable_weights
+            wanted = [next(i for i, w in enumerate(everything) if w is v) for v in weights]
+            values = [w.value for w in everything]
             non_trainable = [w.value for w in self.model.non_trainable_weights]
 
-            def objective(values):
-                logits, _ = self.model.stateless_call(values, non_trainable, x, training=True)
+            def objective(chosen):
+                full = list(values)
+                for i, v in zip(wanted, chosen):
+                    full[i] = v
+                logits, _ = self.model.stateless_call(full, non_trainable, x, training=True)
                 return self.loss(targets, logits)
 
-            grads = jax.grad(objective)(trainable)
+            grads = jax.grad(objective)([values[i] for i in wanted])
         else:
             raise NotImplementedError(f"gradients are not wired for Keras engine {engine!r}")
         return [np.array(keras.ops.convert_to_numpy(g), copy=True) for g in grads]
 
     def weights(self) -> list[np.ndarray]:
         return [np.array(keras.ops.convert_to_numpy(w), copy=True) for w in self.model.trainable_weights]
+
+
+# ------------------------------------------------------------ shared initial weights
+
+def _creation_ordered(layers: list, prefix: str) -> list:
+    """Layers of one kind in creation order.
+
+    A functional model lists layers by graph depth, which interleaves inception branches;
+    Keras' automatic names (conv2d, conv2d_1, ...) count up in creation order. Layers named
+    by hand keep the model's order.
+    """
+    pattern = re.compile(rf"^{prefix}(?:_(\d+))?$")
+    matches = [pattern.match(layer.name) for layer in layers]
+    if not all(matches):
+        return list(layers)
+    return [layer for _, layer in sorted(zip((int(m.group(1) or 0) for m in matches), layers),
+                                         key=lambda pair: pair[0])]
+
+
+def _shared_slots(model: keras.Model) -> list[tuple[str, object]]:
+    """(neutral name, variable) for every variable the shared layout fills.
+
+    Keras already stores conv kernels HWIO and dense kernels (in, out), the neutral layout.
+    A weight outside Conv2D / BatchNormalization / Dense layers cannot be filled, so the
+    model is refused.
+    """
+    slots: list[tuple[str, object]] = []
+    for kind, cls, prefix, parts in _SHARED_KINDS:
+        layers = [layer for layer in model.layers if type(layer) is cls]
+        for i, layer in enumerate(_creation_ordered(layers, prefix)):
+            slots += [(f"{kind}{i}.{suffix}", getattr(layer, attr)) for suffix, attr in parts
+                      if getattr(layer, attr, None) is not None]
+    covered = {id(v) for _, v in slots}
+    left = [v.path for v in model.weights if id(v) not in covered]
+    if left:
+        raise BackendError(f"shared weights: the Keras model has weights outside Conv2D, "
+                           f"BatchNormalization and Dense layers ({', '.join(left[:3])}), which the "
+                           f"shared layout cannot fill; use pairing: within-backend")
+    return slots
+
+
+def load_shared_weights(model: keras.Model, arrays) -> None:
+    """Fill ``model`` with the neutral-layout ``arrays`` (ordered (name, array) pairs).
+
+    Raises a one-line BackendError when the names or shapes do not match the model.
+    """
+    slots = _shared_slots(model)
+    given = dict(arrays)
+    names = [name for name, _ in slots]
+    if set(names) != set(given):
+        missing, extra = sorted(set(names) - set(given)), sorted(set(given) - set(names))
+        raise BackendError(f"shared weights: the Keras model's layers do not match the shared layout "
+                           f"(missing {missing[:3]}, unexpected {extra[:3]}); use pairing: within-backend")
+    for name, variable in slots:
+        value = np.asarray(given[name], np.float32)
+        if tuple(variable.shape) != value.shape:
+            raise BackendError(f"shared weights: {name} has shape {value.shape}, but the Keras model "
+                               f"needs {tuple(variable.shape)}")
+        variable.assign(value.astype(variable.dtype))  # a float64 model takes the same draw
+
+
+def shared_layout(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
+    """The model's neutral (name, shape) layout, for :func:`ablate.backends.weights.draw_layout`."""
+    return [(name, tuple(v.shape)) for name, v in _shared_slots(model)]
+
+
+def export_shared_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """The model's weights in the neutral layout, batch-norm statistics included."""
+    return [(name, np.array(keras.ops.convert_to_numpy(v), copy=True)) for name, v in _shared_slots(model)]
 
 
 class KerasBackend(Backend):
@@ -135,12 +230,15 @@ class KerasBackend(Backend):
 
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
-                       factory: str | None = None, search_paths: Sequence[str] = ()) -> KerasTrainer:
+                       factory: str | None = None, search_paths: Sequence[str] = (),
+                       initial_weights=None) -> KerasTrainer:
         # Seeds Python, numpy and the engine: the same seed gives every arm the same weights
         # and the same dropout draws. Keras' smoothed loss smooths whatever targets it gets,
         # so soft targets need nothing special.
         keras.utils.set_random_seed(seed)
         net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        if initial_weights is not None:  # pairing: cross-backend
+            load_shared_weights(net, initial_weights)
         return KerasTrainer(net, train, loss_smoothing)
 
     def environment(self) -> Mapping[str, str]:

@@ -14,6 +14,9 @@ from ablate.backends import models
 from ablate.backends.base import Backend, Trainer
 from ablate.errors import BackendError
 
+# Layer kinds of the shared layout (backends/weights.py) and the torch modules holding them.
+_SHARED_KINDS = (("conv", nn.Conv2d), ("bn", nn.BatchNorm2d), ("dense", nn.Linear))
+
 
 class TorchTrainer(Trainer):
     def __init__(self, model: nn.Module, train: TrainConfig, loss_smoothing: float, device: torch.device,
@@ -76,6 +79,99 @@ class TorchTrainer(Trainer):
     def weights(self) -> list[np.ndarray]:
         return [p.detach().cpu().numpy().copy() for p in self.model.parameters() if p.requires_grad]
 
+    def shared_weights(self) -> list[tuple[str, np.ndarray]]:
+        return export_shared_weights(self.model)
+
+    def shared_gradients(self, x: np.ndarray, targets: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._objective(x, targets).backward()
+        out = [(name, _from_torch(kind, t.grad.detach().cpu().numpy()))
+               for name, t, kind in _shared_slots(self.model) if t.grad is not None]
+        self.optimizer.zero_grad(set_to_none=True)
+        return out
+
+
+# ------------------------------------------------------------ shared initial weights
+
+def _shared_slots(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
+    """(neutral name, tensor, layout kind) for every tensor the shared layout fills.
+
+    Layers are numbered per kind in module order, which is creation order; a parameter
+    outside conv / batch-norm / linear layers cannot be filled, so the model is refused.
+    """
+    slots: list[tuple[str, torch.Tensor, str]] = []
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        kind = next((k for k, cls in _SHARED_KINDS if isinstance(module, cls)), None)
+        if kind is None:
+            continue
+        i = counts[kind] = counts.get(kind, -1) + 1
+        if kind == "bn":
+            parts = [("gamma", module.weight), ("beta", module.bias),
+                     ("mean", module.running_mean), ("var", module.running_var)]
+        else:
+            parts = [("kernel", module.weight), ("bias", module.bias)]
+        slots += [(f"{kind}{i}.{suffix}", t, kind if suffix == "kernel" else "vector")
+                  for suffix, t in parts if t is not None]
+    covered = {id(t) for _, t, _ in slots}
+    left = [name for name, p in model.named_parameters() if id(p) not in covered]
+    if left:
+        raise BackendError(f"shared weights: the torch model has parameters outside Conv2d, "
+                           f"BatchNorm2d and Linear layers ({', '.join(left[:3])}), which the shared "
+                           f"layout cannot fill; use pairing: within-backend")
+    return slots
+
+
+def _to_torch(kind: str, array: np.ndarray) -> np.ndarray:
+    """Neutral -> torch layout: conv HWIO -> OIHW, dense (in, out) -> (out, in)."""
+    if kind == "conv":
+        return array.transpose(3, 2, 0, 1)
+    return array.T if kind == "dense" else array
+
+
+def _from_torch(kind: str, array: np.ndarray) -> np.ndarray:
+    """Torch -> neutral layout, the inverse of :func:`_to_torch`."""
+    if kind == "conv":
+        return array.transpose(2, 3, 1, 0).copy()
+    return array.T.copy() if kind == "dense" else array.copy()
+
+
+def load_shared_weights(model: nn.Module, arrays) -> None:
+    """Fill ``model`` with the neutral-layout ``arrays`` (ordered (name, array) pairs).
+
+    Raises a one-line BackendError when the names or shapes do not match the model.
+    """
+    slots = _shared_slots(model)
+    given = dict(arrays)
+    names = [name for name, _, _ in slots]
+    if set(names) != set(given):
+        missing, extra = sorted(set(names) - set(given)), sorted(set(given) - set(names))
+        raise BackendError(f"shared weights: the torch model's layers do not match the shared layout "
+                           f"(missing {missing[:3]}, unexpected {extra[:3]}); use pairing: within-backend")
+    with torch.no_grad():
+        for name, tensor, kind in slots:
+            value = np.ascontiguousarray(_to_torch(kind, np.asarray(given[name], np.float32)))
+            if tuple(tensor.shape) != value.shape:
+                raise BackendError(f"shared weights: {name} has shape {given[name].shape}, but the torch "
+                                   f"model needs {_from_torch(kind, np.empty(tuple(tensor.shape))).shape}")
+            tensor.copy_(torch.from_numpy(value))
+
+
+def shared_layout(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """The model's neutral (name, shape) layout, for :func:`ablate.backends.weights.draw_layout`."""
+    def neutral(kind: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if kind == "conv":
+            return (shape[2], shape[3], shape[1], shape[0])
+        return shape[::-1] if kind == "dense" else shape
+
+    return [(name, neutral(kind, tuple(t.shape))) for name, t, kind in _shared_slots(model)]
+
+
+def export_shared_weights(model: nn.Module) -> list[tuple[str, np.ndarray]]:
+    """The model's weights in the neutral layout, batch-norm statistics included."""
+    return [(name, _from_torch(kind, t.detach().cpu().numpy())) for name, t, kind in _shared_slots(model)]
+
 
 class TorchBackend(Backend):
     name = "torch"
@@ -102,9 +198,12 @@ class TorchBackend(Backend):
 
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
-                       factory: str | None = None, search_paths: Sequence[str] = ()) -> TorchTrainer:
+                       factory: str | None = None, search_paths: Sequence[str] = (),
+                       initial_weights=None) -> TorchTrainer:
         torch.manual_seed(seed)  # the same seed gives every arm the same initial weights
         net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        if initial_weights is not None:  # pairing: cross-backend
+            load_shared_weights(net, initial_weights)
         return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets)
 
     def environment(self) -> Mapping[str, str]:

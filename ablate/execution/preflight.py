@@ -49,6 +49,7 @@ def check_environment(grid: Grid) -> None:
                 models.check_input(model.name, shape)
             except BackendError as exc:
                 raise ConfigError(f"{grid.source}: `models[{j}]`: {exc} (`datasets[{i}]`, {ds.name})") from None
+    check_pairing(grid)
 
 
 def _check_module(grid: Grid, key: str, reference: str, search: tuple[str, ...]) -> None:
@@ -128,3 +129,15 @@ def _check_sizes(key: str, ds, n_train: int | None, n_test: int | None) -> None:
             raise ConfigError(f"{key}.val_fraction: {ds.val_fraction} of {pool} training examples leaves none "
                               "to train on; use a smaller val_fraction or a larger train_size")
 
+
+
+def check_pairing(grid: Grid) -> None:
+    """Under ``pairing: cross-backend`` every model needs a shared initial-weight layout."""
+    from ablate.backends import weights
+
+    if grid.pairing != "cross-backend":
+        return
+    for i, model in enumerate(grid.models):
+        if model.is_user or not weights.has_layout(model.name):
+            raise ConfigError(f"{grid.source}: `models[{i}]`: pairing: cross-backend needs a shared "
+                              f"weight layout, which exists for {weights.LAYOUT_MODELS}, but got {model.name!r}")

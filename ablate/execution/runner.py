@@ -109,7 +109,8 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     trainer = backend.create_trainer(
         model=spec.model, input_shape=data.input_shape, num_classes=k, train=cfg,
         loss_smoothing=eps if method.smooth_loss else 0.0, seed=spec.seed, soft_targets=soft,
-        factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else ())
+        factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else (),
+        **shared_initial_weights(spec, data.input_shape, k))
 
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
@@ -166,6 +167,16 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     outcome.metrics = final_metrics(test_probs, data.y_test)
     outcome.arrays = {"test_probs": test_probs.astype(np.float32), "test_labels": data.y_test.astype(np.int64),
                       "val_probs": val_probs.astype(np.float32), "val_labels": data.y_val.astype(np.int64)}
+
+
+def shared_initial_weights(spec: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+    """The ``create_trainer`` keyword for ``spec``'s pairing: under ``cross-backend``, the
+    (model, seed)'s weights drawn once in numpy, the same for every backend and arm."""
+    if getattr(spec, "pairing", "within-backend") != "cross-backend":
+        return {}
+    from ablate.backends import weights
+
+    return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.seed)}
 
 
 def summarize_outcome(outcome: RunOutcome) -> dict[str, Any]:
