@@ -11,7 +11,8 @@ from statsmodels.stats.weightstats import ttost_paired
 
 from ablate.analysis import stats
 from ablate.analysis.compare import compare_runs, markdown
-from ablate.config import RunSpec, parse_grid
+from ablate.catalog import parse_grid
+from ablate.config import RunSpec
 from ablate.errors import ConfigError, InputError
 from tests.conftest import REPO
 from tests.test_compare import make_runs

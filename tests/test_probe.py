@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ablate.config import parse_grid
+from ablate.catalog import parse_grid
 from ablate.errors import ConfigError
 from ablate.execution import probe
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ablate import methods
 from ablate.config import Grid, RunSpec
 from ablate.data.augment import augment_batch
 from ablate.errors import ConfigError
@@ -106,7 +107,8 @@ def _batches(spec: RunSpec, data, steps: int) -> Iterator[tuple[np.ndarray, np.n
     """
     cfg = spec.train
     hard = one_hot(data.y_train, data.num_classes)
-    targets = smooth_labels(hard, spec.smoothing) if method(spec) == "explicit" else hard
+    smooths_targets = methods.get(method(spec)).smooth_targets and spec.smoothing > 0
+    targets = smooth_labels(hard, spec.smoothing) if smooths_targets else hard
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
     per_epoch = math.ceil(n / cfg.batch_size)
@@ -144,9 +146,12 @@ def probe_group(specs: Sequence[RunSpec], backends: dict, data, *, steps: int, e
     trainers = []
     for spec in runs:
         kw = {"initial_weights": initial_weights} if initial_weights is not None else {}
+        how = methods.get(method(spec))
         trainers.append(backends[spec.backend].create_trainer(
             model=spec.model, input_shape=data.input_shape, num_classes=data.num_classes, train=spec.train,
-            loss_smoothing=spec.smoothing if method(spec) == "loss" else 0.0, seed=spec.seed, **kw))
+            loss_smoothing=spec.smoothing if how.smooth_loss else 0.0, seed=spec.seed,
+            soft_targets=how.smooth_targets and spec.smoothing > 0, factory=spec.model_factory,
+            search_paths=(spec.origin,) if spec.origin else (), **kw))
     streams = [_batches(spec, data, steps) for spec in runs]
     parted: dict[int, int | None] = {p: None for p in range(len(pairs))}
     losses = [math.nan] * len(runs)
@@ -210,13 +215,15 @@ def probe(grid: Grid, *, steps: int = 200, every: int = 10, device: str = "cpu",
     summaries: list[PairSummary] = []
     used_steps = steps
     for dataset in grid.datasets:
-        data = load_dataset(dataset.name, path=dataset.path, train_size=dataset.train_size,
+        data = load_dataset(dataset.name, path=dataset.path, loader=dataset.loader,
+                            search_paths=(grid.base_dir,) if grid.base_dir else (), train_size=dataset.train_size,
                             test_size=dataset.test_size, val_fraction=dataset.val_fraction,
                             preprocess=dataset.preprocess, image_size=dataset.image_size)
-        for model in grid.models:
+        for model in grid.model_names:
             group = [s for s in specs if s.dataset == dataset and s.model == model]
+            user = any(s.model_factory for s in group)
             initial = (weights.draw(model, data.input_shape, data.num_classes, seed)
-                       if weights.has_layout(model) else None)
+                       if not user and weights.has_layout(model) else None)
             if initial is None:
                 # Without a shared layout each backend draws its own weights: no cross pairs.
                 group = [s for s in group if s.backend == group[0].backend]
