@@ -93,14 +93,17 @@ def test_parent_holds_report_and_verdicts(exported):
 
 def test_a_rerun_replaces_its_mlflow_run(tmp_path):
     store = fill_store(tmp_path, seeds=2, backends_=("torch",), corrupt=False)
-    export.export_study(tmp_path)
+    # A failed run (only final statuses are protected from overwriting) that is retried later.
     spec = RunSpec(backend="torch", dataset=DatasetSpec("digits"), model="mlp", arm="none", smoothing=0.0,
-                   seed=99, repeat=0, train=TrainConfig(epochs=2, lr=1e9))
-    store.write({"run_id": spec.run_id, "config": spec.to_dict(), "status": "failed", "attempt": 2,
-                 "error": "RuntimeError: out of memory", "history": {}, "metrics": {},
-                 "finished_at": "2026-01-02T00:00:00+00:00"})
+                   seed=98, repeat=0, train=TrainConfig(epochs=2))
+    record = {"run_id": spec.run_id, "config": spec.to_dict(), "status": "failed", "attempt": 1,
+              "error": "RuntimeError: out of memory", "history": {}, "metrics": {},
+              "finished_at": "2026-01-01T00:00:00+00:00"}
+    store.write(record)
+    export.export_study(tmp_path)
+    store.write({**record, "attempt": 2, "finished_at": "2026-01-02T00:00:00+00:00"})
     summary = export.export_study(tmp_path)
-    assert (summary.added, summary.replaced, summary.unchanged) == (0, 1, 6)
+    assert (summary.added, summary.replaced, summary.unchanged) == (0, 1, 7)
     client = mlflow.MlflowClient(tracking_uri=summary.tracking_uri)
     runs = [r for r in _runs(client, summary) if r.data.tags.get("ablate.run_id") == spec.run_id]
     assert len(runs) == 1 and runs[0].data.tags["ablate.attempt"] == "2"
