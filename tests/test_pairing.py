@@ -32,7 +32,7 @@ def test_grid_key_defaults_and_validation():
 
 def test_run_ids_keep_their_value_within_backend_and_change_across():
     within = parse_grid(BASE).runs()[0]
-    assert "pairing" not in within.to_dict()  # ids of existing studies are unchanged
+    assert "pairing" not in within.identity()  # ids of existing studies are unchanged
     cross = parse_grid({**BASE, "pairing": "cross-backend"}).runs()[0]
     assert cross.run_id != within.run_id
     assert RunSpec.from_dict(cross.to_dict()) == cross and RunSpec.from_dict(within.to_dict()) == within
@@ -45,10 +45,13 @@ def test_preflight_refuses_a_model_without_a_shared_layout():
 
     grid = parse_grid({**BASE, "pairing": "cross-backend", "models": ["mlp", "fastai-cnn"]})
     check_pairing(grid)  # every built-in model has a layout
-    check_pairing(dataclasses.replace(grid, models=("resnet",), pairing="within-backend"))
+    from ablate.config import ModelSpec
+
+    user = ModelSpec("resnet", torch="mine:resnet", keras="mine:resnet_k")
+    check_pairing(dataclasses.replace(grid, models=(user,), pairing="within-backend"))
     with pytest.raises(ConfigError, match=r"^<grid>: `models\[0\]`: pairing: cross-backend needs a shared "
                                           r"weight layout, which exists for .*, but got 'resnet'$"):
-        check_pairing(dataclasses.replace(grid, models=("resnet",)))
+        check_pairing(dataclasses.replace(grid, models=(user,)))
 
 
 def _cross(runs: pd.DataFrame) -> pd.DataFrame:
