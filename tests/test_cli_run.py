@@ -84,7 +84,7 @@ def test_dry_run_lists_every_run_and_runs_nothing(write_grid, tmp_path):
 
 
 def test_sigkill_of_the_whole_sweep_then_resume_runs_each_run_exactly_once(write_grid, tmp_path):
-    grid = _grid(write_grid, seeds=6, epochs=25)  # 12 runs of about a second each
+    grid = _grid(write_grid, seeds=6, epochs=80)  # 12 runs of a few seconds each: status must answer mid-grid
     results = tmp_path / "r"
     specs = load_grid(grid).runs()
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
