@@ -51,6 +51,12 @@ class TorchTrainer(Trainer):
         self.optimizer.step()
         return float(loss.detach())
 
+    def bind_data(self, x_train: np.ndarray, targets: np.ndarray):
+        """Put the training set on this trainer's device once; see `torch_device.DeviceSteps`."""
+        from ablate.backends.torch_device import DeviceSteps
+
+        return DeviceSteps(self, x_train, targets)
+
     @torch.no_grad()
     def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         self.model.eval()

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ablate.analysis import calibration
-from ablate.data.augment import augment_batch
+from ablate.data.augment import augment_batch, draw_augmentation
 from ablate.config import RunSpec
 from ablate.data.catalogue import Dataset
 from ablate.errors import DivergedError
@@ -112,12 +112,17 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
     objective_eps = eps if spec.arm == "loss" else 0.0
     hist = outcome.history
+    # A trainer that can hold the training set on its device gets only indices and
+    # augmentation draws per step, and is read back once per epoch (see `_device_epoch`).
+    on_device = trainer.bind_data(data.x_train, targets) if hasattr(trainer, "bind_data") else None
 
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
         total, seen = 0.0, 0
-        for step in range(steps):
+        if on_device is not None:
+            total, seen, lr = _device_epoch(on_device, order, rng, cfg, epoch, steps, data.x_train.shape[1:3])
+        for step in range(steps if on_device is None else 0):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb = data.x_train[idx]
             if cfg.augment is not None:
@@ -158,6 +163,31 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     outcome.metrics = final_metrics(test_probs, data.y_test)
     outcome.arrays = {"test_probs": test_probs.astype(np.float32), "test_labels": data.y_test.astype(np.int64),
                       "val_probs": val_probs.astype(np.float32), "val_labels": data.y_val.astype(np.int64)}
+
+
+def _device_epoch(on_device, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int, steps: int,
+                  hw: tuple[int, int]) -> tuple[float, int, float]:
+    """One epoch of steps on device-resident data; the same batches, draws and rates as the host loop.
+
+    order: (N,) this epoch's permutation. Returns (summed loss, examples seen, last lr). The
+    loss is read once, at the end: a non-finite one is divergence, reported for this epoch.
+    """
+    seen, lr = 0, cfg.lr
+    for step in range(steps):
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        draws = None
+        if cfg.augment is not None:
+            draws = draw_augmentation(len(idx), hw[0], hw[1], rng, width_shift=cfg.augment.width_shift,
+                                      height_shift=cfg.augment.height_shift,
+                                      horizontal_flip=cfg.augment.horizontal_flip)
+        lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
+                           step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
+        on_device.step(idx, draws, lr)
+        seen += len(idx)
+    total = on_device.take_total()
+    if not math.isfinite(total):
+        raise DivergedError(f"non-finite training loss ({total}) in epoch {epoch + 1} (checked once per epoch)")
+    return total, seen, lr
 
 
 def summarize_outcome(outcome: RunOutcome) -> dict[str, Any]:
