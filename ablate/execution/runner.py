@@ -75,6 +75,17 @@ def final_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "nll": calibration.nll(probs, labels), "brier": calibration.brier(probs, labels)}
 
 
+def run_targets(spec: RunSpec, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The training targets ``(n, K)`` float32 the trainer is handed: smoothed for the `explicit` arm."""
+    hard = one_hot(labels, num_classes)
+    return smooth_labels(hard, spec.smoothing) if spec.arm == "explicit" else hard
+
+
+def loss_smoothing(spec: RunSpec) -> float:
+    """The framework loss's own smoothing: eps for the `loss` arm, else 0."""
+    return spec.smoothing if spec.arm == "loss" else 0.0
+
+
 def execute(spec: RunSpec, backend, dataset: Dataset,
             on_epoch: Callable[[int, int, Mapping[str, float]], None] | None = None) -> RunOutcome:
     """Train ``spec`` on ``dataset`` with an already configured backend; never raises.
@@ -99,18 +110,17 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     cfg = spec.train
     k = data.num_classes
     eps = spec.smoothing
-    hard_targets = one_hot(data.y_train, k)
-    targets = smooth_labels(hard_targets, eps) if spec.arm == "explicit" else hard_targets
+    targets = run_targets(spec, data.y_train, k)
     trainer = backend.create_trainer(
         model=spec.model, input_shape=data.input_shape, num_classes=k, train=cfg,
-        loss_smoothing=eps if spec.arm == "loss" else 0.0, seed=spec.seed)
+        loss_smoothing=loss_smoothing(spec), seed=spec.seed)
 
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
     steps = math.ceil(n / cfg.batch_size)
     # A fixed subset, the same for every run, for the end-of-epoch training metrics.
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
-    objective_eps = eps if spec.arm == "loss" else 0.0
+    objective_eps = loss_smoothing(spec)
     hist = outcome.history
     # A trainer that can hold the training set on its device gets only indices and
     # augmentation draws per step, and is read back once per epoch (see `_device_epoch`).
