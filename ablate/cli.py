@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                           "with --executor ray only 'all' or 'none')")
     run.add_argument("--per-gpu", type=int, default=1, metavar="N",
                      help="concurrent runs packed on each GPU (default: 1)")
+    run.add_argument("--pack", default=None, metavar="K|auto",
+                     help="train up to K runs that share backend, dataset, model and training settings as one "
+                          "vectorised model (torch only); auto sizes packs to GPU memory "
+                          "(default: auto on a GPU, 1 = unpacked on the CPU)")
     run.add_argument("--retries", type=int, default=0, metavar="N",
                      help="re-run a failed run up to N more times (diverged runs are not retried)")
     run.add_argument("--only", default=None, metavar="KEY=VALUE,...",
@@ -135,6 +139,9 @@ def _cmd_run(args) -> int:
     for name, value in (("--workers", args.workers), ("--per-gpu", args.per_gpu)):
         if value is not None and value < 1:
             raise ConfigError(f"{name}: expected an integer >= 1, but got {value}")
+    from ablate.execution.packs import parse_pack
+
+    pack = parse_pack(args.pack)
     if args.retries < 0:
         raise ConfigError(f"--retries: expected an integer >= 0, but got {args.retries}")
     if args.address is not None and args.executor != "ray":
@@ -167,12 +174,14 @@ def _cmd_run(args) -> int:
             from ablate.execution.executors.ray import run_ray
 
             summary = run_ray(runs, store=store, results=args.results, address=args.address, gpus=ray_gpus,
-                              per_gpu=args.per_gpu, retries=args.retries, workers=args.workers)
+                              per_gpu=args.per_gpu, retries=args.retries, workers=args.workers,
+                              pack="auto" if args.pack is None else pack)
         else:
             from ablate.execution.orchestrator import run_local
 
             summary = run_local(runs, store=store, results=args.results, workers=workers, gpus=gpus,
-                                per_gpu=args.per_gpu, retries=args.retries)
+                                per_gpu=args.per_gpu, retries=args.retries,
+                                pack="auto" if args.pack is None else pack)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
     print(f"next: python -m ablate report --results {args.results} --study {grid.study}", file=sys.stderr)

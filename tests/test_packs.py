@@ -13,7 +13,8 @@ from ablate.data.augment import apply_augmentation, draw_augmentation
 from ablate.data.catalogue import Dataset, load_dataset
 from ablate.errors import ConfigError
 from ablate.execution import packs
-from ablate.execution.packs import auto_pack_size, execute_pack, parse_pack, plan_packs
+from ablate.execution.pack_runner import execute_pack
+from ablate.execution.packs import auto_pack_size, parse_pack, plan_packs
 from ablate.execution.runner import execute, loss_smoothing, run_targets
 
 ARMS = (("none", 0.0), ("explicit", 0.1), ("loss", 0.1))

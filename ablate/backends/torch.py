@@ -107,6 +107,12 @@ class TorchBackend(Backend):
         net = torch_models.build_model(model, tuple(input_shape), num_classes)
         return TorchTrainer(net, train, loss_smoothing, self.device)
 
+    def device_memory_bytes(self) -> int | None:
+        """Total memory of this backend's GPU, for `--pack auto`; None on the CPU."""
+        if self.device.type != "cuda":
+            return None
+        return int(torch.cuda.get_device_properties(self.device).total_memory)
+
     def environment(self) -> Mapping[str, str]:
         env = {"framework": "torch", "torch": torch.__version__, "device": str(self.device)}
         if self.device.type == "cuda":

@@ -45,7 +45,12 @@ class PackTrainer:
         # A weightless copy of the architecture for functional_call; the stacked tensors are the state.
         self.base = copy.deepcopy(modules[0]).to("meta")
         opt = members[0].optimizer
-        self.optimizer = type(opt)(list(self.params.values()), **opt.defaults)
+        settings = dict(opt.defaults)
+        if "foreach" in settings and settings.get("fused") is not True:
+            # One kernel per step for all weights: the same elementwise arithmetic, fewer launches.
+            settings["foreach"] = True
+        self.optimizer = type(opt)(list(self.params.values()), **settings)
+        self._all_alive = True
         self.images = upload_images(x_train, dev)
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(dev)
         self.eps = torch.tensor(loss_eps, dtype=torch.float32, device=dev)
@@ -85,9 +90,10 @@ class PackTrainer:
         # A dead member contributes nothing: where() also keeps its NaN out of the sum.
         live = torch.where(self.alive, losses, torch.zeros_like(losses))
         live.sum().backward()
-        for p in self.params.values():
-            mask = self.alive.reshape(-1, *([1] * (p.dim() - 1)))
-            p.grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
+        if not self._all_alive:
+            for p in self.params.values():
+                mask = self.alive.reshape(-1, *([1] * (p.dim() - 1)))
+                p.grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
         self.optimizer.step()
         self._totals += live.detach().double() * idx.shape[1]
 
@@ -100,6 +106,7 @@ class PackTrainer:
     def kill(self, member: int) -> None:
         """Stop training ``member`` (diverged): its updates are zeroed from now on."""
         self.alive[member] = False
+        self._all_alive = False
 
     # -- inspection ------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,32 +1,17 @@
-"""Packs: several runs that share backend, dataset, model and training settings, trained as one.
+"""Packs: which runs train together as one vectorised model (see :mod:`ablate.execution.pack_runner`).
 
-:func:`plan_packs` groups pending runs (the arms of one seed always together, so a pair is
-never split across packs with different timing); :func:`execute_pack` is the training
-loop of :mod:`ablate.execution.runner` for K members at once. Every member keeps what the
-unpacked run would have: its seed's initial weights, its batch order and augmentation
-draws from ``np.random.default_rng(seed)``, its own targets and loss smoothing, and its own
-outcome. A member whose loss stops being finite is ``diverged`` (checked once per epoch,
-the error names the epoch) and masked; the others go on.
+Runs can share a pack when they share backend, dataset, model and training settings; they
+differ in seed, arm and smoothing. :func:`plan_packs` keeps the arms of one seed in one
+pack, so the runs a paired comparison needs finish together.
 """
 
 from __future__ import annotations
 
 import math
-import time
-import traceback
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import numpy as np
-
-from ablate.analysis import calibration
 from ablate.config import RunSpec
-from ablate.data.augment import draw_augmentation
-from ablate.data.catalogue import Dataset
 from ablate.errors import ConfigError
-from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, final_metrics, loss_smoothing, run_targets,
-                                     smoothed_cross_entropy)
-from ablate.execution.schedules import learning_rate
 
 PACKABLE_BACKENDS = ("torch",)  # Keras does not pack (see the README)
 AUTO_MAX = 64  # `--pack auto` never builds larger packs
@@ -55,7 +40,7 @@ def auto_pack_size(*, gpu_memory_bytes: int | None, batch_size: int, input_shape
     """
     if not gpu_memory_bytes:
         return 1
-    per_member = 4096 * batch_size * int(np.prod(input_shape)) + 64 * 2**20
+    per_member = 4096 * batch_size * math.prod(input_shape) + 64 * 2**20
     return int(max(1, min(AUTO_MAX, (gpu_memory_bytes // 2) // per_member)))
 
 
@@ -92,106 +77,17 @@ def plan_packs(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
     return packs
 
 
-def execute_pack(specs: Sequence[RunSpec], backend: Any, data: Dataset,
-                 on_epoch: Callable[[int, int, int, Mapping[str, float]], None] | None = None) -> list[RunOutcome]:
-    """Train ``specs`` (one pack key) as one pack; one outcome per spec, in order. Never raises.
 
-    ``on_epoch(member, epoch, epochs, row)`` follows each member's epoch. A crash fails every
-    member with the traceback; ``seconds`` of each member is its share of the pack's time.
+
+def resolve_pack(pack: int | str, *, runs: int, slots: int, on_gpu: bool) -> tuple[int, bool]:
+    """(runs per pack the driver plans, whether workers trim packs to their device memory).
+
+    ``auto`` on the CPU is 1 (unpacked: two processes beat one pack there only when asked);
+    on a GPU it spreads the runs over the slots, at most ``AUTO_MAX`` per pack, and each
+    worker then splits a pack its device cannot hold (:func:`auto_pack_size`).
     """
-    started = time.perf_counter()
-    outcomes = [RunOutcome(status="completed", error=None) for _ in specs]
-    try:
-        if len({pack_key(s) for s in specs}) != 1:
-            raise ConfigError("a pack's runs must share backend, dataset, model and training settings")
-        _train_pack(list(specs), backend, data, outcomes, on_epoch)
-    except Exception:  # noqa: BLE001 - failures are results
-        error = traceback.format_exc(limit=20)
-        for out in outcomes:
-            if out.status == "completed":
-                out.status, out.error = "failed", error
-    share = (time.perf_counter() - started) / max(1, len(specs))
-    for out in outcomes:
-        out.seconds = share
-    return outcomes
-
-
-def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: list[RunOutcome],
-                on_epoch) -> None:
-    from ablate.backends.torch_pack import create_pack  # only a torch worker ever gets here
-
-    cfg = specs[0].train
-    k = data.num_classes
-    n = len(data.x_train)
-    targets = np.stack([run_targets(s, data.y_train, k) for s in specs])  # (K, N, C)
-    eps = [loss_smoothing(s) for s in specs]
-    pack = create_pack(backend, model=specs[0].model, input_shape=data.input_shape, num_classes=k, train=cfg,
-                       seeds=[s.seed for s in specs], loss_eps=eps, x_train=data.x_train, targets=targets)
-    rngs = [np.random.default_rng(s.seed) for s in specs]
-    steps = math.ceil(n / cfg.batch_size)
-    monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
-    h, w = data.x_train.shape[1:3]
-    live = list(range(len(specs)))
-
-    def diverge(member: int, why: str) -> None:
-        outcomes[member].status, outcomes[member].error = "diverged", why
-        pack.kill(member)
-        live.remove(member)
-
-    val_probs = None
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        orders = [rng.permutation(n) for rng in rngs]
-        lr = cfg.lr
-        for step in range(steps):
-            sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-            idx = np.stack([order[sl] for order in orders])  # (K, B)
-            draws = None
-            if cfg.augment is not None:
-                a = cfg.augment
-                draws = [draw_augmentation(idx.shape[1], h, w, rng, width_shift=a.width_shift,
-                                           height_shift=a.height_shift, horizontal_flip=a.horizontal_flip)
-                         for rng in rngs]
-            lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
-                               step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
-            pack.step(idx, draws, lr)
-        totals = pack.take_totals()  # the one sync of the epoch
-        for m in list(live):
-            if not math.isfinite(totals[m]):
-                diverge(m, f"non-finite training loss ({totals[m]}) in epoch {epoch + 1} (checked once per epoch)")
-        if not live:
-            return
-        val_probs = pack.predict(data.x_val)
-        train_probs = pack.predict(data.x_train[monitor]) if monitor is not None else None
-        seconds = (time.perf_counter() - t0) / len(specs)
-        for m in list(live):
-            if not np.all(np.isfinite(val_probs[m])):
-                diverge(m, f"non-finite validation probabilities after epoch {epoch + 1}")
-                continue
-            row: dict[str, float] = {
-                "epoch": epoch + 1, "lr": lr, "train_objective": totals[m] / n,
-                "val_objective": smoothed_cross_entropy(val_probs[m], data.y_val, eps[m]),
-                "val_nll": calibration.nll(val_probs[m], data.y_val),
-                "val_accuracy": calibration.accuracy(val_probs[m], data.y_val), "seconds": seconds}
-            if train_probs is not None:
-                row["train_nll"] = calibration.nll(train_probs[m], data.y_train[monitor])
-                row["train_accuracy"] = calibration.accuracy(train_probs[m], data.y_train[monitor])
-            else:
-                row["train_nll"] = row["train_accuracy"] = float("nan")
-            for key in HISTORY_KEYS:
-                outcomes[m].history[key].append(float(row[key]))
-            if on_epoch is not None:
-                on_epoch(m, epoch + 1, cfg.epochs, row)
-        if not live:
-            return
-
-    test_probs = pack.predict(data.x_test)
-    for m in list(live):
-        if not np.all(np.isfinite(test_probs[m])):
-            diverge(m, "non-finite test probabilities after training")
-            continue
-        outcomes[m].metrics = final_metrics(test_probs[m], data.y_test)
-        outcomes[m].arrays = {"test_probs": test_probs[m].astype(np.float32),
-                              "test_labels": data.y_test.astype(np.int64),
-                              "val_probs": val_probs[m].astype(np.float32),
-                              "val_labels": data.y_val.astype(np.int64)}
+    if pack != "auto":
+        return int(pack), False
+    if not on_gpu:
+        return 1, False
+    return max(1, min(AUTO_MAX, math.ceil(runs / max(1, slots)))), True
