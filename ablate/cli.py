@@ -164,6 +164,8 @@ def _cmd_run(args) -> int:
             gpus = devices.parse_gpu_list(args.gpus, found)
         workers = args.workers or min(4, os.cpu_count() or 1)
         where = f"{len(gpus)} GPU(s) x {args.per_gpu}" if gpus else f"{workers} CPU worker(s)"
+    if args.pack is not None and pack != 1:
+        where += f", packs of {pack if pack != 'auto' else 'auto size'} (torch)"
     print(f"study {grid.study!r}: {len(runs)} run(s) on {where} -> {store.study_dir}", file=sys.stderr)
     from ablate.execution.orchestrator import study_lock
     from ablate.study import write_study_settings

@@ -89,6 +89,7 @@ def test_cli_pack_option(write_grid, tmp_path):
     assert {r["pack"]["size"] for r in records.values()} == {4}
 
 
+@pytest.mark.slow  # two sweeps in real processes: about a minute on 2 busy cores
 def test_a_pack_killed_mid_way_leaves_no_record_and_runs_again(write_grid, tmp_path):
     grid = write_grid("""\
         study: cli
@@ -125,3 +126,17 @@ def test_a_pack_killed_mid_way_leaves_no_record_and_runs_again(write_grid, tmp_p
     assert sorted(records) == sorted(s.run_id for s in specs)
     assert {r["status"] for r in records.values()} == {"completed"} and len({r["pack"]["id"] for r in
                                                                             records.values()}) == 1
+
+
+def test_a_ray_actor_trains_a_pack_and_a_stored_pack_is_skipped(tmp_path):
+    pytest.importorskip("ray")
+    from ablate.execution.executors.ray import RunActor
+
+    runs = _grid(seeds=1, epochs=1).runs()
+    ledger = Ledger(runs, store=RunStore(tmp_path, "packs"), retries=0, progress=_quiet(), pack=3)
+    task = ledger.take("torch")
+    actor = RunActor("torch", str(tmp_path), "packs", 1, False)  # the class itself, in this process
+    first = actor.run(task)["pack"]
+    assert [r["status"] for r in first] == ["completed"] * 3 and not any(r.get("skipped") for r in first)
+    again = actor.executor.run_pack(task["specs"], attempts=task["attempts"])
+    assert all(r["skipped"] for r in again)

@@ -21,7 +21,7 @@ _UPLOADS: dict[tuple[int, str], tuple[np.ndarray, torch.Tensor]] = {}
 _MAX_UPLOADS = 8
 
 
-def upload_images(x: np.ndarray, device: torch.device) -> torch.Tensor:
+def upload_images(x: np.ndarray, device: torch.device, *, cache: bool = True) -> torch.Tensor:
     """x: (N, H, W, C) -> the same (N, H, W, C) float32 on ``device``, uploaded once per array.
 
     Kept channels-last: `gather_batch` then permutes each batch exactly as the host path does, so
@@ -32,6 +32,8 @@ def upload_images(x: np.ndarray, device: torch.device) -> torch.Tensor:
     if hit is not None and hit[0] is x:
         return hit[1]
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    if not cache:  # a one-off array (an evaluation subset): do not let it push the training set out
+        return xt
     if len(_UPLOADS) >= _MAX_UPLOADS:
         _UPLOADS.pop(next(iter(_UPLOADS)))
     _UPLOADS[key] = (x, xt)

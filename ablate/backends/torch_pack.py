@@ -55,6 +55,7 @@ class PackTrainer:
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(dev)
         self.eps = torch.tensor(loss_eps, dtype=torch.float32, device=dev)
         self.alive = torch.ones(self.k, dtype=torch.bool, device=dev)
+        self._members = torch.arange(self.k, device=dev)
         self._totals = torch.zeros(self.k, dtype=torch.float64, device=dev)
         # Dropout draws come from this generator's stream (not the unpacked run's); seeded, so a
         # pack is reproducible.
@@ -77,7 +78,7 @@ class PackTrainer:
         else:
             xb = gather_batch(self.images, it.reshape(-1))
         xb = xb.reshape(k, b, *xb.shape[1:])
-        tb = torch.gather(self.targets, 1, it[:, :, None].expand(k, b, self.targets.shape[2]))
+        tb = self.targets[self._members[:, None], it]  # (K, B, C): member k's targets of its rows
         self.base.train()
         return vmap(self._member_loss, randomness="different")(self.params, self.buffers, xb, tb, self.eps)
 
@@ -86,9 +87,10 @@ class PackTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        losses = self._losses(idx, draws)
-        # A dead member contributes nothing: where() also keeps its NaN out of the sum.
-        live = torch.where(self.alive, losses, torch.zeros_like(losses))
+        live = self._losses(idx, draws)
+        if not self._all_alive:
+            # A dead member contributes nothing: where() also keeps its NaN out of the sum.
+            live = torch.where(self.alive, live, torch.zeros_like(live))
         live.sum().backward()
         if not self._all_alive:
             for p in self.params.values():
@@ -114,8 +116,9 @@ class PackTrainer:
         """x: (n, H, W, C) -> (K, n, C) float32 probabilities, every member in inference mode."""
         self.base.eval()
         out = []
+        images = upload_images(x, self.device, cache=False)  # once per call, not per chunk
         for start in range(0, len(x), batch_size):
-            xt = upload_images(x, self.device)[start:start + batch_size].permute(0, 3, 1, 2).contiguous()
+            xt = images[start:start + batch_size].permute(0, 3, 1, 2).contiguous()
             logits = vmap(lambda p, b: functional_call(self.base, (p, b), (xt,)))(self.params, self.buffers)
             out.append(torch.softmax(logits.double(), dim=-1).float().cpu().numpy())
         return np.concatenate(out, axis=1) if out else np.zeros((self.k, 0, 0), np.float32)

@@ -109,7 +109,6 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
            on_epoch: Callable[[int, int, Mapping[str, float]], None] | None) -> None:
     cfg = spec.train
     k = data.num_classes
-    eps = spec.smoothing
     targets = run_targets(spec, data.y_train, k)
     trainer = backend.create_trainer(
         model=spec.model, input_shape=data.input_shape, num_classes=k, train=cfg,
