@@ -1,6 +1,6 @@
 """What packs buy: the same grid unpacked and packed, measured side by side in one invocation.
 
-    python benchmarks/packs.py                      # CPU part: a few minutes on 2 cores
+    python benchmarks/packs.py                      # CPU part: about 5 minutes on 2 idle cores
     python benchmarks/packs.py --sections gpu       # GPU part (skipped without CUDA)
 
 1. CPU: a digits/MLP grid of 30 runs (10 seeds x none/explicit/loss), through the local
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default="cpu,gpu", help="cpu, gpu or both (default both)")
     parser.add_argument("--cpu-seeds", type=int, default=10, help="seeds of the CPU grid (x3 arms; default 10)")
-    parser.add_argument("--cpu-epochs", type=int, default=20)
+    parser.add_argument("--cpu-epochs", type=int, default=60, help="epochs per CPU run (default 60: about 2 s a run alone)")
     parser.add_argument("--repeats", type=int, default=1, help="CPU sweeps per setting (default 1)")
     parser.add_argument("--gpu-seeds", type=int, default=4, help="seeds of each GPU grid (x3 arms; default 4)")
     parser.add_argument("--gpu-epochs", type=int, default=1, help="Fashion-MNIST epochs (default 1)")
