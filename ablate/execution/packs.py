@@ -82,7 +82,7 @@ def plan_packs(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
 def resolve_pack(pack: int | str, *, runs: int, slots: int, on_gpu: bool) -> tuple[int, bool]:
     """(runs per pack the driver plans, whether workers trim packs to their device memory).
 
-    ``auto`` on the CPU is 1 (unpacked: two processes beat one pack there only when asked);
+    ``auto`` on the CPU is 1 (unpacked; on the CPU packs pay only for longer runs, so they are asked for);
     on a GPU it spreads the runs over the slots, at most ``AUTO_MAX`` per pack, and each
     worker then splits a pack its device cannot hold (:func:`auto_pack_size`).
     """
