@@ -41,10 +41,12 @@ def plan(grid, *, only: str | None = None, seeds: str | None = None) -> list:
 
 def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
         per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
-        executor: str = "local", address: str | None = None, log=sys.stderr):
+        executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
     """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
 
     ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
+    ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
+    GPU; None: ``auto`` on a GPU, unpacked on the CPU.
     A run that fails or diverges is stored with its status; this never raises for one.
     """
     from ablate.execution import devices
@@ -76,8 +78,11 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
                           + " or ".join(n for n, e in EXECUTORS.items() if e.uses_address))
     if not isinstance(gpus, str) and gpus is not None:
         gpus = ",".join(str(g) for g in gpus)
+    from ablate.execution.packs import parse_pack
+
+    packing = "auto" if pack is None else parse_pack(pack)
     store = RunStore(results, grid.study)
-    options: dict[str, Any] = {"retries": retries, "per_gpu": per_gpu}
+    options: dict[str, Any] = {"retries": retries, "per_gpu": per_gpu, "pack": packing}
     if entry.uses_address:
         # The cluster assigns devices; the driver's own GPUs say nothing about it.
         if gpus not in (None, "all", "none"):
@@ -90,6 +95,8 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
         workers = workers or min(4, os.cpu_count() or 1)
         options.update(workers=workers, gpus=gpu_ids)
         where = f"{len(gpu_ids)} GPU(s) x {per_gpu}" if gpu_ids else f"{workers} CPU worker(s)"
+    if pack is not None and packing != 1:
+        where += f", packs of {packing if packing != 'auto' else 'auto size'} (torch)"
     # Options first (cheap), then frameworks and data (may fetch a dataset once).
     check_environment(grid)
     # The lock first: a refused second driver says one thing, that it was refused.

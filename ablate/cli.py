@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                           "with --executor ray only 'all' or 'none')")
     run.add_argument("--per-gpu", type=int, default=1, metavar="N",
                      help="concurrent runs packed on each GPU (default: 1)")
+    run.add_argument("--pack", default=None, metavar="K|auto",
+                     help="train up to K runs that share backend, dataset, model and training settings as one "
+                          "vectorised model (torch only); auto sizes packs to GPU memory "
+                          "(default: auto on a GPU, 1 = unpacked on the CPU)")
     run.add_argument("--retries", type=int, default=0, metavar="N",
                      help="re-run a failed run up to N more times (diverged runs are not retried)")
     run.add_argument("--only", default=None, metavar="KEY=VALUE,...",
@@ -229,7 +233,7 @@ def _cmd_run(args) -> int:
         return 0
     summary = api.run(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
                       retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
-                      address=args.address)
+                      address=args.address, pack=args.pack)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
     print(next_hint(args.results, grid.study), file=sys.stderr)

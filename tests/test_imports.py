@@ -34,7 +34,7 @@ ALLOWED_FROM_LEAF = {"ablate.config": ("ablate.errors",), "ablate.registry": ("a
                      "ablate.errors": ()}
 # Modules that may import a framework or plotting library, at any depth.
 HEAVY_OK = ("ablate.backends.torch", "ablate.backends.keras", "ablate.backends.torch_models",
-            "ablate.backends.keras_models", "ablate.backends.torch_pack", "ablate.analysis.figures",
+            "ablate.backends.keras_models", "ablate.backends.torch_pack", "ablate.backends.torch_device", "ablate.analysis.figures",
             "ablate.execution.executors.ray", "ablate.export", "ablate.data.catalogue")
 
 

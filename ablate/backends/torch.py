@@ -59,6 +59,12 @@ class TorchTrainer(Trainer):
         self.optimizer.step()
         return float(loss.detach())
 
+    def bind_data(self, x_train: np.ndarray, targets: np.ndarray):
+        """Put the training set on this trainer's device once; see `torch_device.DeviceSteps`."""
+        from ablate.backends.torch_device import DeviceSteps
+
+        return DeviceSteps(self, x_train, targets)
+
     @torch.no_grad()
     def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         self.model.eval()
@@ -205,6 +211,12 @@ class TorchBackend(Backend):
         if initial_weights is not None:  # pairing: cross-backend
             load_shared_weights(net, initial_weights)
         return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets)
+
+    def device_memory_bytes(self) -> int | None:
+        """Total memory of this backend's GPU, for `--pack auto`; None on the CPU."""
+        if self.device.type != "cuda":
+            return None
+        return int(torch.cuda.get_device_properties(self.device).total_memory)
 
     def environment(self) -> Mapping[str, str]:
         env = {"framework": "torch", "torch": torch.__version__, "device": str(self.device)}

@@ -72,16 +72,49 @@ def augment_batch(
     if x.ndim != 4:
         raise InputError(f"Expected `x` to be an (n, H, W, C) batch, but got an array of shape {x.shape}.")
     n, h, w, _ = x.shape
-    u = rng.random((3, n))
-    dx = _shifts(u[0], round(width_shift * w))
-    dy = _shifts(u[1], round(height_shift * h))
-    flip = (u[2] < 0.5) & horizontal_flip
+    draws = draw_augmentation(n, h, w, rng, width_shift=width_shift, height_shift=height_shift,
+                              horizontal_flip=horizontal_flip)
+    return apply_augmentation(x, draws)
 
-    # Source row/column of every output pixel: shift with edge clipping (= nearest
-    # fill), then the flip just reverses the column lookup.
-    rows = np.clip(np.arange(h)[None, :] - dy[:, None], 0, h - 1)  # (n, H)
-    cols = np.clip(np.arange(w)[None, :] - dx[:, None], 0, w - 1)  # (n, W)
+
+@dataclass(frozen=True)
+class AugmentDraws:
+    """One batch's random augmentation choices; apply them with `apply_augmentation`.
+
+    dx, dy: (n,) int64 shifts (``+dx`` moves content right, ``+dy`` down); flip: (n,) bool.
+    Small, so it is what crosses to a device: the images can stay there.
+    """
+
+    dx: np.ndarray
+    dy: np.ndarray
+    flip: np.ndarray
+
+
+def draw_augmentation(n: int, h: int, w: int, rng: np.random.Generator, *, width_shift: float = 0.1,
+                      height_shift: float = 0.1, horizontal_flip: bool = True) -> AugmentDraws:
+    """Draw the shifts and flips of n (h, w) images: exactly 3*n doubles from `rng`, as one (3, n) block."""
+    _check_ranges(width_shift, height_shift)
+    u = rng.random((3, n))
+    return AugmentDraws(dx=_shifts(u[0], round(width_shift * w)), dy=_shifts(u[1], round(height_shift * h)),
+                        flip=(u[2] < 0.5) & horizontal_flip)
+
+
+def augment_sources(h: int, w: int, draws: AugmentDraws) -> tuple[np.ndarray, np.ndarray]:
+    """Source row (n, H) and column (n, W) of every output pixel; pure, and the same on any device.
+
+    Shift with edge clipping (= nearest fill), then the flip just reverses the column lookup.
+    """
+    dx, dy, flip = np.asarray(draws.dx), np.asarray(draws.dy), np.asarray(draws.flip)
+    rows = np.clip(np.arange(h)[None, :] - dy[:, None], 0, h - 1)
+    cols = np.clip(np.arange(w)[None, :] - dx[:, None], 0, w - 1)
     cols = np.where(flip[:, None], cols[:, ::-1], cols)
+    return rows, cols
+
+
+def apply_augmentation(x: np.ndarray, draws: AugmentDraws) -> np.ndarray:
+    """Apply drawn shifts/flips to x: (n, H, W, C); a pure gather, so returns a new array of x's dtype."""
+    n, h, w, _ = x.shape
+    rows, cols = augment_sources(h, w, draws)
     return x[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 

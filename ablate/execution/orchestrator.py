@@ -103,22 +103,29 @@ def pending_runs(runs: Sequence[RunSpec], store: RunStore) -> tuple[list[RunSpec
 class Ledger:
     """The driver's book of one sweep, shared by every executor.
 
-    Runs wait in one queue per backend. A failed run goes back to the front of its queue
-    until ``retries`` more attempts are spent; a diverged run is final at once.
+    Runs wait in one queue per backend, as tasks of one run or, with ``pack`` > 1, packs of
+    up to ``pack`` runs (see :mod:`ablate.execution.packs`). A failed run goes back to the
+    front of its queue, alone, until ``retries`` more attempts are spent; a diverged run is
+    final at once.
     """
 
-    def __init__(self, todo: Sequence[RunSpec], *, store: RunStore, retries: int, progress: Progress):
+    def __init__(self, todo: Sequence[RunSpec], *, store: RunStore, retries: int, progress: Progress,
+                 pack: int = 1, pack_fit: bool = False):
+        from ablate.execution.packs import plan_packs
+
         self.store = store
         self.retries = retries
         self.progress = progress
-        self.pending: dict[str, collections.deque[RunSpec]] = collections.defaultdict(collections.deque)
+        self.pending: dict[str, collections.deque[list[RunSpec]]] = collections.defaultdict(collections.deque)
+        self.pack_fit = pack_fit  # workers trim packs to their device's memory (`--pack auto`)
         self.attempts: dict[str, int] = {}
         self.by_id: dict[str, RunSpec] = {}
         self.broken: dict[str, str] = {}
         self.counts: collections.Counter[str] = collections.Counter()
         self.failures: list[str] = []
+        for group in plan_packs(todo, pack):
+            self.pending[group[0].backend].append(group)
         for spec in todo:
-            self.pending[spec.backend].append(spec)
             self.attempts[spec.run_id] = 1
             self.by_id[spec.run_id] = spec
 
@@ -126,9 +133,14 @@ class Ledger:
         """The next task for a worker of ``backend``, or None when that backend has no work."""
         if backend in self.broken or not self.pending[backend]:
             return None
-        spec = self.pending[backend].popleft()
-        self.progress.run_started(spec.run_id)
-        return {"run_id": spec.run_id, "spec": spec.to_dict(), "attempt": self.attempts[spec.run_id]}
+        group = self.pending[backend].popleft()
+        for spec in group:
+            self.progress.run_started(spec.run_id)
+        if len(group) == 1:
+            spec = group[0]
+            return {"run_id": spec.run_id, "spec": spec.to_dict(), "attempt": self.attempts[spec.run_id]}
+        return {"run_ids": [s.run_id for s in group], "specs": [s.to_dict() for s in group],
+                "attempts": [self.attempts[s.run_id] for s in group], "fit": self.pack_fit}
 
     def choose_backend(self, workers: Iterable[tuple[str, bool]]) -> str | None:
         """Which backend a free slot should host, given the live workers as (backend, busy).
@@ -151,7 +163,7 @@ class Ledger:
         error = result.get("error") or ""
         if status == "failed" and self.attempts[run_id] <= self.retries and spec.backend not in self.broken:
             self.attempts[run_id] += 1
-            self.pending[spec.backend].appendleft(spec)
+            self.pending[spec.backend].appendleft([spec])
             self.progress.retry(run_id, spec.describe(), error)
             return
         self.counts[status] += 1
@@ -173,8 +185,8 @@ class Ledger:
         self.broken[backend] = reason
         self.progress.note(f"a {backend} worker could not start: {reason}")
         while self.pending[backend]:
-            spec = self.pending[backend].popleft()
-            self.crashed(spec.run_id, f"backend could not start: {reason}")
+            for spec in self.pending[backend].popleft():
+                self.crashed(spec.run_id, f"backend could not start: {reason}")
 
     def has_work(self) -> bool:
         return any(q for b, q in self.pending.items() if b not in self.broken)
@@ -182,6 +194,18 @@ class Ledger:
     def summary(self, skipped: int, seconds: float) -> SweepSummary:
         return SweepSummary(self.counts["completed"], self.counts["failed"], self.counts["diverged"], skipped,
                             seconds, tuple(self.failures))
+
+
+def task_run_ids(task: dict[str, Any] | None) -> list[str] | None:
+    """The run ids a task carries (one, or a pack's), or None for no task."""
+    if task is None:
+        return None
+    return list(task["run_ids"]) if "run_ids" in task else [task["run_id"]]
+
+
+def task_results(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A worker's answer to a task as per-run results (a pack answers ``{"pack": [...]}``)."""
+    return list(result["pack"]) if "pack" in result else [result]
 
 
 def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> str:
@@ -211,7 +235,7 @@ class _Worker:
     slot: Slot
     process: Any
     conn: Any
-    current: str | None = None  # the run id in hand
+    current: list[str] | None = None  # the run ids in hand (one, or a pack's)
     error: str | None = None  # why it could not start
     deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
     killed_for: str | None = None  # why the driver killed it
@@ -219,14 +243,20 @@ class _Worker:
 
 def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, workers: int = 1,
               gpus: Sequence[str] = (), per_gpu: int = 1, retries: int = 0,
-              progress: Progress | None = None) -> SweepSummary:
-    """Run every spec in ``runs`` without a final record in ``store``; a run's failure never raises."""
+              progress: Progress | None = None, pack: int | str = 1) -> SweepSummary:
+    """Run every spec in ``runs`` without a final record in ``store``; a run's failure never raises.
+
+    ``pack``: runs per pack (1: unpacked), or "auto" (see :func:`packs.resolve_pack`).
+    """
+    from ablate.execution.packs import resolve_pack
+
     started = time.perf_counter()
     todo, skipped = pending_runs(runs, store)
     slots = plan_slots(workers=workers, gpus=gpus, per_gpu=per_gpu)
     progress = progress or Progress(total=len(todo), skipped=skipped, workers=len(slots))
     progress.start()
-    ledger = Ledger(todo, store=store, retries=retries, progress=progress)
+    size, fit = resolve_pack(pack, runs=len(todo), slots=len(slots), on_gpu=bool(gpus))
+    ledger = Ledger(todo, store=store, retries=retries, progress=progress, pack=size, pack_fit=fit)
     if not todo:
         progress.finish()
         return ledger.summary(skipped, 0.0)
@@ -257,8 +287,9 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
 
     def dispatch(worker: _Worker) -> None:
         task = ledger.take(worker.backend)
-        worker.current = task["run_id"] if task else None
-        timeout = ledger.by_id[task["run_id"]].train.timeout if task else None
+        worker.current = task_run_ids(task)
+        # A pack's members share their train settings, so one timeout applies to the task.
+        timeout = ledger.by_id[worker.current[0]].train.timeout if worker.current else None
         worker.deadline = time.monotonic() + timeout if timeout else None
         try:
             worker.conn.send(task)
@@ -279,7 +310,8 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
                 progress.epoch(*payload)
             elif kind == "done":
                 worker.current = None
-                ledger.finish(payload["run_id"], payload)
+                for result in task_results(payload):
+                    ledger.finish(result["run_id"], result)
                 dispatch(worker)
             elif kind == "broken":
                 worker.error = payload
@@ -290,8 +322,8 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         worker.conn.close()
         del live[worker.wid]
         free.append(worker.slot)
-        if worker.current is not None:
-            ledger.crashed(worker.current, worker.killed_for or
+        for run_id in worker.current or ():
+            ledger.crashed(run_id, worker.killed_for or
                            f"worker process died (exit code {worker.process.exitcode}) during the run")
         if worker.error is not None and worker.backend not in ledger.broken:
             ledger.abandon(worker.backend, worker.error)
@@ -302,7 +334,7 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         now = time.monotonic()
         for worker in live.values():
             if worker.current and worker.deadline is not None and now > worker.deadline and not worker.killed_for:
-                timeout = ledger.by_id[worker.current].train.timeout
+                timeout = ledger.by_id[worker.current[0]].train.timeout
                 worker.killed_for = f"timed out after {timeout:g} s"
                 worker.process.kill()
 

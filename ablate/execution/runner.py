@@ -20,7 +20,7 @@ import numpy as np
 
 from ablate import methods
 from ablate.analysis import calibration
-from ablate.data.augment import augment_batch
+from ablate.data.augment import augment_batch, draw_augmentation
 from ablate.config import RunSpec
 from ablate.data.catalogue import Dataset
 from ablate.errors import DivergedError
@@ -76,6 +76,30 @@ def final_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "nll": calibration.nll(probs, labels), "brier": calibration.brier(probs, labels)}
 
 
+def soft_targets(spec: RunSpec) -> bool:
+    """Whether ``spec``'s method hands the trainer smoothed targets (explicit, both)."""
+    return methods.get(spec.method).smooth_targets and spec.smoothing > 0
+
+
+def run_targets(spec: RunSpec, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The training targets ``(n, K)`` float32 the trainer is handed: smoothed when the method smooths them."""
+    hard = one_hot(labels, num_classes)
+    return smooth_labels(hard, spec.smoothing) if soft_targets(spec) else hard
+
+
+def loss_smoothing(spec: RunSpec) -> float:
+    """The framework loss's own smoothing: eps when the method smooths in the loss, else 0."""
+    return spec.smoothing if methods.get(spec.method).smooth_loss else 0.0
+
+
+def trainer_options(spec: RunSpec, data: Dataset) -> dict[str, Any]:
+    """Every ``create_trainer`` keyword for ``spec`` on ``data``; packs build members with the same."""
+    return dict(model=spec.model, input_shape=data.input_shape, num_classes=data.num_classes, train=spec.train,
+                loss_smoothing=loss_smoothing(spec), seed=spec.seed, soft_targets=soft_targets(spec),
+                factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else (),
+                **shared_initial_weights(spec, data.input_shape, data.num_classes))
+
+
 def execute(spec: RunSpec, backend, dataset: Dataset,
             on_epoch: Callable[[int, int, Mapping[str, float]], None] | None = None) -> RunOutcome:
     """Train ``spec`` on ``dataset`` with an already configured backend; never raises.
@@ -100,17 +124,10 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     cfg = spec.train
     k = data.num_classes
     eps = spec.smoothing
-    method = methods.get(spec.method)
-    hard_targets = one_hot(data.y_train, k)
-    soft = method.smooth_targets and eps > 0
-    targets = smooth_labels(hard_targets, eps) if soft else hard_targets
+    targets = run_targets(spec, data.y_train, k)
     if cfg.augment is not None and not data.is_image:
         raise ValueError(f"train.augment shifts and flips images, but {data.name} holds feature vectors")
-    trainer = backend.create_trainer(
-        model=spec.model, input_shape=data.input_shape, num_classes=k, train=cfg,
-        loss_smoothing=eps if method.smooth_loss else 0.0, seed=spec.seed, soft_targets=soft,
-        factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else (),
-        **shared_initial_weights(spec, data.input_shape, k))
+    trainer = backend.create_trainer(**trainer_options(spec, data))
 
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
@@ -119,14 +136,20 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
     # What the optimiser's loss is against hard labels: the loss's own smoothing, compounded
     # with the targets' when both smooth.
+    method = methods.get(spec.method)
     objective_eps = method.effective_smoothing(eps) if method.smooth_loss else 0.0
     hist = outcome.history
+    # A trainer that can hold the training set on its device gets only indices and
+    # augmentation draws per step, and is read back once per epoch (see `_device_epoch`).
+    on_device = trainer.bind_data(data.x_train, targets) if hasattr(trainer, "bind_data") else None
 
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
         total, seen = 0.0, 0
-        for step in range(steps):
+        if on_device is not None:
+            total, seen, lr = _device_epoch(on_device, order, rng, cfg, epoch, steps, data.x_train.shape[1:3])
+        for step in range(steps if on_device is None else 0):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb = data.x_train[idx]
             if cfg.augment is not None:
@@ -177,6 +200,31 @@ def shared_initial_weights(spec: RunSpec, input_shape: tuple[int, int, int], num
     from ablate.backends import weights
 
     return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.seed)}
+
+
+def _device_epoch(on_device, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int, steps: int,
+                  hw: tuple[int, int]) -> tuple[float, int, float]:
+    """One epoch of steps on device-resident data; the same batches, draws and rates as the host loop.
+
+    order: (N,) this epoch's permutation. Returns (summed loss, examples seen, last lr). The
+    loss is read once, at the end: a non-finite one is divergence, reported for this epoch.
+    """
+    seen, lr = 0, cfg.lr
+    for step in range(steps):
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        draws = None
+        if cfg.augment is not None:
+            draws = draw_augmentation(len(idx), hw[0], hw[1], rng, width_shift=cfg.augment.width_shift,
+                                      height_shift=cfg.augment.height_shift,
+                                      horizontal_flip=cfg.augment.horizontal_flip)
+        lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
+                           step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
+        on_device.step(idx, draws, lr)
+        seen += len(idx)
+    total = on_device.take_total()
+    if not math.isfinite(total):
+        raise DivergedError(f"non-finite training loss ({total}) in epoch {epoch + 1} (checked once per epoch)")
+    return total, seen, lr
 
 
 def summarize_outcome(outcome: RunOutcome) -> dict[str, Any]:

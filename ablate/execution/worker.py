@@ -16,7 +16,7 @@ import fcntl
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +165,7 @@ class RunExecutor:
             return self._run_claimed(spec, attempt, on_epoch)
 
     def _run_claimed(self, spec, attempt: int, on_epoch) -> dict[str, Any]:
-        from ablate.execution import environment
-        from ablate.errors import StoreError
-        from ablate.execution.runner import RunOutcome, execute, summarize_outcome
+        from ablate.execution.runner import RunOutcome, execute
 
         run_id = spec.run_id
         started_at = utc_now()
@@ -184,11 +182,21 @@ class RunExecutor:
             if outcome.error:
                 print(outcome.error, flush=True)
             print(f"== {utc_now()} {outcome.status} in {outcome.seconds:.2f}s", flush=True)
+        return self._store(spec, attempt, outcome, started_at)
+
+    def _store(self, spec, attempt: int, outcome, started_at: str, extra: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
+        """Write one run's record (atomically, last) and return the driver's summary of it."""
+        from ablate.execution import environment
+        from ablate.errors import StoreError
+        from ablate.execution.runner import summarize_outcome
+
+        run_id = spec.run_id
         env = environment.describe(self.backend_env)
         env.update(self.worker_info, worker_run=self.served, dataset_loads=self.dataset_loads)
         record = {"run_id": run_id, "config": spec.to_dict(), "attempt": attempt,
                   **summarize_outcome(outcome), "started_at": started_at, "finished_at": utc_now(),
-                  "environment": env}
+                  "environment": env, **(extra or {})}
         try:
             self.store.write(record, outcome.arrays or None)
         except (StoreError, OSError) as exc:  # a full disk fails this run, not the worker
@@ -196,6 +204,89 @@ class RunExecutor:
                     "error": f"could not store the run: {exc}"}
         error_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
         return {"run_id": run_id, "status": outcome.status, "seconds": outcome.seconds, "error": error_line[0]}
+
+
+    def run_pack(self, spec_dicts: Sequence[Mapping[str, Any]], *, attempts: Sequence[int], fit: bool = False,
+                 on_epoch=None) -> list[dict[str, Any]]:
+        """Execute runs as one pack (see :mod:`ablate.execution.pack_runner`); one summary per run.
+
+        Every member's claim is held for the whole pack and every record is written at the
+        end, so a pack killed mid-way leaves no record and all its members run again. Members
+        with a final record are skipped, as by :meth:`run`. ``fit``: split the pack into packs
+        this device's memory holds. ``on_epoch(run_id, epoch, epochs, row)``.
+        """
+        from ablate.config import RunSpec
+
+        specs = [RunSpec.from_dict(d) for d in spec_dicts]
+        attempt_of = {s.run_id: a for s, a in zip(specs, attempts)}
+        with contextlib.ExitStack() as stack:
+            for folder in sorted({self.store.run_dir(s.run_id) for s in specs}):  # one order: no deadlock
+                stack.enter_context(claim_run(folder))
+            results: dict[str, dict[str, Any]] = {}
+            todo = []
+            for spec in specs:
+                existing = self.store.read_record(spec.run_id)
+                if getattr(existing, "status", None) in FINAL_STATUSES:
+                    results[spec.run_id] = {"run_id": spec.run_id, "status": existing.status, "skipped": True,
+                                            "seconds": float(existing.record.get("seconds") or 0.0),
+                                            "error": existing.record.get("error") or ""}
+                else:
+                    for tmp in self.store.run_dir(spec.run_id).glob(".*.tmp"):
+                        tmp.unlink(missing_ok=True)
+                    todo.append(spec)
+            for group in self._fit(todo) if fit else [todo]:
+                if group:
+                    results.update(self._pack_claimed(group, attempt_of, on_epoch))
+        return [results[s.run_id] for s in specs]
+
+    def _fit(self, specs: list) -> list[list]:
+        """Split a pack into packs that fit this device's memory (`--pack auto`)."""
+        from ablate.execution.packs import auto_pack_size, plan_packs
+
+        if not specs:
+            return []
+        memory = getattr(self.backend, "device_memory_bytes", lambda: None)()
+        data = self.dataset(specs[0].dataset)
+        size = auto_pack_size(gpu_memory_bytes=memory, batch_size=specs[0].train.batch_size,
+                              input_shape=data.input_shape)
+        return plan_packs(specs, size)
+
+    def _pack_claimed(self, specs: list, attempt_of: Mapping[str, int], on_epoch) -> dict[str, dict[str, Any]]:
+        from ablate.execution.pack_runner import execute_pack
+        from ablate.execution.runner import RunOutcome
+
+        started_at = utc_now()
+        self.served += len(specs)
+        ids = [s.run_id for s in specs]
+        pack_id = "pack-" + ids[0]
+        for spec in specs[1:]:
+            with open(self.store.log_path(spec.run_id), "a") as fh:
+                fh.write(f"== {started_at} in {pack_id} of {len(specs)} runs; its log: {self.store.log_path(ids[0])}\n")
+
+        def member_epoch(member: int, epoch: int, epochs: int, row) -> None:
+            if on_epoch is not None:
+                on_epoch(ids[member], epoch, epochs, row)
+
+        with redirect_output(self.store.log_path(ids[0])):
+            print(f"== {started_at} pid {os.getpid()}: {pack_id}, {len(specs)} runs:", flush=True)
+            for spec in specs:
+                print(f"   attempt {attempt_of[spec.run_id]}: {spec.describe()} ({spec.run_id})", flush=True)
+            try:
+                data = self.dataset(specs[0].dataset)
+            except Exception as exc:  # noqa: BLE001 - a missing dataset fails these runs only
+                outcomes = [RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}") for _ in specs]
+            else:
+                outcomes = execute_pack(specs, self.backend, data, on_epoch=member_epoch)
+            for spec, outcome in zip(specs, outcomes):
+                if outcome.error:
+                    print(f"{spec.run_id}: {outcome.error}", flush=True)
+                print(f"== {utc_now()} {spec.run_id} {outcome.status}", flush=True)
+        results = {}
+        for index, (spec, outcome) in enumerate(zip(specs, outcomes)):
+            extra = {"pack": {"id": pack_id, "size": len(specs), "index": index, "members": ids,
+                              "seconds": outcome.seconds * len(specs)}}
+            results[spec.run_id] = self._store(spec, attempt_of[spec.run_id], outcome, started_at, extra)
+        return results
 
 
 class DriverGone(BaseException):
@@ -238,13 +329,20 @@ def _serve(worker_id: int, backend_name: str, gpu: str | None, threads: int | No
             if task is None:
                 return
 
-            def on_epoch(epoch: int, epochs: int, row, _rid=task["run_id"]) -> None:
+            def send_epoch(rid: str, epoch: int, epochs: int) -> None:
                 try:
-                    conn.send(("epoch", (_rid, epoch, epochs)))
+                    conn.send(("epoch", (rid, epoch, epochs)))
                 except OSError:
                     raise DriverGone from None
 
-            result = executor.run(task["spec"], attempt=task["attempt"], on_epoch=on_epoch)
+            if "specs" in task:  # a pack
+                results = executor.run_pack(task["specs"], attempts=task["attempts"], fit=task.get("fit", False),
+                                            on_epoch=lambda rid, epoch, epochs, row: send_epoch(rid, epoch, epochs))
+                conn.send(("done", {"pack": results}))
+                continue
+            result = executor.run(task["spec"], attempt=task["attempt"],
+                                  on_epoch=lambda epoch, epochs, row, _rid=task["run_id"]: send_epoch(_rid, epoch,
+                                                                                                      epochs))
             conn.send(("done", result))
     except (EOFError, OSError, DriverGone):
         # The driver was killed: stop without recording the run in hand, which the next

@@ -27,7 +27,7 @@ from typing import Any
 
 from ablate.config import RunSpec
 from ablate.errors import ConfigError
-from ablate.execution.orchestrator import Ledger, SweepSummary, pending_runs
+from ablate.execution.orchestrator import Ledger, SweepSummary, pending_runs, task_results, task_run_ids
 from ablate.execution.progress import Progress
 from ablate.execution.store import RunStore
 
@@ -53,6 +53,9 @@ class RunActor:
         return self.error
 
     def run(self, task: dict[str, Any]) -> dict[str, Any]:
+        if "specs" in task:  # a pack: this actor trains all of it within its GPU share
+            return {"pack": self.executor.run_pack(task["specs"], attempts=task["attempts"],
+                                                   fit=task.get("fit", False))}
         return self.executor.run(task["spec"], attempt=task["attempt"])
 
 
@@ -61,7 +64,7 @@ class _Slot:
     wid: int
     backend: str
     handle: Any
-    current: str | None = None  # run id in hand
+    current: list[str] | None = None  # run ids in hand (one, or a pack's)
     started: bool = False
     deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
 
@@ -95,12 +98,15 @@ def plan_capacity(resources: dict[str, float], *, gpus: int | None, per_gpu: int
 
 def run_ray(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, address: str | None = None,
             gpus: int | None = None, per_gpu: int = 1, retries: int = 0, workers: int | None = None,
-            progress: Progress | None = None) -> SweepSummary:
+            progress: Progress | None = None, pack: int | str = 1) -> SweepSummary:
     """Run every spec in ``runs`` without a final record in ``store``, on Ray.
+
+    ``pack``: runs per pack, or "auto" (see :func:`ablate.execution.packs.resolve_pack`).
 
     ``address``: None starts a local Ray for this sweep (and stops it after), ``"auto"`` or
     ``HOST:PORT`` joins an existing cluster. An already initialised Ray is used as it is.
     """
+    from ablate.execution.packs import resolve_pack
     from ablate.execution.worker import worker_environment
 
     ray = _import_ray()
@@ -123,7 +129,8 @@ def run_ray(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, ad
             slots, request, threads = 1, {}, 1
         progress = progress or Progress(total=len(todo), skipped=skipped, workers=slots)
         progress.start()
-        ledger = Ledger(todo, store=store, retries=retries, progress=progress)
+        size, fit = resolve_pack(pack, runs=len(todo), slots=slots, on_gpu="num_gpus" in request)
+        ledger = Ledger(todo, store=store, retries=retries, progress=progress, pack=size, pack_fit=fit)
         if todo:
             _drive(ray, ledger, slots=slots, request=request, threads=threads, results=results, study=study,
                    env_for=lambda b: worker_environment(b, gpu=None, threads=threads),
@@ -163,8 +170,9 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
         if task is None:
             retire(slot)
             return
-        slot.current = task["run_id"]
-        timeout = ledger.by_id[slot.current].train.timeout
+        slot.current = task_run_ids(task)
+        # A pack's members share their train settings, so one timeout applies to the task.
+        timeout = ledger.by_id[slot.current[0]].train.timeout
         slot.deadline = time.monotonic() + timeout if timeout else None
         waiting[slot.handle.run.remote(task)] = (slot.wid, "run")
 
@@ -176,7 +184,8 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
             if slot.current and slot.deadline is not None and now > slot.deadline:
                 live.pop(slot.wid)
                 ray.kill(slot.handle, no_restart=True)
-                ledger.crashed(slot.current, f"timed out after {ledger.by_id[slot.current].train.timeout:g} s")
+                for run_id in slot.current:
+                    ledger.crashed(run_id, f"timed out after {ledger.by_id[run_id].train.timeout:g} s")
 
     def fill() -> None:
         while len(live) < slots:
@@ -202,7 +211,8 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
                     live.pop(wid)
                     ray.kill(slot.handle, no_restart=True)
                     if slot.current is not None:
-                        ledger.crashed(slot.current, reason)
+                        for run_id in slot.current:  # a lost actor's runs run again
+                            ledger.crashed(run_id, reason)
                     elif kind == "ready":
                         ledger.abandon(slot.backend, reason)
                     continue
@@ -214,7 +224,8 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
                     slot.started = True
                 else:
                     slot.current = None
-                    ledger.finish(value["run_id"], value)
+                    for result in task_results(value):
+                        ledger.finish(result["run_id"], result)
                 dispatch(slot)
             enforce_timeouts()
             fill()

@@ -1,0 +1,154 @@
+"""A pack: K same-shaped torch models trained as one vectorised model (torch.func).
+
+Each member is built by the backend's own ``create_trainer`` (so with ``torch.manual_seed``
+of its seed, exactly as the unpacked run), then the members' weights and buffers are
+stacked along a new leading axis and the step is ``vmap`` of ``functional_call`` over it.
+Batch norm buffers are stacked too and passed batched, so each member's running
+statistics are updated from its own batch only. The optimiser is the members' own
+optimiser class and settings, applied to the stacked tensors; SGD and Adam are
+elementwise, so each member's slice takes the step it would take alone.
+
+Per member k: its own batch rows and augmentation draws (``(K, B)`` indices), its own
+targets ``(K, N, C)`` (smoothed for target smoothing) and its own loss smoothing ``eps[k]``.
+Losses are summed on the device and read once per epoch (``take_totals``). A member
+marked dead (diverged) has its loss and gradients zeroed; the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from ablate.backends.torch_device import draws_to_device, gather_batch, upload_images
+
+
+class PackTrainer:
+    """K members (``TorchTrainer`` s built by the backend), trained in lockstep as one model.
+
+    x_train: (N, H, W, C); targets: (K, N, C) float32, member k's targets as the unpacked
+    run would hand them to ``train_step`` (one-hot or smoothed); loss_eps: (K,) each
+    member's framework loss smoothing (0 for none).
+    """
+
+    def __init__(self, members: list[Any], x_train: np.ndarray, targets: np.ndarray, loss_eps: list[float],
+                 *, seed: int):
+        if not members:
+            raise ValueError("a pack needs at least one member")
+        self.k = len(members)
+        self.device = dev = members[0].device
+        modules = [m.model for m in members]
+        self.params, self.buffers = stack_module_state(modules)
+        # A weightless copy of the architecture for functional_call; the stacked tensors are the state.
+        self.base = copy.deepcopy(modules[0]).to("meta")
+        opt = members[0].optimizer
+        settings = dict(opt.defaults)
+        if "foreach" in settings and settings.get("fused") is not True:
+            # One kernel per step for all weights: the same elementwise arithmetic, fewer launches.
+            settings["foreach"] = True
+        self.optimizer = type(opt)(list(self.params.values()), **settings)
+        self._all_alive = True
+        self.images = upload_images(x_train, dev)
+        self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(dev)
+        self.eps = torch.tensor(loss_eps, dtype=torch.float32, device=dev)
+        self.alive = torch.ones(self.k, dtype=torch.bool, device=dev)
+        self._members = torch.arange(self.k, device=dev)
+        self._totals = torch.zeros(self.k, dtype=torch.float64, device=dev)
+        # Dropout draws come from this generator's stream (not the unpacked run's); seeded, so a
+        # pack is reproducible.
+        torch.manual_seed(seed)
+
+    # -- training --------------------------------------------------------------------------
+    def _member_loss(self, params, buffers, x, t, eps):
+        """One member: x (B, C, H, W), t (B, C) target probabilities, eps () -> mean smoothed CE."""
+        logp = torch.log_softmax(functional_call(self.base, (params, buffers), (x,)), dim=-1)
+        # Cross-entropy with label smoothing eps, as torch's CrossEntropyLoss(label_smoothing=eps).
+        return ((1.0 - eps) * -(t * logp).sum(-1) + eps * -logp.mean(-1)).mean()
+
+    def _losses(self, idx: np.ndarray, draws: list[Any] | None) -> torch.Tensor:
+        """idx: (K, B) rows per member; draws: K augmentation draws or None -> (K,) losses."""
+        k, b = idx.shape
+        it = torch.from_numpy(np.ascontiguousarray(idx, np.int64)).to(self.device, non_blocking=True)
+        if draws is not None:
+            dx, dy, flip = (torch.cat(parts) for parts in zip(*(draws_to_device(d, self.device) for d in draws)))
+            xb = gather_batch(self.images, it.reshape(-1), dx, dy, flip)
+        else:
+            xb = gather_batch(self.images, it.reshape(-1))
+        xb = xb.reshape(k, b, *xb.shape[1:])
+        tb = self.targets[self._members[:, None], it]  # (K, B, C): member k's targets of its rows
+        self.base.train()
+        return vmap(self._member_loss, randomness="different")(self.params, self.buffers, xb, tb, self.eps)
+
+    def step(self, idx: np.ndarray, draws: list[Any] | None, lr: float) -> None:
+        """One optimiser step for every live member; idx: (K, B). No device sync."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        live = self._losses(idx, draws)
+        if not self._all_alive:
+            # A dead member contributes nothing: where() also keeps its NaN out of the sum.
+            live = torch.where(self.alive, live, torch.zeros_like(live))
+        live.sum().backward()
+        if not self._all_alive:
+            for p in self.params.values():
+                mask = self.alive.reshape(-1, *([1] * (p.dim() - 1)))
+                p.grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
+        self.optimizer.step()
+        self._totals += live.detach().double() * idx.shape[1]
+
+    def take_totals(self) -> np.ndarray:
+        """Each member's summed batch losses since the last call, (K,) float64; one sync, then reset."""
+        out = self._totals.cpu().numpy().copy()
+        self._totals.zero_()
+        return out
+
+    def kill(self, member: int) -> None:
+        """Stop training ``member`` (diverged): its updates are zeroed from now on."""
+        self.alive[member] = False
+        self._all_alive = False
+
+    # -- inspection ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """x: (n, H, W, C) -> (K, n, C) float32 probabilities, every member in inference mode."""
+        self.base.eval()
+        out = []
+        images = upload_images(x, self.device, cache=False)  # once per call, not per chunk
+        for start in range(0, len(x), batch_size):
+            chunk = images[start:start + batch_size]
+            xt = (chunk.permute(0, 3, 1, 2) if chunk.ndim == 4 else chunk).contiguous()
+            logits = vmap(lambda p, b: functional_call(self.base, (p, b), (xt,)))(self.params, self.buffers)
+            out.append(torch.softmax(logits.double(), dim=-1).float().cpu().numpy())
+        return np.concatenate(out, axis=1) if out else np.zeros((self.k, 0, 0), np.float32)
+
+    def losses_and_gradients(self, idx: np.ndarray, draws: list[Any] | None = None):
+        """Each member's loss (K,) and gradients (list over weights of (K, ...)), without updating."""
+        self.optimizer.zero_grad(set_to_none=True)
+        saved = {n: b.clone() for n, b in self.buffers.items()}
+        losses = self._losses(idx, draws)
+        losses.sum().backward()
+        grads = [p.grad.detach().cpu().numpy().copy() for p in self.params.values()]
+        self.optimizer.zero_grad(set_to_none=True)
+        for n, b in saved.items():  # a look, not a step: put the batch-norm statistics back
+            self.buffers[n].copy_(b)
+        return losses.detach().cpu().numpy(), grads
+
+    def weights(self, member: int) -> list[np.ndarray]:
+        """Member ``member``'s trainable weights, in the unpacked trainer's order."""
+        return [p[member].detach().cpu().numpy().copy() for p in self.params.values()]
+
+    def buffers_of(self, member: int) -> list[np.ndarray]:
+        return [b[member].detach().cpu().numpy().copy() for b in self.buffers.values()]
+
+
+def create_pack(backend: Any, *, member_options: list[dict[str, Any]], seeds: list[int], loss_eps: list[float],
+                x_train: np.ndarray, targets: np.ndarray) -> PackTrainer:
+    """Build each member with the backend's ``create_trainer`` (its seed's initial weights), then stack.
+
+    member_options: per member, the ``create_trainer`` keywords an unpacked run of it would use.
+    """
+    members = [backend.create_trainer(**options) for options in member_options]
+    return PackTrainer(members, x_train, targets, loss_eps, seed=seeds[0])

@@ -1,0 +1,133 @@
+"""The training loop of :mod:`ablate.execution.runner` for a pack: K runs trained as one.
+
+:func:`execute_pack` trains runs grouped by :mod:`ablate.execution.packs`. Every member
+keeps what the unpacked run would have: its seed's initial weights, its batch order and augmentation
+draws from ``np.random.default_rng(seed)``, its own targets and loss smoothing, and its own
+outcome. A member whose loss stops being finite is ``diverged`` (checked once per epoch,
+the error names the epoch) and masked; the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ablate.analysis import calibration
+from ablate.config import RunSpec
+from ablate.data.augment import draw_augmentation
+from ablate.data.catalogue import Dataset
+from ablate.errors import ConfigError
+from ablate.execution.packs import pack_key
+from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, final_metrics, loss_smoothing, run_targets,
+                                     smoothed_cross_entropy, trainer_options)
+from ablate.execution.schedules import learning_rate
+
+
+def execute_pack(specs: Sequence[RunSpec], backend: Any, data: Dataset,
+                 on_epoch: Callable[[int, int, int, Mapping[str, float]], None] | None = None) -> list[RunOutcome]:
+    """Train ``specs`` (one pack key) as one pack; one outcome per spec, in order. Never raises.
+
+    ``on_epoch(member, epoch, epochs, row)`` follows each member's epoch. A crash fails every
+    member with the traceback; ``seconds`` of each member is its share of the pack's time.
+    """
+    started = time.perf_counter()
+    outcomes = [RunOutcome(status="completed", error=None) for _ in specs]
+    try:
+        if len({pack_key(s) for s in specs}) != 1:
+            raise ConfigError("a pack's runs must share backend, dataset, model and training settings")
+        _train_pack(list(specs), backend, data, outcomes, on_epoch)
+    except Exception:  # noqa: BLE001 - failures are results
+        error = traceback.format_exc(limit=20)
+        for out in outcomes:
+            if out.status == "completed":
+                out.status, out.error = "failed", error
+    share = (time.perf_counter() - started) / max(1, len(specs))
+    for out in outcomes:
+        out.seconds = share
+    return outcomes
+
+
+def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: list[RunOutcome],
+                on_epoch) -> None:
+    from ablate.backends.torch_pack import create_pack  # only a torch worker ever gets here
+
+    cfg = specs[0].train
+    k = data.num_classes
+    n = len(data.x_train)
+    targets = np.stack([run_targets(s, data.y_train, k) for s in specs])  # (K, N, C)
+    eps = [loss_smoothing(s) for s in specs]
+    pack = create_pack(backend, member_options=[trainer_options(s, data) for s in specs],
+                       seeds=[s.seed for s in specs], loss_eps=eps, x_train=data.x_train, targets=targets)
+    rngs = [np.random.default_rng(s.seed) for s in specs]
+    steps = math.ceil(n / cfg.batch_size)
+    monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
+    h, w = data.x_train.shape[1:3] if data.is_image else (0, 0)
+    live = list(range(len(specs)))
+
+    def diverge(member: int, why: str) -> None:
+        outcomes[member].status, outcomes[member].error = "diverged", why
+        pack.kill(member)
+        live.remove(member)
+
+    val_probs = None
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        orders = [rng.permutation(n) for rng in rngs]
+        lr = cfg.lr
+        for step in range(steps):
+            sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+            idx = np.stack([order[sl] for order in orders])  # (K, B)
+            draws = None
+            if cfg.augment is not None:
+                a = cfg.augment
+                draws = [draw_augmentation(idx.shape[1], h, w, rng, width_shift=a.width_shift,
+                                           height_shift=a.height_shift, horizontal_flip=a.horizontal_flip)
+                         for rng in rngs]
+            lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
+                               step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
+            pack.step(idx, draws, lr)
+        totals = pack.take_totals()  # the one sync of the epoch
+        for m in list(live):
+            if not math.isfinite(totals[m]):
+                diverge(m, f"non-finite training loss ({totals[m]}) in epoch {epoch + 1} (checked once per epoch)")
+        if not live:
+            return
+        val_probs = pack.predict(data.x_val)
+        train_probs = pack.predict(data.x_train[monitor]) if monitor is not None else None
+        seconds = (time.perf_counter() - t0) / len(specs)
+        for m in list(live):
+            if not np.all(np.isfinite(val_probs[m])):
+                diverge(m, f"non-finite validation probabilities after epoch {epoch + 1}")
+                continue
+            row: dict[str, float] = {
+                "epoch": epoch + 1, "lr": lr, "train_objective": totals[m] / n,
+                "val_objective": smoothed_cross_entropy(val_probs[m], data.y_val, eps[m]),
+                "val_nll": calibration.nll(val_probs[m], data.y_val),
+                "val_accuracy": calibration.accuracy(val_probs[m], data.y_val), "seconds": seconds}
+            if train_probs is not None:
+                row["train_nll"] = calibration.nll(train_probs[m], data.y_train[monitor])
+                row["train_accuracy"] = calibration.accuracy(train_probs[m], data.y_train[monitor])
+            else:
+                row["train_nll"] = row["train_accuracy"] = float("nan")
+            for key in HISTORY_KEYS:
+                outcomes[m].history[key].append(float(row[key]))
+            if on_epoch is not None:
+                on_epoch(m, epoch + 1, cfg.epochs, row)
+        if not live:
+            return
+
+    test_probs = pack.predict(data.x_test)
+    for m in list(live):
+        if not np.all(np.isfinite(test_probs[m])):
+            diverge(m, "non-finite test probabilities after training")
+            continue
+        outcomes[m].metrics = final_metrics(test_probs[m], data.y_test)
+        outcomes[m].arrays = {"test_probs": test_probs[m].astype(np.float32),
+                              "test_labels": data.y_test.astype(np.int64),
+                              "val_probs": val_probs[m].astype(np.float32),
+                              "val_labels": data.y_val.astype(np.int64)}

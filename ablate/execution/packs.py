@@ -1,0 +1,93 @@
+"""Packs: which runs train together as one vectorised model (see :mod:`ablate.execution.pack_runner`).
+
+Runs can share a pack when they share backend, dataset, model and training settings; they
+differ in seed, arm and smoothing. :func:`plan_packs` keeps the arms of one seed in one
+pack, so the runs a paired comparison needs finish together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ablate.config import RunSpec
+from ablate.errors import ConfigError
+
+PACKABLE_BACKENDS = ("torch",)  # Keras does not pack (see the README)
+AUTO_MAX = 64  # `--pack auto` never builds larger packs
+
+
+def parse_pack(value: str | int | None) -> int | str:
+    """``--pack``: a positive int, or "auto". None means 1 (unpacked)."""
+    if value is None:
+        return 1
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = 0
+    if k < 1:
+        raise ConfigError(f"Expected option `--pack` to be a positive integer or 'auto', but got {value!r}.")
+    return k
+
+
+def auto_pack_size(*, gpu_memory_bytes: int | None, batch_size: int, input_shape: Sequence[int]) -> int:
+    """Members per pack for ``--pack auto``: 1 on the CPU; on a GPU, what half its memory holds.
+
+    A member is budgeted 4 KB of activations per input value of its batch (generous for the
+    catalogue's models at batch 8-128), plus 64 MB for weights and optimiser state.
+    """
+    if not gpu_memory_bytes:
+        return 1
+    per_member = 4096 * batch_size * math.prod(input_shape) + 64 * 2**20
+    return int(max(1, min(AUTO_MAX, (gpu_memory_bytes // 2) // per_member)))
+
+
+def pack_key(spec: RunSpec) -> tuple:
+    """Runs with equal keys can share a pack: one backend, dataset, model and training config."""
+    return (spec.backend, spec.dataset, spec.model, spec.train)
+
+
+def plan_packs(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
+    """Group ``specs`` into packs of at most ``size`` runs, grid order kept.
+
+    The runs of one seed (and repeat) with one pack key form a unit that is never split unless
+    it alone is larger than ``size``. Backends that cannot pack get packs of one.
+    """
+    if size <= 1:
+        return [[s] for s in specs]
+    units: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        units.setdefault((pack_key(spec), spec.seed, spec.repeat), []).append(spec)
+    packs: list[list[RunSpec]] = []
+    open_pack: dict[tuple, list[RunSpec]] = {}
+    for (key, _, _), unit in units.items():
+        if key[0] not in PACKABLE_BACKENDS:
+            packs.extend([s] for s in unit)
+            continue
+        for start in range(0, len(unit), size):
+            chunk = unit[start:start + size]
+            current = open_pack.get(key)
+            if current is None or len(current) + len(chunk) > size:
+                current = []
+                packs.append(current)
+                open_pack[key] = current
+            current.extend(chunk)
+    return packs
+
+
+
+
+def resolve_pack(pack: int | str, *, runs: int, slots: int, on_gpu: bool) -> tuple[int, bool]:
+    """(runs per pack the driver plans, whether workers trim packs to their device memory).
+
+    ``auto`` on the CPU is 1 (unpacked; on the CPU packs pay only for longer runs, so they are asked for);
+    on a GPU it spreads the runs over the slots, at most ``AUTO_MAX`` per pack, and each
+    worker then splits a pack its device cannot hold (:func:`auto_pack_size`).
+    """
+    if pack != "auto":
+        return int(pack), False
+    if not on_gpu:
+        return 1, False
+    return max(1, min(AUTO_MAX, math.ceil(runs / max(1, slots)))), True

@@ -1,0 +1,142 @@
+"""Packs through the executors: the ledger hands out packs, a local worker trains them, every member
+gets its own record (with its pack), `ablate run --pack` works, and a pack killed mid-way leaves no
+record and runs again."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ablate.config import load_grid, parse_grid
+from ablate.execution.orchestrator import Ledger, run_local, task_run_ids
+from ablate.execution.progress import Progress
+from ablate.execution.store import RunStore
+from tests.conftest import REPO
+from tests.test_cli_run import _env, _records, _wait_for, ablate
+
+pytest.importorskip("torch")
+
+
+def _grid(seeds=2, arms=("none", "explicit", "loss"), epochs=2):
+    return parse_grid({"study": "packs", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+                       "models": ["mlp"], "backends": ["torch"], "arms": list(arms), "smoothing": [0.1],
+                       "seeds": seeds, "train": {"epochs": epochs, "batch_size": 32, "monitor_size": 64}})
+
+
+def _quiet():
+    return Progress(total=0, stream=io.StringIO(), live=False)
+
+
+def test_ledger_hands_out_packs_and_retries_a_failed_member_alone(tmp_path):
+    runs = _grid(seeds=3).runs()
+    ledger = Ledger(runs, store=RunStore(tmp_path, "packs"), retries=1, progress=_quiet(), pack=6)
+    task = ledger.take("torch")
+    ids = task_run_ids(task)
+    assert len(ids) == 6 and len(task["specs"]) == len(task["attempts"]) == 6
+    seeds = [s["seed"] for s in task["specs"]]
+    assert sorted(seeds) == [0, 0, 0, 1, 1, 1]
+    ledger.finish(ids[0], {"run_id": ids[0], "status": "failed", "error": "boom"})
+    again = ledger.take("torch")
+    assert task_run_ids(again) == [ids[0]] and again["attempt"] == 2  # alone, at the front
+    assert len(task_run_ids(ledger.take("torch"))) == 3
+    assert ledger.take("torch") is None
+
+
+def test_a_local_worker_trains_packs_and_each_member_gets_its_own_record(tmp_path):
+    runs = _grid(seeds=2).runs()
+    packed_store, plain_store = RunStore(tmp_path / "p", "packs"), RunStore(tmp_path / "u", "packs")
+    summary = run_local(runs, store=packed_store, results=tmp_path / "p", workers=1, pack=3, progress=_quiet())
+    assert (summary.completed, summary.failed) == (6, 0)
+    run_local(runs, store=plain_store, results=tmp_path / "u", workers=1, progress=_quiet())
+    packs = {}
+    for spec in runs:
+        packed = packed_store.read_record(spec.run_id).record
+        plain = plain_store.read_record(spec.run_id).record
+        assert set(packed) == set(plain) | {"pack"}  # the same record, plus its pack
+        assert packed["config"] == plain["config"] and packed["status"] == "completed"
+        info = packed["pack"]
+        packs.setdefault(info["id"], []).append(spec)
+        assert info["size"] == 3 and spec.run_id in info["members"]
+        np.testing.assert_allclose(packed["metrics"]["accuracy"], plain["metrics"]["accuracy"], atol=0.02)
+    # the arms of one seed trained together
+    assert sorted(sorted(s.seed for s in members) for members in packs.values()) == [[0, 0, 0], [1, 1, 1]]
+
+
+def test_cli_pack_option(write_grid, tmp_path):
+    grid = write_grid("""\
+        study: cli
+        datasets: [{name: digits, train_size: 200, test_size: 100}]
+        models: [mlp]
+        backends: [torch]
+        arms: [none, loss]
+        smoothing: [0.1]
+        seeds: 2
+        train: {epochs: 1, batch_size: 32, monitor_size: 64}
+        """)
+    results = tmp_path / "r"
+    bad = ablate("run", grid, "--results", results, "--pack", "0", check=2)
+    assert "--pack" in bad.stderr and "'0'" in bad.stderr
+    ablate("run", grid, "--results", results, "--workers", "1", "--pack", "4")
+    records = _records(results)
+    assert len(records) == 4 and {r["status"] for r in records.values()} == {"completed"}
+    assert {r["pack"]["size"] for r in records.values()} == {4}
+
+
+@pytest.mark.slow  # two sweeps in real processes: about a minute on 2 busy cores
+def test_a_pack_killed_mid_way_leaves_no_record_and_runs_again(write_grid, tmp_path):
+    grid = write_grid("""\
+        study: cli
+        datasets: [{name: digits, train_size: 300, test_size: 100}]
+        models: [mlp]
+        backends: [torch]
+        arms: [none, loss]
+        smoothing: [0.1]
+        seeds: 2
+        train: {epochs: 60, batch_size: 32, monitor_size: 0}
+        """)
+    results = tmp_path / "r"
+    specs = load_grid(grid).runs()
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
+                             "--workers", "1", "--pack", "4"], cwd=REPO, env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    logs = [results / "cli" / "runs" / s.run_id / "log.txt" for s in specs]
+
+    def pack_started():
+        found = [re.findall(r"pid \d+: pack-", p.read_text()) for p in logs if p.exists()]
+        return any(found)
+
+    try:
+        _wait_for(pack_started, "the pack to start", proc=proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    assert _records(results) == {}  # no member was stored
+    ablate("run", grid, "--results", results, "--workers", "1", "--pack", "4")
+    records = _records(results)  # the same members ran again, as one pack
+    assert sorted(records) == sorted(s.run_id for s in specs)
+    assert {r["status"] for r in records.values()} == {"completed"} and len({r["pack"]["id"] for r in
+                                                                            records.values()}) == 1
+
+
+def test_a_ray_actor_trains_a_pack_and_a_stored_pack_is_skipped(tmp_path):
+    pytest.importorskip("ray")
+    from ablate.execution.executors.ray import RunActor
+
+    runs = _grid(seeds=1, epochs=1).runs()
+    ledger = Ledger(runs, store=RunStore(tmp_path, "packs"), retries=0, progress=_quiet(), pack=3)
+    task = ledger.take("torch")
+    actor = RunActor("torch", str(tmp_path), "packs", 1, False)  # the class itself, in this process
+    first = actor.run(task)["pack"]
+    assert [r["status"] for r in first] == ["completed"] * 3 and not any(r.get("skipped") for r in first)
+    again = actor.executor.run_pack(task["specs"], attempts=task["attempts"])
+    assert all(r["skipped"] for r in again)
