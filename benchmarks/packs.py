@@ -36,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ablate.config import RunSpec, parse_grid  # noqa: E402
+from ablate.catalog import parse_grid  # noqa: E402
+from ablate.config import RunSpec  # noqa: E402
 from ablate.execution.devices import discover_gpus  # noqa: E402
 from ablate.execution.orchestrator import run_local  # noqa: E402
 from ablate.execution.progress import Progress, format_table as table  # noqa: E402

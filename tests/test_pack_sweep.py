@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from ablate.config import load_grid, parse_grid
+from ablate.catalog import load_grid, parse_grid
 from ablate.execution.orchestrator import Ledger, run_local, task_run_ids
 from ablate.execution.progress import Progress
 from ablate.execution.store import RunStore
