@@ -83,7 +83,7 @@ class DeviceSteps:
         self.images = upload_images(x_train, dev)
         tt = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(dev)
         # The `loss` arm's framework loss sees hard class indices, as in `train_step`.
-        self.targets = tt.argmax(dim=1) if trainer.loss_smoothing > 0 else tt
+        self.targets = tt.argmax(dim=1) if trainer.hard_indices else tt
         self._total = torch.zeros((), dtype=torch.float64, device=dev)
 
     def step(self, idx: np.ndarray, draws: Any | None, lr: float) -> None:
