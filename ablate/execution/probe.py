@@ -31,10 +31,8 @@ import numpy as np
 
 from ablate import methods
 from ablate.config import Grid, RunSpec
-from ablate.data.augment import augment_batch
 from ablate.errors import ConfigError
-from ablate.execution.runner import one_hot, smooth_labels
-from ablate.execution.schedules import learning_rate
+from ablate.execution.runner import host_batches, one_hot, smooth_labels
 
 LOSS_TOLERANCE = 1e-6  # relative loss difference at which a pair counts as parted
 KINDS = ("explicit vs loss", "same run twice", "across backends", "none vs explicit")
@@ -115,17 +113,9 @@ def _batches(spec: RunSpec, data, steps: int) -> Iterator[tuple[np.ndarray, np.n
     done = 0
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)
-        for step in range(per_epoch):
+        for _, idx, xb, lr in host_batches(data.x_train, order, rng, cfg, epoch, per_epoch):
             if done == steps:
                 return
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = data.x_train[idx]
-            if cfg.augment is not None:
-                xb = augment_batch(xb, rng, width_shift=cfg.augment.width_shift,
-                                   height_shift=cfg.augment.height_shift,
-                                   horizontal_flip=cfg.augment.horizontal_flip)
-            lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
-                               step_in_epoch=step, steps_per_epoch=per_epoch, power=cfg.power)
             yield xb, targets[idx], lr
             done += 1
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,15 +149,8 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
         total, seen = 0.0, 0
         if on_device is not None:
             total, seen, lr = _device_epoch(on_device, order, rng, cfg, epoch, steps, data.x_train.shape[1:3])
-        for step in range(steps if on_device is None else 0):
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = data.x_train[idx]
-            if cfg.augment is not None:
-                xb = augment_batch(xb, rng, width_shift=cfg.augment.width_shift,
-                                   height_shift=cfg.augment.height_shift,
-                                   horizontal_flip=cfg.augment.horizontal_flip)
-            lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
-                               step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
+        for step, idx, xb, lr in (host_batches(data.x_train, order, rng, cfg, epoch, steps)
+                                  if on_device is None else ()):
             loss = trainer.train_step(xb, targets[idx], lr)
             if not math.isfinite(loss):
                 raise DivergedError(f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step + 1}")
@@ -200,6 +193,24 @@ def shared_initial_weights(spec: RunSpec, input_shape: tuple[int, int, int], num
     from ablate.backends import weights
 
     return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.seed)}
+
+
+def host_batches(x_train: np.ndarray, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int,
+                 steps: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, float]]:
+    """One epoch's batches on the host: (step, indices, augmented x, learning rate) per step.
+
+    order: (N,) this epoch's permutation; augmentation draws come from ``rng`` in step order,
+    so every caller (the runner, the probe) sees the same batches for the same seed.
+    """
+    for step in range(steps):
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        xb = x_train[idx]
+        if cfg.augment is not None:
+            xb = augment_batch(xb, rng, width_shift=cfg.augment.width_shift, height_shift=cfg.augment.height_shift,
+                               horizontal_flip=cfg.augment.horizontal_flip)
+        lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
+                           step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
+        yield step, idx, xb, lr
 
 
 def _device_epoch(on_device, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int, steps: int,
