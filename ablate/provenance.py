@@ -1,6 +1,6 @@
 """What a study's records say about how and where it ran, for the report's methods and provenance.
 
-Read from the stored records (JSON only, no arrays): the training settings each arm used,
+Read from the stored records (their JSON part): the training settings each arm used,
 the frameworks, versions and devices the workers reported, the ablate commits the runs came
 from, and the commit and version of the ablate that writes the report. Plain data, so the
 analysis layer can render it without touching the store.
@@ -9,12 +9,12 @@ analysis layer can render it without touching the store.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ablate
 from ablate.execution.environment import git_commit
-from ablate.execution.store import RunStore, StoredRun
+from ablate.execution.store import CorruptRecord, StoredRun
 
 # Keys of a record's `environment` that describe the machine per run, not the software.
 _PER_RUN = frozenset({"hostname", "worker_run", "worker_pid", "dataset_loads", "threads"})
@@ -24,8 +24,8 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def collect(store: RunStore) -> dict[str, Any]:
-    """Summarise a study's records.
+def collect(items: Iterable[StoredRun | CorruptRecord]) -> dict[str, Any]:
+    """Summarise a study's records (what ``RunStore.scan`` yields; unusable ones are skipped).
 
     Returns ``{"ablate_version", "report_commit", "run_commits": [...], "environments": [{...}],
     "arms": {arm: {"method": str | None, "smoothing": [eps...], "train": [{...}, ...]}},
@@ -40,7 +40,7 @@ def collect(store: RunStore) -> dict[str, Any]:
     datasets: dict[str, None] = {}
     models: dict[str, None] = {}
     backends: dict[str, None] = {}
-    for item in store.scan():
+    for item in items:
         if not isinstance(item, StoredRun):
             continue
         env = item.record.get("environment") or {}

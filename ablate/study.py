@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,6 @@ def bind_settings(store: RunStore, grid) -> None:
     atomic_write(store.study_dir / STUDY_FILE, lambda fh: fh.write(text))
 
 
-write_study_settings = bind_settings
-
-
 def _sequential_settings(spec) -> dict[str, Any] | None:
     return None if spec is None else {"looks": list(spec.looks), "spending": spec.spending}
 
@@ -147,8 +144,12 @@ def arm_settings(configs: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, di
 
 
 # ------------------------------------------------------------------------------ loading
-def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "uniform") -> LoadedStudy:
-    """Read every record, recompute metrics from its arrays, and fit its temperature."""
+def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "uniform",
+               items: Sequence[StoredRun | CorruptRecord] | None = None) -> LoadedStudy:
+    """Read every record, recompute metrics from its arrays, and fit its temperature.
+
+    items: the study's scanned records when the caller already has them (one scan per report).
+    """
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
@@ -156,7 +157,7 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
     pooled: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
     corrupt: list[Skipped] = []
     trains: dict[str, list[Mapping[str, Any]]] = {}
-    for item in store.scan():
+    for item in store.scan() if items is None else items:
         if isinstance(item, CorruptRecord):
             corrupt.append(Skipped(item.path, item.reason))
             continue
@@ -258,7 +259,8 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
     binning = ece_binning or analysis.get("ece_binning", "uniform")
     if bins < 1:
         raise ConfigError(f"--ece-bins: expected an integer >= 1, but got {bins}")
-    loaded = load_study(store, ece_bins=bins, ece_binning=binning)
+    items = list(store.scan())  # validating a record reads its arrays: scan once for tables and provenance
+    loaded = load_study(store, ece_bins=bins, ece_binning=binning, items=items)
     if not len(loaded.runs):
         raise StoreError(f"{store.runs_dir}: no readable run records")
     check_margin_metrics(margins, loaded.runs)
@@ -275,7 +277,7 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
         binning=(bins, binning), figures=figures, sequential=sequential, spending=spending, pairs=pairs,
-        context=provenance.collect(store), latex=latex)
+        context=provenance.collect(items), latex=latex)
 
 
 
