@@ -6,8 +6,6 @@ every engine shares one code path; only gradient inspection differs per engine.
 
 from __future__ import annotations
 
-import math
-import random
 import re
 from collections.abc import Mapping, Sequence
 
@@ -15,7 +13,7 @@ import keras
 import numpy as np
 
 from ablate.config import TrainConfig
-from ablate.backends import models
+from ablate.backends import keras_models
 from ablate.backends.base import Backend, Trainer
 from ablate.errors import BackendError
 
@@ -236,7 +234,7 @@ class KerasBackend(Backend):
         # and the same dropout draws. Keras' smoothed loss smooths whatever targets it gets,
         # so soft targets need nothing special.
         keras.utils.set_random_seed(seed)
-        net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        net = keras_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
             load_shared_weights(net, initial_weights)
         return KerasTrainer(net, train, loss_smoothing)
@@ -260,24 +258,7 @@ class KerasBackend(Backend):
 
     def count_parameters(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                          factory: str | None = None, search_paths: Sequence[str] = ()) -> int:
-        # Unseeded Keras initialisers draw their seeds from Python's `random`; restoring its
-        # state keeps counting from shifting the caller's seeded weights.
-        state = random.getstate()
-        try:
-            net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
-        finally:
-            random.setstate(state)
-        return sum(math.prod(w.shape) for w in net.trainable_weights)
-
-
-def _build(model: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None,
-           search_paths: Sequence[str]) -> keras.Model:
-    if factory is None:
-        models.check_input(model, input_shape)
-    net = models.factory(model, "keras", factory, search_paths)(input_shape, num_classes)
-    if not isinstance(net, keras.Model):
-        raise BackendError(f"model {model!r}: the keras factory returned {type(net).__name__}, not a keras.Model")
-    return net
+        return keras_models.count_trainable(model, tuple(input_shape), num_classes, factory, search_paths)
 
 
 def create_backend(name: str) -> KerasBackend:

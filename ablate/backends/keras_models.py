@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 
 import keras
 from keras import layers
 
+from ablate.backends import models
 from ablate.errors import BackendError
 
 
@@ -32,24 +34,28 @@ _FASTAI_KAIMING_A = 0.1
 _FASTAI_NFS = (32, 64, 128, 256, 512)
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """Build model ``name`` for channels-last ``input_shape`` ``(H, W, C)`` and ``num_classes``.
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None = None,
+                search_paths: Sequence[str] = ()) -> keras.Model:
+    """Build model ``name`` for one example's ``input_shape`` (``(H, W, C)`` or ``(F,)``) and ``num_classes``.
 
-    Raises BackendError for an unknown name or an input too small for the model.
+    ``factory``: a user model's ``module:function`` (looked up in ``search_paths`` first); None
+    builds the registered model. Raises BackendError for an unknown name, an input the model
+    cannot take, or a factory that returns no keras model.
     """
-    from ablate.backends import models
+    net = models.build(name, "keras", input_shape, num_classes, factory, search_paths)
+    if not isinstance(net, keras.Model):
+        raise BackendError(f"model {name!r}: the keras factory returned {type(net).__name__}, not a keras.Model")
+    return net
 
-    models.check_input(name, input_shape)
-    return models.factory(name, "keras")(tuple(input_shape), num_classes)
 
-
-def count_trainable(name: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
-    """Number of trainable parameters of ``build_model(name, input_shape, num_classes)``."""
+def count_trainable(name: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None = None,
+                    search_paths: Sequence[str] = ()) -> int:
+    """Number of trainable parameters of ``build_model(name, input_shape, num_classes, factory, search_paths)``."""
     # Unseeded Keras initialisers draw their seeds from Python's `random`; restoring its
     # state keeps counting from shifting the caller's seeded weights.
     state = random.getstate()
     try:
-        model = build_model(name, input_shape, num_classes)
+        model = build_model(name, input_shape, num_classes, factory, search_paths)
     finally:
         random.setstate(state)
     return sum(math.prod(w.shape) for w in model.trainable_weights)

@@ -103,3 +103,11 @@ def factory(name: str, framework: str, reference: str | None = None,
         raise
     except Exception as exc:  # an AblateError from resolve: same line, as a backend error
         raise BackendError(f"model {name!r}: {exc}") from None
+
+
+def build(name: str, framework: str, input_shape: Sequence[int], num_classes: int,
+          reference: str | None = None, search_paths: Sequence[str | Path] = ()) -> Any:
+    """Model ``name`` built by its ``framework`` factory; a registered model's input is checked first."""
+    if reference is None:
+        check_input(name, input_shape)
+    return factory(name, framework, reference, search_paths)(tuple(input_shape), num_classes)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ablate.config import TrainConfig
-from ablate.backends import models
+from ablate.backends import torch_models
 from ablate.backends.base import Backend, Trainer
 from ablate.errors import BackendError
 
@@ -207,7 +207,7 @@ class TorchBackend(Backend):
                        factory: str | None = None, search_paths: Sequence[str] = (),
                        initial_weights=None) -> TorchTrainer:
         torch.manual_seed(seed)  # the same seed gives every arm the same initial weights
-        net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
+        net = torch_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
             load_shared_weights(net, initial_weights)
         return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets)
@@ -227,20 +227,7 @@ class TorchBackend(Backend):
 
     def count_parameters(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                          factory: str | None = None, search_paths: Sequence[str] = ()) -> int:
-        # On the meta device nothing is allocated and no random numbers are drawn.
-        with torch.device("meta"):
-            net = _build(model, tuple(input_shape), num_classes, factory, search_paths)
-        return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
-def _build(model: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None,
-           search_paths: Sequence[str]) -> nn.Module:
-    if factory is None:
-        models.check_input(model, input_shape)
-    net = models.factory(model, "torch", factory, search_paths)(input_shape, num_classes)
-    if not isinstance(net, nn.Module):
-        raise BackendError(f"model {model!r}: the torch factory returned {type(net).__name__}, not an nn.Module")
-    return net
+        return torch_models.count_trainable(model, tuple(input_shape), num_classes, factory, search_paths)
 
 
 def create_backend(name: str) -> TorchBackend:

@@ -13,10 +13,12 @@ for ``fastai-cnn``), so the two backends start from the same distributions.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from ablate.backends import models
 from ablate.errors import BackendError
 
 
@@ -31,23 +33,27 @@ _FASTAI_KAIMING_A = 0.1
 _FASTAI_NFS = (32, 64, 128, 256, 512)
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """Build model ``name`` for channels-last ``input_shape`` ``(H, W, C)`` and ``num_classes``.
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None = None,
+                search_paths: Sequence[str] = ()) -> nn.Module:
+    """Build model ``name`` for one example's ``input_shape`` (``(H, W, C)`` or ``(F,)``) and ``num_classes``.
 
-    Raises BackendError for an unknown name or an input too small for the model.
+    ``factory``: a user model's ``module:function`` (looked up in ``search_paths`` first); None
+    builds the registered model. Raises BackendError for an unknown name, an input the model
+    cannot take, or a factory that returns no torch model.
     """
-    from ablate.backends import models
+    net = models.build(name, "torch", input_shape, num_classes, factory, search_paths)
+    if not isinstance(net, nn.Module):
+        raise BackendError(f"model {name!r}: the torch factory returned {type(net).__name__}, not an nn.Module")
+    return net
 
-    models.check_input(name, input_shape)
-    return models.factory(name, "torch")(tuple(input_shape), num_classes)
 
-
-def count_trainable(name: str, input_shape: tuple[int, int, int], num_classes: int) -> int:
-    """Number of trainable parameters of ``build_model(name, input_shape, num_classes)``."""
+def count_trainable(name: str, input_shape: tuple[int, ...], num_classes: int, factory: str | None = None,
+                    search_paths: Sequence[str] = ()) -> int:
+    """Number of trainable parameters of ``build_model(name, input_shape, num_classes, factory, search_paths)``."""
     # On the meta device nothing is allocated and no random numbers are drawn, so counting
     # leaves the caller's seeded generator where it was.
     with torch.device("meta"):
-        model = build_model(name, input_shape, num_classes)
+        model = build_model(name, input_shape, num_classes, factory, search_paths)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
