@@ -80,3 +80,11 @@ def test_divergence_on_device_names_the_epoch(digits):
     outcome = execute(spec, backend, digits)
     assert outcome.status == "diverged"
     assert "in epoch 1" in outcome.error
+
+
+def test_deterministic_mode_keeps_algorithms_fixed_without_filling_new_memory():
+    backend = backends.load("torch")
+    backend.configure(device="cpu", threads=1, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark

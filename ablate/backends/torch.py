@@ -199,6 +199,9 @@ class TorchBackend(Backend):
             # cuBLAS needs a fixed workspace for deterministic matmuls; harmless on the CPU.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=False)
+            # Deterministic mode also fills every new tensor with NaN (one extra kernel per
+            # allocation); nothing here reads memory before writing it, so keep that off.
+            torch.utils.deterministic.fill_uninitialized_memory = False
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
