@@ -140,3 +140,74 @@ def test_a_ray_actor_trains_a_pack_and_a_stored_pack_is_skipped(tmp_path):
     assert [r["status"] for r in first] == ["completed"] * 3 and not any(r.get("skipped") for r in first)
     again = actor.executor.run_pack(task["specs"], attempts=task["attempts"])
     assert all(r["skipped"] for r in again)
+
+
+class _FakeOutOfMemory(RuntimeError):
+    pass
+
+
+def _executor(tmp_path):
+    from ablate.execution.worker import RunExecutor
+
+    return RunExecutor("torch", device="cpu", threads=1, results=str(tmp_path), study="packs")
+
+
+def test_a_pack_that_runs_out_of_memory_is_halved_until_it_fits(tmp_path, monkeypatch, capfd):
+    from ablate.backends import torch_pack
+
+    executor = _executor(tmp_path)
+    real_create = torch_pack.create_pack
+
+    def create_pack(backend, **kw):
+        if len(kw["seeds"]) > 2:  # this "device" holds two members
+            raise _FakeOutOfMemory("CUDA out of memory (simulated)")
+        return real_create(backend, **kw)
+
+    monkeypatch.setattr(torch_pack, "create_pack", create_pack)
+    monkeypatch.setattr(executor.backend, "is_out_of_memory", lambda e: isinstance(e, _FakeOutOfMemory))
+    released = []
+    monkeypatch.setattr(executor.backend, "release_memory", lambda: released.append(1))
+    runs = _grid(seeds=2, arms=("none", "loss")).runs()
+    results = executor.run_pack([s.to_dict() for s in runs], attempts=[1] * 4)
+    assert [r["status"] for r in results] == ["completed"] * 4 and released == [1]  # 4 -> 2 + 2
+    for spec in runs:
+        info = executor.store.read_record(spec.run_id).record["pack"]
+        assert info["size"] == 2 and {s.seed for s in runs if s.run_id in info["members"]} == {spec.seed}
+    # the log says so (pytest holds sys.stdout here, so the run log's lines come out through it)
+    assert "a pack of 4 runs ran out of device memory: trying again in packs of 2" in capfd.readouterr().out
+
+
+def test_a_single_run_out_of_memory_is_a_failed_run_not_a_loop(tmp_path, monkeypatch):
+    from ablate.backends import torch_pack
+
+    executor = _executor(tmp_path)
+
+    def create_pack(backend, **kw):
+        raise _FakeOutOfMemory("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(torch_pack, "create_pack", create_pack)
+    monkeypatch.setattr(executor.backend, "is_out_of_memory", lambda e: isinstance(e, _FakeOutOfMemory))
+    runs = _grid(seeds=1, arms=("none", "loss")).runs()
+    results = executor.run_pack([s.to_dict() for s in runs], attempts=[1, 1])
+    assert [r["status"] for r in results] == ["failed", "failed"]
+    assert all("out of memory" in r["error"] for r in results)
+
+
+def test_pack_auto_on_a_worker_sizes_packs_to_the_free_memory(tmp_path, monkeypatch):
+    from ablate.backends import torch_pack
+    from ablate.execution import packs
+    from ablate.execution.runner import trainer_options
+
+    executor = _executor(tmp_path)
+    runs = _grid(seeds=3, arms=("none", "loss")).runs()
+    data = executor.dataset(runs[0].dataset)
+    trainer = executor.backend.create_trainer(**trainer_options(runs[0], data))
+    need = torch_pack.member_bytes(trainer, data.x_train[:32], num_train=len(data.x_train),
+                                   num_classes=data.num_classes)
+    images = 4 * data.x_train.size
+    free = int((images + 4.5 * need) / packs.AUTO_MEMORY_FRACTION)  # room for four members, not five
+    monkeypatch.setattr(executor.backend, "free_device_memory", lambda: free)
+    results = executor.run_pack([s.to_dict() for s in runs], attempts=[1] * 6, fit=True)
+    assert [r["status"] for r in results] == ["completed"] * 6
+    sizes = [executor.store.read_record(s.run_id).record["pack"]["size"] for s in runs]
+    assert sizes == [4, 4, 4, 4, 2, 2]  # two seeds' arms together, then the third seed's

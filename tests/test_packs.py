@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from ablate import backends
 from ablate.analysis.stats import tost_paired
@@ -16,6 +21,7 @@ from ablate.execution import packs
 from ablate.execution.pack_runner import execute_pack
 from ablate.execution.packs import auto_pack_size, parse_pack, plan_packs
 from ablate.execution.runner import execute, loss_smoothing, run_targets, trainer_options
+from tests.conftest import REPO
 
 ARMS = (("none", 0.0), ("explicit", 0.1), ("loss", 0.1))
 
@@ -92,9 +98,67 @@ def test_parse_pack_and_auto_size():
     for bad in ("0", "-2", "many"):
         with pytest.raises(ConfigError, match="--pack"):
             parse_pack(bad)
-    assert auto_pack_size(gpu_memory_bytes=None, batch_size=8, input_shape=(32, 32, 3)) == 1
-    h100 = auto_pack_size(gpu_memory_bytes=80 * 2**30, batch_size=8, input_shape=(32, 32, 3))
-    assert 1 < h100 <= packs.AUTO_MAX
+
+
+def test_auto_size_is_what_the_free_memory_holds():
+    mib = 2**20
+    assert auto_pack_size(free_bytes=None, member_bytes=mib) == 1  # no device figure: unpacked
+    # 60% of 1000 MiB, less 100 MiB of images, is 500 MiB: five members of 100 MiB
+    assert auto_pack_size(free_bytes=1000 * mib, member_bytes=100 * mib, shared_bytes=100 * mib) == 5
+    assert auto_pack_size(free_bytes=1000 * mib, member_bytes=2000 * mib) == 1  # never less than one
+    assert auto_pack_size(free_bytes=80 * 2**30, member_bytes=mib) == packs.AUTO_MAX
+
+
+@pytest.mark.parametrize("model", ["fastai-cnn", "minigooglenet"])
+def test_member_bytes_measures_without_touching_the_model(torch_backend, model):
+    from ablate.backends.torch_pack import member_bytes
+
+    train = _train(batch_size=8)
+    trainer = torch_backend.create_trainer(model=model, input_shape=(32, 32, 3), num_classes=10, train=train,
+                                           loss_smoothing=0.0, seed=0)
+    before = [b.clone() for b in trainer.model.buffers()]
+    x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype(np.float32)
+    small, large = (member_bytes(trainer, x[:b], num_train=100, num_classes=10) for b in (8, 16))
+    weights = sum(p.numel() * 4 for p in trainer.model.parameters())
+    assert small > 4 * weights and large > small  # activations grow with the batch
+    assert large - small == pytest.approx(small - 4 * weights - 4 * 100 * 10, rel=0.05)  # ... in proportion
+    assert all(p.grad is None for p in trainer.model.parameters())
+    for a, b in zip(before, trainer.model.buffers()):  # batch-norm statistics put back
+        assert torch.equal(a, b)
+
+
+PEAK_SCRIPT = """
+import resource, sys, numpy as np
+from ablate import backends
+from ablate.backends.torch_pack import create_pack, member_bytes
+from ablate.config import TrainConfig
+model, batch, k, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 256
+backend = backends.load("torch"); backend.configure(device="cpu", threads=1)
+rng = np.random.default_rng(0)
+x = rng.normal(size=(n, 32, 32, 3)).astype(np.float32)
+options = dict(model=model, input_shape=(32, 32, 3), num_classes=10, loss_smoothing=0.0,
+               train=TrainConfig(epochs=1, batch_size=batch, lr=0.01))
+need = member_bytes(backend.create_trainer(seed=0, **options), x[:batch], num_train=n, num_classes=10)
+targets = np.eye(10, dtype=np.float32)[rng.integers(0, 10, size=(k, n))]
+pack = create_pack(backend, member_options=[dict(options, seed=s) for s in range(k)], seeds=list(range(k)),
+                   loss_eps=[0.0] * k, x_train=x, targets=targets)
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+pack.step(np.stack([rng.permutation(n)[:batch] for _ in range(k)]), None, 0.01)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(k * need, peak - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the process's memory from /proc")
+@pytest.mark.parametrize("model,batch,k", [("minigooglenet", 8, 8), ("fastai-cnn", 64, 4)])
+def test_member_bytes_bound_a_real_packs_peak_memory(model, batch, k):
+    """On the CPU the allocator hands big blocks straight back to the OS, so the process's peak resident
+    memory during a pack's first step is what the step really needed: K x member_bytes must cover it
+    (that is what `--pack auto` budgets) without overstating it more than 3x (or packs come out small)."""
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, model, str(batch), str(k)], capture_output=True,
+                         text=True, cwd=REPO, check=True)
+    estimate, used = map(int, out.stdout.split())
+    assert used <= estimate <= 3 * used, (estimate, used)
 
 
 # -- one step ---------------------------------------------------------------------------------
@@ -205,3 +269,29 @@ def test_packed_and_unpacked_grids_are_equivalent_per_arm(torch_backend, digits)
             assert np.max(np.abs(a - b)) < DEFAULT_MARGINS[metric]
             if np.any(a != b):
                 assert tost_paired(a, b, DEFAULT_MARGINS[metric]).equivalent, (arm, metric)
+
+
+@pytest.mark.gpu
+def test_pack_auto_size_fits_the_gpu():
+    """On a GPU: a pack of the size `--pack auto` picks for the notebook's setting takes a step and
+    stays inside the free memory it was sized to."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    from ablate.execution.pack_runner import fit_pack_size
+
+    backend = backends.load("torch")
+    backend.configure(device="cuda", threads=None, deterministic=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, size=4096)
+    data = Dataset(name="noise", x_train=x, y_train=y, x_val=x[:256], y_val=y[:256], x_test=x[:256],
+                   y_test=y[:256], num_classes=10, class_names=tuple("abcdefghij"))
+    specs = [_spec("loss", 0.1, s, model="minigooglenet", batch_size=8) for s in range(packs.AUTO_MAX)]
+    free = backend.free_device_memory()
+    size = fit_pack_size(specs, backend, data)
+    assert 1 <= size <= packs.AUTO_MAX
+    torch.cuda.reset_peak_memory_stats()
+    pack = _pack(backend, data, specs[:size])
+    pack.step(np.stack([rng.permutation(len(x))[:8] for _ in range(size)]), None, 0.01)
+    assert np.all(np.isfinite(pack.take_totals()))
+    assert torch.cuda.max_memory_allocated() < free

@@ -82,6 +82,17 @@ class Backend(ABC):
         BackendError.
         """
 
+    def free_device_memory(self) -> int | None:
+        """Free bytes on this backend's accelerator, for `--pack auto`; None on the CPU."""
+        return None
+
+    def is_out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` is the framework saying the device ran out of memory."""
+        return False
+
+    def release_memory(self) -> None:
+        """Give cached device memory back after a failed attempt (no-op by default)."""
+
     @abstractmethod
     def environment(self) -> Mapping[str, str]:
         """Framework versions and the device actually used, for the run record."""

@@ -215,11 +215,22 @@ class TorchBackend(Backend):
             load_shared_weights(net, initial_weights)
         return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets)
 
-    def device_memory_bytes(self) -> int | None:
-        """Total memory of this backend's GPU, for `--pack auto`; None on the CPU."""
+    def free_device_memory(self) -> int | None:
+        """Free memory of this backend's GPU (other workers on it count as used); None on the CPU."""
         if self.device.type != "cuda":
             return None
-        return int(torch.cuda.get_device_properties(self.device).total_memory)
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return int(free)
+
+    def is_out_of_memory(self, error: BaseException) -> bool:
+        return isinstance(error, torch.OutOfMemoryError)
+
+    def release_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def environment(self) -> Mapping[str, str]:
         env = {"framework": "torch", "torch": torch.__version__, "device": str(self.device)}

@@ -144,6 +144,40 @@ class PackTrainer:
         return [b[member].detach().cpu().numpy().copy() for b in self.buffers.values()]
 
 
+def member_bytes(trainer: Any, x_batch: np.ndarray, *, num_train: int, num_classes: int) -> int:
+    """Device bytes one more member of a pack needs, measured on ``trainer`` (a ``TorchTrainer``).
+
+    x_batch: (B, ...) one training batch. The activations one training step keeps for the
+    backward pass are counted as the autograd graph saves them (so any model, any device),
+    three times over: themselves, the gradients the backward pass makes of them, and the
+    forward pass's temporaries and allocator slack; then weights, their gradients and two
+    optimiser slots, and the member's (N, C) float32 targets. A CPU test checks that K times
+    this covers a real pack's peak memory without overstating it more than 3x.
+    """
+    model = trainer.model
+    state_ptrs = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    saved: dict[tuple[int, int], int] = {}
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in state_ptrs:  # weights are counted below, once
+            saved[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        return t
+
+    model.train()
+    state = {n: b.clone() for n, b in model.named_buffers()}
+    xt, _ = trainer._tensors(x_batch)
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        logp = torch.log_softmax(model(xt), dim=-1)
+        loss = -logp.mean()
+    del loss, logp
+    with torch.no_grad():  # a measurement, not a step: put the batch-norm statistics back
+        for name, buffer in model.named_buffers():
+            buffer.copy_(state[name])
+    weights = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return int(3 * sum(saved.values()) + 4 * weights + 4 * num_train * num_classes)
+
+
 def create_pack(backend: Any, *, member_options: list[dict[str, Any]], seeds: list[int], loss_eps: list[float],
                 x_train: np.ndarray, targets: np.ndarray) -> PackTrainer:
     """Build each member with the backend's ``create_trainer`` (its seed's initial weights), then stack.

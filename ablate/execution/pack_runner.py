@@ -28,28 +28,60 @@ from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, final_metrics, lo
 from ablate.execution.schedules import learning_rate
 
 
+class PackOutOfMemory(Exception):
+    """A pack of more than one run did not fit its device; the caller splits it and tries again."""
+
+
 def execute_pack(specs: Sequence[RunSpec], backend: Any, data: Dataset,
                  on_epoch: Callable[[int, int, int, Mapping[str, float]], None] | None = None) -> list[RunOutcome]:
-    """Train ``specs`` (one pack key) as one pack; one outcome per spec, in order. Never raises.
+    """Train ``specs`` (one pack key) as one pack; one outcome per spec, in order.
 
     ``on_epoch(member, epoch, epochs, row)`` follows each member's epoch. A crash fails every
     member with the traceback; ``seconds`` of each member is its share of the pack's time.
+    Raises only :class:`PackOutOfMemory`: the backend ran out of device memory with more than
+    one member (nothing was stored; a smaller pack may fit).
     """
     started = time.perf_counter()
     outcomes = [RunOutcome(status="completed", error=None) for _ in specs]
+    too_large = False
     try:
         if len({pack_key(s) for s in specs}) != 1:
             raise ConfigError("a pack's runs must share backend, dataset, model and training settings")
         _train_pack(list(specs), backend, data, outcomes, on_epoch)
-    except Exception:  # noqa: BLE001 - failures are results
+    except Exception as exc:  # noqa: BLE001 - failures are results
+        too_large = len(specs) > 1 and backend.is_out_of_memory(exc)
         error = traceback.format_exc(limit=20)
         for out in outcomes:
             if out.status == "completed":
                 out.status, out.error = "failed", error
+    if too_large:  # raised out here: the caught error's traceback would hold the pack's tensors
+        backend.release_memory()
+        raise PackOutOfMemory(f"a pack of {len(specs)} runs ran out of device memory")
     share = (time.perf_counter() - started) / max(1, len(specs))
     for out in outcomes:
         out.seconds = share
     return outcomes
+
+
+def fit_pack_size(specs: Sequence[RunSpec], backend: Any, data: Dataset) -> int:
+    """``--pack auto`` on this worker: how many of ``specs`` (one pack key) its device's free memory holds.
+
+    One member is built and its footprint measured on a real batch (``torch_pack.member_bytes``);
+    1 when the backend reports no device memory.
+    """
+    from ablate.backends.torch_pack import member_bytes  # only a torch worker ever gets here
+    from ablate.execution.packs import auto_pack_size
+
+    free = backend.free_device_memory()
+    if not free:
+        return 1
+    spec = specs[0]
+    trainer = backend.create_trainer(**trainer_options(spec, data))
+    need = member_bytes(trainer, data.x_train[:spec.train.batch_size], num_train=len(data.x_train),
+                        num_classes=data.num_classes)
+    del trainer
+    backend.release_memory()
+    return auto_pack_size(free_bytes=free, member_bytes=need, shared_bytes=4 * data.x_train.size)
 
 
 def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: list[RunOutcome],

@@ -15,6 +15,7 @@ from ablate.errors import ConfigError
 
 PACKABLE_BACKENDS = ("torch",)  # Keras does not pack (see the README)
 AUTO_MAX = 64  # `--pack auto` never builds larger packs
+AUTO_MEMORY_FRACTION = 0.6  # of the free device memory, for `--pack auto`
 
 
 def parse_pack(value: str | int | None) -> int | str:
@@ -32,16 +33,18 @@ def parse_pack(value: str | int | None) -> int | str:
     return k
 
 
-def auto_pack_size(*, gpu_memory_bytes: int | None, batch_size: int, input_shape: Sequence[int]) -> int:
-    """Members per pack for ``--pack auto``: 1 on the CPU; on a GPU, what half its memory holds.
+def auto_pack_size(*, free_bytes: int | None, member_bytes: int, shared_bytes: int = 0) -> int:
+    """Members per pack for ``--pack auto``: what ``AUTO_MEMORY_FRACTION`` of the free device memory holds.
 
-    A member is budgeted 4 KB of activations per input value of its batch (generous for the
-    catalogue's models at batch 8-128), plus 64 MB for weights and optimiser state.
+    member_bytes: one member's measured footprint (see ``torch_pack.member_bytes``); shared_bytes:
+    what the pack holds once whatever its size (the training images). 1 without a device figure;
+    never more than ``AUTO_MAX``. The fraction leaves room for the framework's workspaces and
+    allocator slack; a pack that still runs out is split by the worker.
     """
-    if not gpu_memory_bytes:
+    if not free_bytes:
         return 1
-    per_member = 4096 * batch_size * math.prod(input_shape) + 64 * 2**20
-    return int(max(1, min(AUTO_MAX, (gpu_memory_bytes // 2) // per_member)))
+    budget = AUTO_MEMORY_FRACTION * free_bytes - shared_bytes
+    return int(max(1, min(AUTO_MAX, budget // max(1, member_bytes))))
 
 
 def pack_key(spec: RunSpec) -> tuple:

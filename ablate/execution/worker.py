@@ -241,18 +241,20 @@ class RunExecutor:
 
     def _fit(self, specs: list) -> list[list]:
         """Split a pack into packs that fit this device's memory (`--pack auto`)."""
-        from ablate.execution.packs import auto_pack_size, plan_packs
+        from ablate.execution.pack_runner import fit_pack_size
+        from ablate.execution.packs import plan_packs
 
         if not specs:
             return []
-        memory = getattr(self.backend, "device_memory_bytes", lambda: None)()
-        data = self.dataset(specs[0].dataset)
-        size = auto_pack_size(gpu_memory_bytes=memory, batch_size=specs[0].train.batch_size,
-                              input_shape=data.input_shape)
+        try:
+            size = fit_pack_size(specs, self.backend, self.dataset(specs[0].dataset))
+        except Exception:  # noqa: BLE001 - the pack itself will fail with this error, stored per run
+            return [specs]
         return plan_packs(specs, size)
 
     def _pack_claimed(self, specs: list, attempt_of: Mapping[str, int], on_epoch) -> dict[str, dict[str, Any]]:
-        from ablate.execution.pack_runner import execute_pack
+        from ablate.execution.pack_runner import PackOutOfMemory, execute_pack
+        from ablate.execution.packs import plan_packs
         from ablate.execution.runner import RunOutcome
 
         started_at = utc_now()
@@ -276,11 +278,21 @@ class RunExecutor:
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails these runs only
                 outcomes = [RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}") for _ in specs]
             else:
-                outcomes = execute_pack(specs, self.backend, data, on_epoch=member_epoch)
-            for spec, outcome in zip(specs, outcomes):
+                try:
+                    outcomes = execute_pack(specs, self.backend, data, on_epoch=member_epoch)
+                except PackOutOfMemory as exc:
+                    outcomes = None
+                    print(f"== {utc_now()} {exc}: trying again in packs of {(len(specs) + 1) // 2}", flush=True)
+            for spec, outcome in zip(specs, outcomes or ()):
                 if outcome.error:
                     print(f"{spec.run_id}: {outcome.error}", flush=True)
                 print(f"== {utc_now()} {spec.run_id} {outcome.status}", flush=True)
+        if outcomes is None:  # halve (the arms of a seed stay together) until the packs fit
+            self.served -= len(specs)
+            results = {}
+            for group in plan_packs(specs, (len(specs) + 1) // 2):
+                results.update(self._pack_claimed(group, attempt_of, on_epoch))
+            return results
         results = {}
         for index, (spec, outcome) in enumerate(zip(specs, outcomes)):
             extra = {"pack": {"id": pack_id, "size": len(specs), "index": index, "members": ids,
