@@ -223,3 +223,20 @@ def test_progress_eta_comes_from_completed_durations():
     text = out.getvalue()
     assert "5 run(s) to do, 3 already stored" in text
     assert "[3/5] diverged  run c (0.5s) - non-finite loss" in text and "ETA 15s" in text
+
+
+def test_the_driver_waits_instead_of_spinning_on_exiting_workers(tmp_path, monkeypatch):
+    """A worker's pipe closes a moment before its process is seen to exit; the driver's loop must
+    block on the exit, not wake up again and again (it did: thousands of turns per finished worker,
+    a core taken from the workers)."""
+    from ablate.execution import orchestrator
+
+    pytest.importorskip("torch")
+    turns = []
+    real_wait = orchestrator.wait_any
+    monkeypatch.setattr(orchestrator, "wait_any", lambda handles, timeout: turns.append(1) or real_wait(handles, timeout))
+    runs = _grid(seeds=2, epochs=2).runs()
+    summary = run_local(runs, store=RunStore(tmp_path, "orch"), results=tmp_path, workers=2, progress=_quiet())
+    assert summary.completed == 4
+    # a turn per message (ready, epochs, done) and per half-second tick, with room to spare
+    assert len(turns) < 300, len(turns)

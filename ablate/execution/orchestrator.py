@@ -239,6 +239,7 @@ class _Worker:
     error: str | None = None  # why it could not start
     deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
     killed_for: str | None = None  # why the driver killed it
+    hung_up: bool = False  # its end of the pipe is closed: wait on its exit only
 
 
 def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, workers: int = 1,
@@ -303,6 +304,8 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
                     return
                 kind, payload = worker.conn.recv()
             except (EOFError, OSError):
+                # A closed pipe stays readable: waiting on it would spin until the process is gone.
+                worker.hung_up = True
                 return
             if kind == "ready":
                 dispatch(worker)
@@ -341,13 +344,16 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
     try:
         fill_slots()
         while live:
-            handles = {w.conn: w for w in live.values()} | {w.process.sentinel: w for w in live.values()}
+            handles = ({w.conn: w for w in live.values() if not w.hung_up}
+                       | {w.process.sentinel: w for w in live.values()})
             for handle in wait_any(list(handles), timeout=0.5):
                 worker = handles[handle]
                 if worker.wid not in live:
                     continue
                 if handle is worker.conn:
                     receive(worker)
+                else:  # its sentinel: it is exiting (the fd closes a moment before the exit is seen)
+                    worker.process.join(timeout=5)
                 if not worker.process.is_alive():
                     reap(worker)
             enforce_timeouts()
