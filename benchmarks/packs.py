@@ -121,6 +121,30 @@ def cpu_section(args) -> None:
     print(table([["setting", "wall s", "runs/hour", "mean test accuracy"], *out]))
     unpacked, packed = (statistics.fmean(r["runs_per_hour"] for r in rs) for rs in rows.values())
     print(f"packed / unpacked runs per hour: {packed / unpacked:.2f}x (target >= 1.5x)")
+    alone, together = in_process(specs[:pack])
+    print(f"in one process, one thread, no worker start-up: {pack} runs one by one {alone:.1f} s, "
+          f"as one pack {together:.1f} s ({alone / together:.2f}x)")
+
+
+def in_process(specs: list[RunSpec]) -> tuple[float, float]:
+    """Seconds to train ``specs`` one by one, and as one pack, in this process on one thread."""
+    from ablate import backends
+    from ablate.data.catalogue import load_dataset
+    from ablate.execution.pack_runner import execute_pack
+    from ablate.execution.runner import execute
+
+    backend = backends.load("torch")
+    backend.configure(device="cpu", threads=1, deterministic=True)
+    d = specs[0].dataset
+    data = load_dataset(d.name, train_size=d.train_size, test_size=d.test_size, val_fraction=d.val_fraction,
+                        preprocess=d.preprocess)
+    t0 = time.perf_counter()
+    for spec in specs:
+        execute(spec, backend, data)
+    alone = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    execute_pack(specs, backend, data)
+    return alone, time.perf_counter() - t0
 
 
 def _write_idx(folder: Path, rng: np.random.Generator, n_train: int, n_test: int) -> None:

@@ -3,9 +3,6 @@ files live, options that would fail every run are refused before any run starts.
 
 from __future__ import annotations
 
-import shutil
-import textwrap
-
 import numpy as np
 import pytest
 

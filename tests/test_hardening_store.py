@@ -18,7 +18,7 @@ import pytest
 
 from ablate.config import DatasetSpec, RunSpec, TrainConfig
 from ablate.errors import StoreError
-from ablate.execution.store import ARRAYS, RECORD, CorruptRecord, RunStore, StoredRun
+from ablate.execution.store import ARRAYS, RECORD, CorruptRecord, RunStore
 
 
 def _spec(seed=0, arm="none"):

@@ -840,5 +840,3 @@ def compare_unpaired(
                                            true_diff=m, design="two-sample"),
         constant=constant,
     )
-
-from ablate.analysis.sequential import SequentialTost, sequential_boundaries, sequential_tost  # noqa: E402,F401
