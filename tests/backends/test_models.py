@@ -282,3 +282,55 @@ def test_bad_requests_raise_backend_error(request, module):
     # Two valid 3x3/2 downsamples leave 28x28 at 6x6, below the 7x7 average pool.
     with pytest.raises(BackendError, match="at least 31x31 pixels, but got 28x28"):  # noqa: SIM117
         models.build_model("minigooglenet", (28, 28, 1), 10)
+
+
+def cuda_nondeterministic_ops(model, x) -> list[str]:
+    """The autograd nodes of one training step of ``model`` on ``x`` (the CPU will do) that
+    ``torch.use_deterministic_algorithms(True)`` refuses on CUDA, e.g. ``AdaptiveAvgPool2DBackward0``.
+
+    The list is read from torch's own documentation of that function, so it follows the installed
+    torch: every ``torch.nn`` class it says "will throw" matches the backward nodes named after it.
+    The graph shows what really runs (``AdaptiveAvgPool2d(1)`` is computed as a mean, which is fine;
+    a larger output size is not).
+    """
+    import torch
+
+    doc = torch.use_deterministic_algorithms.__doc__ or ""
+    throws = doc[doc.find("operations will throw a"):]
+    refused = {n.lower() for n in re.findall(r"torch\.nn\.(\w+)` when attempting to differentiate a CUDA", throws)}
+    assert "adaptiveavgpool2d" in refused  # the docs still read as this expects
+    model.train()
+    found, seen, todo = set(), set(), [model(x).grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if any(type(node).__name__.lower().startswith(r) for r in refused):
+            found.add(type(node).__name__)
+        todo.extend(fn for fn, _ in node.next_functions)
+    return sorted(found)
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (8, 8, 1)), ("small-cnn", (28, 28, 1)), ("minigooglenet", (32, 32, 3)),
+                                        ("fastai-cnn", (32, 32, 3))])
+def test_no_built_in_torch_model_needs_a_kernel_deterministic_mode_refuses_on_cuda(torch_models, name, shape):
+    """Training on a GPU runs under use_deterministic_algorithms(True), where some backward passes
+    (AdaptiveAvgPool2d's with an output larger than 1, for one) raise on every step. This walks each
+    model's autograd graph on the CPU against the list in torch's own docs."""
+    import torch
+
+    model = torch_models.build_model(name, shape, NUM_CLASSES)
+    x = torch.from_numpy(_batch(shape).transpose(0, 3, 1, 2).copy())
+    assert cuda_nondeterministic_ops(model, x) == []
+
+
+def test_the_cuda_determinism_check_finds_adaptive_pooling(torch_models):
+    import torch
+    from torch import nn
+
+    pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 2))
+    assert cuda_nondeterministic_ops(pooled, torch.zeros(2, 3, 8, 8)) == ["AdaptiveAvgPool2DBackward0"]
+    # output size 1 is computed as a mean: nothing refused
+    mean = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    assert cuda_nondeterministic_ops(mean, torch.zeros(2, 3, 8, 8)) == []
