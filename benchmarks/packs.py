@@ -128,23 +128,20 @@ def cpu_section(args) -> None:
 
 def in_process(specs: list[RunSpec]) -> tuple[float, float]:
     """Seconds to train ``specs`` one by one, and as one pack, in this process on one thread."""
-    from ablate import backends
-    from ablate.data.catalogue import load_dataset
     from ablate.execution.pack_runner import execute_pack
     from ablate.execution.runner import execute
+    from ablate.execution.worker import RunExecutor
 
-    backend = backends.load("torch")
-    backend.configure(device="cpu", threads=1, deterministic=True)
-    d = specs[0].dataset
-    data = load_dataset(d.name, train_size=d.train_size, test_size=d.test_size, val_fraction=d.val_fraction,
-                        preprocess=d.preprocess)
-    t0 = time.perf_counter()
-    for spec in specs:
-        execute(spec, backend, data)
-    alone = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    execute_pack(specs, backend, data)
-    return alone, time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        executor = RunExecutor("torch", device="cpu", threads=1, results=tmp, study="bench")
+        data = executor.dataset(specs[0].dataset)
+        t0 = time.perf_counter()
+        for spec in specs:
+            execute(spec, executor.backend, data)
+        alone = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        execute_pack(specs, executor.backend, data)
+        return alone, time.perf_counter() - t0
 
 
 def _write_idx(folder: Path, rng: np.random.Generator, n_train: int, n_test: int) -> None:

@@ -152,19 +152,25 @@ def _executor(tmp_path):
     return RunExecutor("torch", device="cpu", threads=1, results=str(tmp_path), study="packs")
 
 
-def test_a_pack_that_runs_out_of_memory_is_halved_until_it_fits(tmp_path, monkeypatch, capfd):
+def _executor_whose_device_holds(members: int, tmp_path, monkeypatch):
+    """A CPU executor whose "device" runs out of memory for packs of more than ``members`` runs."""
     from ablate.backends import torch_pack
 
     executor = _executor(tmp_path)
     real_create = torch_pack.create_pack
 
     def create_pack(backend, **kw):
-        if len(kw["seeds"]) > 2:  # this "device" holds two members
+        if len(kw["seeds"]) > members:
             raise _FakeOutOfMemory("CUDA out of memory (simulated)")
         return real_create(backend, **kw)
 
     monkeypatch.setattr(torch_pack, "create_pack", create_pack)
     monkeypatch.setattr(executor.backend, "is_out_of_memory", lambda e: isinstance(e, _FakeOutOfMemory))
+    return executor
+
+
+def test_a_pack_that_runs_out_of_memory_is_halved_until_it_fits(tmp_path, monkeypatch, capfd):
+    executor = _executor_whose_device_holds(2, tmp_path, monkeypatch)
     released = []
     monkeypatch.setattr(executor.backend, "release_memory", lambda: released.append(1))
     runs = _grid(seeds=2, arms=("none", "loss")).runs()
@@ -178,15 +184,7 @@ def test_a_pack_that_runs_out_of_memory_is_halved_until_it_fits(tmp_path, monkey
 
 
 def test_a_single_run_out_of_memory_is_a_failed_run_not_a_loop(tmp_path, monkeypatch):
-    from ablate.backends import torch_pack
-
-    executor = _executor(tmp_path)
-
-    def create_pack(backend, **kw):
-        raise _FakeOutOfMemory("CUDA out of memory (simulated)")
-
-    monkeypatch.setattr(torch_pack, "create_pack", create_pack)
-    monkeypatch.setattr(executor.backend, "is_out_of_memory", lambda e: isinstance(e, _FakeOutOfMemory))
+    executor = _executor_whose_device_holds(0, tmp_path, monkeypatch)
     runs = _grid(seeds=1, arms=("none", "loss")).runs()
     results = executor.run_pack([s.to_dict() for s in runs], attempts=[1, 1])
     assert [r["status"] for r in results] == ["failed", "failed"]
