@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ablate import backends, methods
+from ablate import backends, tricks
 from ablate.analysis import sequential
 from ablate.backends import models
-from ablate.config import Grid, Names, parse_grid as _parse, read_grid_file
+from ablate.config import Grid, Names, TrickInfo, parse_grid as _parse, read_grid_file
 from ablate.data import catalogue
 from ablate.execution import executors
 
@@ -21,7 +21,8 @@ from ablate.execution import executors
 def names() -> Names:
     """The names each registry knows now (built-ins, entry points, and anything registered)."""
     return Names(
-        methods={name: m.uses_smoothing for name, m in methods.METHODS.items()},
+        tricks={name: TrickInfo(uses_smoothing=t.uses_smoothing, params=dict(t.params), parts=t.parts(),
+                                images_only=t.images_only) for name, t in tricks.TRICKS.items()},
         models=models.MODELS.names(),
         datasets=catalogue.DATASETS.names(),
         backends=backends.accepted_names(),
@@ -48,7 +49,7 @@ def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
 def describe() -> dict[str, list[tuple[str, str]]]:
     """Extension point -> [(name, description)], for `python -m ablate plugins`."""
     return {
-        "methods": [(n, m.description) for n, m in methods.METHODS.items()],
+        "tricks": [(n, t.describe()) for n, t in tricks.TRICKS.items()],
         "models": [(n, m.description) for n, m in models.MODELS.items()],
         "datasets": [(n, d.description) for n, d in catalogue.DATASETS.items()],
         "backends": [(n, b.description) for n, b in backends.BACKENDS.items()],

@@ -56,12 +56,63 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ParamSpec:
+    """A trick's numeric parameter: its default and allowed range (None: unbounded)."""
+
+    default: float
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.open_high else value > self.high))
+
+    def describe(self) -> str:
+        if self.low is None and self.high is None:
+            return "any finite number"
+        return _describe_range(self.low, self.high, self.open_low, self.open_high)
+
+
+TRICK_PARTS: tuple[str, ...] = ("targets", "batch", "torch_loss", "keras_loss")
+
+
+@dataclass(frozen=True)
+class TrickSpec:
+    """A trick declared in the grid's `tricks:` mapping: a ``module:function`` per part it gives."""
+
+    name: str
+    targets: str | None = None
+    batch: str | None = None
+    torch_loss: str | None = None
+    keras_loss: str | None = None
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    description: str | None = None
+
+    def parts(self) -> tuple[str, ...]:
+        return tuple(p for p in TRICK_PARTS if getattr(self, p) is not None)
+
+
+@dataclass(frozen=True)
+class TrickInfo:
+    """What the grid parser needs to know of a registered trick (see :class:`Names`)."""
+
+    uses_smoothing: bool = False  # takes ε from the grid's `smoothing:` axis
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    parts: tuple[str, ...] = ()  # the parts it gives, among TRICK_PARTS
+    images_only: bool = False
+
+
+@dataclass(frozen=True)
 class ArmSpec:
-    """A named arm: how it smooths labels (a registered method) and its own train settings."""
+    """A named arm: its trick (a registered or grid-declared one), its params and its own train settings."""
 
     name: str
     method: str
     train: Mapping[str, Any] = field(default_factory=dict)  # the keys this arm overrides, as written
+    params: Mapping[str, float] = field(default_factory=dict)  # the trick params this arm sets, as written
 
 
 @dataclass(frozen=True)
@@ -133,10 +184,12 @@ class RunSpec:
     seed: int
     repeat: int
     train: TrainConfig
-    method: str = ""  # how the arm smooths (a registered method); "" means the arm's name
+    method: str = ""  # the arm's trick (a registered one, or `trick`'s name); "" means the arm's name
     model_factory: str | None = None  # "module:function" for a user model in this backend's framework
     pairing: str = "within-backend"
     origin: str | None = None  # the grid file's folder: where user modules are looked up first
+    params: Mapping[str, float] = field(default_factory=dict)  # the trick's params, defaults filled in
+    trick: TrickSpec | None = None  # a grid-declared trick's parts; None for a registered trick
 
     def __post_init__(self) -> None:
         if not self.method:
@@ -159,6 +212,13 @@ class RunSpec:
         if data["dataset"]["loader"] is None:
             data["dataset"].pop("loader")
         data["train"].pop("timeout")  # a time limit does not change what a run computes
+        # Fields added with tricks appear only when used, so older grids keep their ids.
+        if not data["params"]:
+            data.pop("params")
+        if data["trick"] is None:
+            data.pop("trick")
+        else:  # what it computes: its parts; the params' values are in `params`, their ranges are not
+            data["trick"] = {k: v for k, v in data["trick"].items() if k in TRICK_PARTS and v is not None}
         return data
 
     @property
@@ -177,7 +237,8 @@ class RunSpec:
     def describe(self) -> str:
         eps = f" eps={self.smoothing:g}" if self.smoothing else ""
         rep = f" repeat={self.repeat}" if self.repeat else ""
-        return (f"{self.backend} {self.dataset.name} {self.model} {self.arm}{eps} "
+        params = "".join(f" {k}={v:g}" for k, v in sorted(self.params.items()))
+        return (f"{self.backend} {self.dataset.name} {self.model} {self.arm}{eps}{params} "
                 f"seed={self.seed}{rep}")
 
     @staticmethod
@@ -185,12 +246,18 @@ class RunSpec:
         train = dict(data["train"])
         if train.get("augment") is not None:
             train["augment"] = AugmentSpec(**train["augment"])
+        trick = data.get("trick")
+        if trick is not None:
+            trick = dict(trick)
+            trick["params"] = {k: ParamSpec(**v) for k, v in (trick.get("params") or {}).items()}
+            trick = TrickSpec(**trick)
         return RunSpec(
             backend=data["backend"], dataset=DatasetSpec(**data["dataset"]), model=data["model"],
             arm=data["arm"], smoothing=float(data["smoothing"]), seed=int(data["seed"]),
             repeat=int(data.get("repeat", 0)), train=TrainConfig(**train), method=data.get("method") or "",
             model_factory=data.get("model_factory"), pairing=data.get("pairing", "within-backend"),
-            origin=data.get("origin"))
+            origin=data.get("origin"), params={k: float(v) for k, v in (data.get("params") or {}).items()},
+            trick=trick)
 
 
 @dataclass(frozen=True)
@@ -200,7 +267,7 @@ class Names:
     Built by :func:`ablate.catalog.names`; tests may build a smaller one.
     """
 
-    methods: Mapping[str, bool]  # smoothing method -> whether it uses ε
+    tricks: Mapping[str, TrickInfo]  # registered trick -> what the parser checks of it
     models: Sequence[str]
     datasets: Sequence[str]
     backends: Sequence[str]  # accepted spellings, `keras` included
@@ -221,10 +288,12 @@ class Grid:
     train: TrainConfig
     arm_train: Mapping[str, TrainConfig]  # arm -> that arm's resolved train config
     analysis: AnalysisConfig
-    smoothing_methods: frozenset[str] = frozenset()  # the methods whose arms run once per ε
+    smoothing_methods: frozenset[str] = frozenset()  # the tricks whose arms run once per ε
     pairing: str = "within-backend"
     source: str = "<grid>"
     base_dir: str | None = None  # the grid file's folder, absolute
+    tricks: Mapping[str, TrickSpec] = field(default_factory=dict)  # the grid's own `tricks:`
+    arm_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # arm -> its trick's params
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -236,8 +305,9 @@ class Grid:
 
     @property
     def override_text(self) -> Mapping[str, Mapping[str, Any]]:
-        """arm -> the train keys it overrides, for arms that override any."""
-        return {a.name: dict(a.train) for a in self.arms if a.train}
+        """arm -> the train keys and trick params it sets, for arms that set any."""
+        return {a.name: {**dict(a.train), **{f"params.{k}": v for k, v in a.params.items()}}
+                for a in self.arms if a.train or a.params}
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """The arm pairs to compare: `analysis.compare`, else every pair in grid order."""
@@ -262,14 +332,16 @@ class Grid:
                                         backend=backend, dataset=dataset, model=model.name, arm=arm.name,
                                         smoothing=float(eps), seed=seed, repeat=repeat,
                                         train=self.arm_train[arm.name], method=arm.method,
-                                        model_factory=factory, pairing=self.pairing, origin=self.base_dir))
+                                        model_factory=factory, pairing=self.pairing, origin=self.base_dir,
+                                        params=dict(self.arm_params.get(arm.name, {})),
+                                        trick=self.tricks.get(arm.method)))
         return out
 
 
 # ---------------------------------------------------------------------------- parsing
 
 _TOP_KEYS = ("study", "datasets", "models", "backends", "arms", "smoothing", "seeds", "repeats",
-             "train", "overrides", "analysis", "pairing")
+             "train", "overrides", "analysis", "pairing", "tricks")
 _REQUIRED = ("study", "datasets", "models", "backends", "arms", "seeds")
 _REFERENCE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _STUDY_NAME_BYTES = 200  # a folder name, with room for the files inside it
@@ -419,19 +491,82 @@ def _parse_model(ctx: _Ctx, names: Names, value: Any, index: int) -> ModelSpec:
     return ModelSpec(name, torch=refs.get("torch"), keras=refs.get("keras"))
 
 
-def _parse_arms(ctx: _Ctx, names: Names, raw: Any) -> list[tuple[str, str, Mapping[str, Any]]]:
-    """(name, method, train overrides as written) per arm, from the list or the mapping form."""
-    methods = tuple(names.methods)
-    out: list[tuple[str, str, Mapping[str, Any]]] = []
+_NAME_FORBIDDEN = "/\\\n\0"
+
+
+def _parse_param_spec(ctx: _Ctx, key: str, raw: Any) -> ParamSpec:
+    """A grid trick's param: a number (its default) or ``{default, low, high}``."""
+    if not isinstance(raw, Mapping):
+        return ParamSpec(ctx.number(key, raw))
+    ctx.keys(key, raw, ("default", "low", "high"))
+    if "default" not in raw:
+        raise ctx.fail(f"{key}.default", "missing; expected the param's default value")
+    low = ctx.number(f"{key}.low", raw["low"]) if "low" in raw else None
+    high = ctx.number(f"{key}.high", raw["high"]) if "high" in raw else None
+    if low is not None and high is not None and low > high:
+        raise ctx.fail(key, f"expected low <= high, but got low {low:g} and high {high:g}")
+    spec = ParamSpec(ctx.number(f"{key}.default", raw["default"]), low=low, high=high)
+    if not spec.allows(spec.default):
+        raise ctx.fail(f"{key}.default", f"expected a value {spec.describe()}, but got {raw['default']!r}")
+    return spec
+
+
+def _parse_tricks(ctx: _Ctx, names: Names, raw: Any) -> dict[str, TrickSpec]:
+    """The grid's own tricks: ``name: {targets|batch|torch_loss|keras_loss: module:function, params: ...}``."""
+    out: dict[str, TrickSpec] = {}
+    for name, body in ctx.mapping("tricks", raw).items():
+        key = f"tricks.{name}"
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in _NAME_FORBIDDEN):
+            raise ctx.fail("tricks", f"expected trick names that are non-empty strings without '/', '\\', "
+                                     f"newline or NUL, but got {name!r}")
+        if name in names.tricks:
+            raise ctx.fail(key, f"{name!r} is a built-in trick; give your trick another name")
+        body = ctx.mapping(key, body)
+        ctx.keys(key, body, TRICK_PARTS + ("params", "description"))
+        refs = {part: ctx.reference(f"{key}.{part}", body[part]) for part in TRICK_PARTS if part in body}
+        if not refs:
+            raise ctx.fail(key, f"expected at least one part among {', '.join(TRICK_PARTS)} "
+                                f"(each a 'module:function'), but got none")
+        params = {str(p): _parse_param_spec(ctx, f"{key}.params.{p}", v)
+                  for p, v in ctx.mapping(f"{key}.params", body.get("params") or {}).items()}
+        description = body.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ctx.fail(f"{key}.description", f"expected text, but got {description!r}")
+        out[name] = TrickSpec(name=name, params=params, description=description, **refs)
+    return out
+
+
+def _trick_params(ctx: _Ctx, key: str, trick: str, specs: Mapping[str, ParamSpec], raw: Any) -> dict[str, float]:
+    """An arm's ``params:`` checked against its trick's: known names, values in range."""
+    given = ctx.mapping(key, raw)
+    values: dict[str, float] = {}
+    for name, value in given.items():
+        if name not in specs:
+            raise ctx.fail(f"{key}.{name}", f"unknown param of trick {trick!r}; its params: "
+                                            f"{', '.join(specs) or 'none'}")
+        spec = specs[name]
+        v = ctx.number(f"{key}.{name}", value)
+        if not spec.allows(v):
+            raise ctx.fail(f"{key}.{name}", f"trick {trick!r} expects {name} {spec.describe()}, but got {value!r}")
+        values[str(name)] = v
+    return values
+
+
+def _parse_arms(ctx: _Ctx, names: Names, raw: Any, grid_tricks: Mapping[str, TrickSpec]
+                ) -> list[tuple[str, str, Mapping[str, Any], Mapping[str, float]]]:
+    """(name, trick, train overrides as written, params as written) per arm, from the list or mapping form."""
+    methods = tuple(names.tricks) + tuple(grid_tricks)
+    out: list[tuple[str, str, Mapping[str, Any], Mapping[str, float]]] = []
     if isinstance(raw, Mapping):
         if not raw:
             raise ctx.fail("arms", "expected at least one arm")
         for name, body in raw.items():
             key = f"arms.{name}"
-            if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\\n\0"):
-                raise ctx.fail("arms", f"expected arm names that are plain strings, but got {name!r}")
+            if not isinstance(name, str) or not name.strip() or any(c in name for c in _NAME_FORBIDDEN):
+                raise ctx.fail("arms", f"expected arm names that are non-empty strings without '/', '\\', "
+                                       f"newline or NUL, but got {name!r}")
             body = {} if body is None else ctx.mapping(key, body)
-            ctx.keys(key, body, ("method", "train"))
+            ctx.keys(key, body, ("method", "train", "params"))
             if "method" in body:
                 method = ctx.choice(f"{key}.method", body["method"], methods)
             elif name in methods:
@@ -439,13 +574,15 @@ def _parse_arms(ctx: _Ctx, names: Names, raw: Any) -> list[tuple[str, str, Mappi
             else:
                 raise ctx.fail(key, f"missing `method`; expected one of {methods}")
             train = ctx.mapping(f"{key}.train", body.get("train") or {})
-            out.append((name, method, dict(train)))
+            specs = grid_tricks[method].params if method in grid_tricks else names.tricks[method].params
+            params = _trick_params(ctx, f"{key}.params", method, specs, body.get("params") or {})
+            out.append((name, method, dict(train), params))
         return out
     for i, value in enumerate(ctx.as_list("arms", raw)):
         name = ctx.choice(f"arms[{i}]", value, methods,
-                          "(smoothing methods; name arms of your own with `arms: {name: {method: ...}}`)")
-        out.append((name, name, {}))
-    dup = sorted({n for n, _, _ in out if [a for a, _, _ in out].count(n) > 1})
+                          "(tricks; name arms of your own with `arms: {name: {method: ...}}`)")
+        out.append((name, name, {}, {}))
+    dup = sorted({n for n, _, _, _ in out if [a for a, _, _, _ in out].count(n) > 1})
     if dup:
         raise ctx.fail("arms", f"expected each entry once, but got duplicates {dup}")
     return out
@@ -581,8 +718,9 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
     models = tuple(_parse_model(ctx, names, v, i) for i, v in enumerate(ctx.as_list("models", data["models"])))
     backends = tuple(canonical_backend(ctx.choice(f"backends[{i}]", v, names.backends))
                      for i, v in enumerate(ctx.as_list("backends", data["backends"])))
-    arm_list = _parse_arms(ctx, names, data["arms"])
-    arm_names = tuple(a for a, _, _ in arm_list)
+    grid_tricks = _parse_tricks(ctx, names, data["tricks"]) if "tricks" in data else {}
+    arm_list = _parse_arms(ctx, names, data["arms"], grid_tricks)
+    arm_names = tuple(a for a, _, _, _ in arm_list)
     for key, values in (("datasets", [d.name for d in datasets]), ("models", [m.name for m in models]),
                         ("backends", backends)):
         dup = sorted({v for v in values if list(values).count(v) > 1})
@@ -596,8 +734,9 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
                 raise ctx.fail(f"models[{i}]", f"model {model.name!r} has no `{framework_of(backend)}:` factory, "
                                                f"but backend {backend!r} is in the grid; add one or drop the backend")
 
-    smoothing_methods = frozenset(m for m, smooths in names.methods.items() if smooths)
-    smoothing_arms = [a for a, method, _ in arm_list if method in smoothing_methods]
+    _check_trick_frameworks(ctx, names, grid_tricks, arm_list, backends)
+    smoothing_methods = frozenset(m for m, info in names.tricks.items() if info.uses_smoothing)
+    smoothing_arms = [a for a, method, _, _ in arm_list if method in smoothing_methods]
     if "smoothing" in data:
         smoothing = tuple(ctx.number(f"smoothing[{i}]", v, low=0.0, high=1.0, open_low=True, open_high=True)
                           for i, v in enumerate(ctx.as_list("smoothing", data["smoothing"])))
@@ -623,12 +762,15 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
     legacy = ctx.mapping("overrides", data.get("overrides", {}))
     arms: list[ArmSpec] = []
     arm_train: dict[str, TrainConfig] = {}
+    arm_params: dict[str, dict[str, float]] = {}
     for arm, body in legacy.items():
         if arm not in arm_names:
             raise ctx.fail("overrides", f"expected keys among the grid's arms {arm_names}, but got {arm!r}")
         ctx.keys(f"overrides.{arm}", ctx.mapping(f"overrides.{arm}", body), ["train"])
-    for name, method, overrides in arm_list:
+    for name, method, overrides, params in arm_list:
         key = f"arms.{name}.train"
+        specs = grid_tricks[method].params if method in grid_tricks else names.tricks[method].params
+        arm_params[name] = {**{p: s.default for p, s in specs.items()}, **params}
         if name in legacy:
             if overrides:
                 raise ctx.fail(f"overrides.{name}", f"arm {name!r} also has `train:` in `arms`; keep one "
@@ -636,12 +778,30 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
             overrides = dict(ctx.mapping(f"overrides.{name}.train", legacy[name].get("train") or {}))
             key = f"overrides.{name}.train"
         arm_train[name] = _parse_train(ctx, key, overrides, train)
-        arms.append(ArmSpec(name, method, dict(overrides)))
+        arms.append(ArmSpec(name, method, dict(overrides), dict(params)))
     analysis = _parse_analysis(ctx, data.get("analysis", {}), arm_names, names, len(seeds))
     return Grid(study=study, datasets=datasets, models=models, backends=backends, arms=tuple(arms),
                 smoothing=smoothing, seeds=seeds, repeats=repeats, train=train, arm_train=arm_train,
                 analysis=analysis, smoothing_methods=smoothing_methods, pairing=pairing, source=source,
-                base_dir=str(ctx.base_dir) if ctx.base_dir is not None else None)
+                base_dir=str(ctx.base_dir) if ctx.base_dir is not None else None,
+                tricks={m: t for m, t in grid_tricks.items() if m in {a.method for a in arms}},
+                arm_params=arm_params)
+
+
+def _check_trick_frameworks(ctx: _Ctx, names: Names, grid_tricks: Mapping[str, TrickSpec],
+                            arm_list, backends: Sequence[str]) -> None:
+    """A trick that gives a loss for some framework must give one for every framework in the grid."""
+    for arm, method, _, _ in arm_list:
+        parts = grid_tricks[method].parts() if method in grid_tricks else names.tricks[method].parts
+        losses = {fw for fw in ("torch", "keras") if f"{fw}_loss" in parts}
+        if not losses:
+            continue
+        for backend in backends:
+            fw = framework_of(backend)
+            if fw not in losses:
+                raise ctx.fail(f"arms.{arm}", f"trick {method!r} has no `{fw}_loss` part (only "
+                                              f"{', '.join(sorted(f'{f}_loss' for f in losses))}), but backend "
+                                              f"{backend!r} is in the grid; add a {fw}_loss or drop the backend")
 
 
 def read_grid_file(path: str | Path) -> Any:

@@ -20,7 +20,7 @@ from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
                                    check_margin_metrics, check_options, write_report)
-from ablate.config import DEFAULT_MARGINS
+from ablate.config import DEFAULT_MARGINS, TRICK_PARTS
 from ablate.errors import ConfigError, StoreError
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
 
@@ -168,7 +168,10 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
             continue
         rows.append(row)
         if row["status"] == "completed" and isinstance(item.config.get("train"), Mapping):
-            trains.setdefault(row["arm"], []).append(item.config["train"])
+            # A trick's params are per-arm settings like train keys, so the confound list shows them.
+            params = item.config.get("params") if isinstance(item.config.get("params"), Mapping) else {}
+            trains.setdefault(row["arm"], []).append(
+                {**item.config["train"], **{f"params.{k}": v for k, v in params.items()}})
         cell = tuple(row[c] for c in CELL)
         if arrays is not None and row.get("repeat", 0) == 0:
             pooled.setdefault(cell, []).append((arrays["test_probs"], arrays["test_labels"]))
@@ -211,6 +214,9 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
         "run_id": rec["run_id"], "status": rec["status"], "backend": cfg["backend"],
         "dataset": cfg["dataset"]["name"], "model": cfg["model"], "arm": cfg["arm"],
         "method": cfg.get("method") or cfg["arm"],
+        "params": ", ".join(f"{k} = {v:g}" for k, v in sorted((cfg.get("params") or {}).items())),
+        "trick": ", ".join(f"{p} {r}" for p, r in (cfg.get("trick") or {}).items()
+                           if p in TRICK_PARTS and isinstance(r, str)),
         "smoothing": float(cfg["smoothing"]), "seed": int(cfg["seed"]), "repeat": int(cfg.get("repeat", 0)),
         "pairing": cfg.get("pairing", "within-backend"),
         "attempt": rec.get("attempt", 1), "started_at": rec.get("started_at"),

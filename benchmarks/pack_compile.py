@@ -44,24 +44,24 @@ def build(backend, model: str, shape: tuple[int, ...], batch: int, k: int, x: np
     options = dict(model=model, input_shape=shape, num_classes=10, loss_smoothing=0.0,
                    train=TrainConfig(epochs=1, batch_size=batch, lr=0.01))
     return create_pack(backend, member_options=[dict(options, seed=s) for s in range(k)], seeds=list(range(k)),
-                       loss_eps=[0.1 * (s % 2) for s in range(k)], x_train=x, targets=targets)
+                       x_train=x, targets=targets)
 
 
 def compile_losses(pack: PackTrainer, mode: str) -> None:
     """Route ``pack``'s losses through ``torch.compile`` of the vmapped member loss (gather stays eager)."""
-    def losses(params, buffers, xb, tb, eps):
-        return vmap(pack._member_loss, randomness="different")(params, buffers, xb, tb, eps)
+    def losses(params, buffers, xb, tb):
+        return vmap(pack._member_loss, randomness="different")(params, buffers, xb, tb)
 
     compiled = torch.compile(losses, mode=mode, dynamic=False)
 
-    def pack_losses(idx: np.ndarray, draws) -> torch.Tensor:
+    def pack_losses(idx: np.ndarray, draws, mixes=None) -> torch.Tensor:
         k, b = idx.shape
         it = torch.from_numpy(np.ascontiguousarray(idx, np.int64)).to(pack.device)
         xb = gather_batch(pack.images, it.reshape(-1))
         xb = xb.reshape(k, b, *xb.shape[1:])
         tb = pack.targets[pack._members[:, None], it]
         pack.base.train()
-        return compiled(pack.params, pack.buffers, xb, tb, pack.eps)
+        return compiled(pack.params, pack.buffers, xb, tb)
 
     pack._losses = pack_losses
 
@@ -71,7 +71,7 @@ def float64_gradients(pack: PackTrainer, idx: np.ndarray):
     pack.params = {n: p.detach().double().requires_grad_() for n, p in pack.params.items()}
     pack.buffers = {n: (b.double() if b.is_floating_point() else b) for n, b in pack.buffers.items()}
     pack.base, pack.images = pack.base.double(), pack.images.double()
-    pack.targets, pack.eps = pack.targets.double(), pack.eps.double()
+    pack.targets = pack.targets.double()
     pack.optimizer = torch.optim.SGD(list(pack.params.values()), lr=0.01)
     return pack.losses_and_gradients(idx)[1]
 

@@ -60,8 +60,8 @@ def test_seed_list_and_defaults(write_grid):
     ("study: tiny", "study: tiny\ncolour: red", "unknown key 'colour'; allowed keys: study"),
     ("backends: [torch, keras]", "backends: [torch, mxnet]",
      "`backends[1]`: expected one of ('keras', 'torch', 'keras/tensorflow', 'keras/jax', 'keras/torch'), but got 'mxnet'"),
-    ("arms: [none, explicit, loss]", "arms: [none, mixup]",
-     "`arms[1]`: expected one of ('none', 'explicit', 'loss', 'both') (smoothing methods; name arms of your own"),
+    ("arms: [none, explicit, loss]", "arms: [none, mixplus]",
+     "`arms[1]`: expected one of ('none', 'explicit', 'loss', 'both', 'mixup', 'cutmix', 'focal') (tricks; name arms of your own"),
     ("datasets: [{name: digits, train_size: 400, test_size: 200}]", "datasets: [svhn]",
      "`datasets[0].name`: expected one of ('digits', 'fashion-mnist', 'mnist', 'cifar10', 'imagenette') (or a mapping"),
     ("models: [mlp]", "models: [resnet50]", "`models[0]`: expected one of ('mlp', 'small-cnn'"),
@@ -83,7 +83,7 @@ def test_seed_list_and_defaults(write_grid):
     ("study: tiny", "study: \"a\\nb\"", "`study`: expected a folder-safe name"),
     ("study: tiny", "study: " + "x" * 256, "`study`: expected a folder-safe name"),
     ("seeds: 2", "seeds: 100000000", "`seeds`: expected an integer <= 100000"),
-    ("arms: [none, explicit, loss]", "arms: {a: {method: mixup}}", "`arms.a.method`: expected one of ('none'"),
+    ("arms: [none, explicit, loss]", "arms: {a: {method: mixplus}}", "`arms.a.method`: expected one of ('none'"),
     ("arms: [none, explicit, loss]", "arms: {mine: {}}", "`arms.mine`: missing `method`"),
     ("arms: [none, explicit, loss]", "arms: {explicit: {train: {momentum: 2}}}",
      "`arms.explicit.train.momentum`: expected a value in [0, 1)"),
@@ -93,7 +93,7 @@ def test_seed_list_and_defaults(write_grid):
     ("models: [mlp]", "models: [{name: mlp, torch: 'a:b', keras: 'a:c'}]", "`models[0].name`: 'mlp' is a built-in"),
     ("datasets: [{name: digits, train_size: 400, test_size: 200}]", "datasets: [{name: digits, loader: 'm:f'}]",
      "`datasets[0].name`: expected a new dataset name for a `loader`"),
-    ("study: tiny", "study: tiny\nanalysis: {compare: [[none, mixup]]}", "`analysis.compare[0][1]`: expected one of"),
+    ("study: tiny", "study: tiny\nanalysis: {compare: [[none, mixplus]]}", "`analysis.compare[0][1]`: expected one of"),
     ("study: tiny", "study: tiny\nanalysis: {compare: [[loss, loss]]}", "`analysis.compare[0]`: expected two different"),
     ("study: tiny", "study: tiny\npairing: sideways", "`pairing`: expected one of ('within-backend', 'cross-backend')"),
 ])
@@ -109,7 +109,7 @@ def test_bad_grids_fail_with_one_line(write_grid, old, new, expected):
 
 def test_override_of_unknown_arm_and_key(write_grid):
     with pytest.raises(ConfigError, match="`overrides`: expected keys among the grid's arms"):
-        load_grid(write_grid(TINY_GRID + "overrides: {mixup: {train: {lr: 0.1}}}\n"))
+        load_grid(write_grid(TINY_GRID + "overrides: {mixplus: {train: {lr: 0.1}}}\n"))
     with pytest.raises(ConfigError, match="unknown key 'lrate' in `overrides.loss.train`"):
         load_grid(write_grid(TINY_GRID + "overrides: {loss: {train: {lrate: 0.1}}}\n"))
 

@@ -33,7 +33,8 @@ FORBIDDEN = {
 ALLOWED_FROM_LEAF = {"ablate.config": ("ablate.errors",), "ablate.registry": ("ablate.errors",),
                      "ablate.errors": ()}
 # Modules that may import a framework or plotting library, at any depth.
-HEAVY_OK = ("ablate.backends.torch", "ablate.backends.keras", "ablate.backends.torch_models",
+HEAVY_OK = ("ablate.backends.torch", "ablate.backends.keras", "ablate.backends.torch_losses",
+            "ablate.backends.keras_losses", "ablate.backends.torch_models",
             "ablate.backends.keras_models", "ablate.backends.torch_pack", "ablate.backends.torch_device", "ablate.analysis.figures",
             "ablate.execution.executors.ray", "ablate.export", "ablate.data.catalogue")
 

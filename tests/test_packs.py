@@ -18,9 +18,10 @@ from ablate.data.augment import apply_augmentation, draw_augmentation
 from ablate.data.catalogue import Dataset, load_dataset
 from ablate.errors import ConfigError
 from ablate.execution import packs
-from ablate.execution.pack_runner import execute_pack
+from ablate.execution.pack_runner import execute_pack, member_targets
 from ablate.execution.packs import auto_pack_size, parse_pack, plan_packs
-from ablate.execution.runner import execute, loss_smoothing, run_targets, trainer_options
+from ablate.execution.runner import bound_loss, execute, loss_smoothing, run_targets, run_trick, trainer_options
+from ablate.tricks import trick_rng
 from tests.conftest import REPO
 
 ARMS = (("none", 0.0), ("explicit", 0.1), ("loss", 0.1))
@@ -61,11 +62,10 @@ def _spec(arm, eps, seed, model="mlp", backend="torch", **kw):
 
 
 def _pack(backend, data, specs):
-    k = data.num_classes
+    rngs = [trick_rng(s.seed, run_trick(s).name) for s in specs]
     return create_pack(backend, member_options=[trainer_options(s, data) for s in specs],
-                       seeds=[s.seed for s in specs],
-                       loss_eps=[loss_smoothing(s) for s in specs], x_train=data.x_train,
-                       targets=np.stack([run_targets(s, data.y_train, k) for s in specs]))
+                       seeds=[s.seed for s in specs], x_train=data.x_train,
+                       targets=member_targets(specs, data, rngs), loss_fn=bound_loss(specs[0]))
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ options = dict(model=model, input_shape=(32, 32, 3), num_classes=10, loss_smooth
 need = member_bytes(backend.create_trainer(seed=0, **options), x[:batch], num_train=n, num_classes=10)
 targets = np.eye(10, dtype=np.float32)[rng.integers(0, 10, size=(k, n))]
 pack = create_pack(backend, member_options=[dict(options, seed=s) for s in range(k)], seeds=list(range(k)),
-                   loss_eps=[0.0] * k, x_train=x, targets=targets)
+                   x_train=x, targets=targets)
 def status(key):  # this process's own memory, in bytes (ru_maxrss would carry the parent's peak over fork+exec)
     line = next(l for l in open("/proc/self/status") if l.startswith(key + ":"))
     return int(line.split()[1]) * 1024

@@ -19,16 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ablate import tricks
+
 VERDICTS = ("equivalent", "different", "inconclusive", "identical")
 METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier score",
                 "ece_ts": "ECE after TS", "nll_ts": "NLL after TS"}
 TEST_NAMES = {"paired_t": "the paired t-test", "wilcoxon": "the Wilcoxon signed-rank test",
               "sign_flip": "a sign-flip permutation test", "welch_t": "Welch's t-test (across backends)"}
-# How each smoothing method trains; the arm names themselves are the user's.
-METHOD_TEXT = {"none": "cross-entropy on one-hot labels",
-               "explicit": "targets replaced by y·(1−ε)+ε/K before training",
-               "loss": "the framework's label-smoothed cross-entropy",
-               "both": "smoothed targets and the framework's smoothed loss together"}
 TRAIN_NAMES = {"epochs": "epochs", "batch_size": "batch size", "optimizer": "optimizer", "lr": "learning rate",
                "momentum": "momentum", "weight_decay": "weight decay", "schedule": "schedule",
                "power": "decay power", "augment": "augmentation", "monitor_size": "monitor size"}
@@ -264,10 +261,16 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
     arm_bits = []
     for arm in arms:
         info = ctx_arms.get(arm, {})
-        method = info.get("method") or (arm if arm in METHOD_TEXT else None)
+        method = info.get("method") or (arm if arm in tricks.TRICKS else None)
         eps = sorted(set(float(e) for e in done.loc[done["arm"] == arm, "smoothing"])) if "smoothing" in done else []
         eps_text = ", ".join(f"{e:g}" for e in eps)
-        desc = METHOD_TEXT.get(method, f"method {method}") if method else ""
+        # What the arm's trick does, from its registry entry; a grid's own trick by its parts.
+        desc = tricks.get(method).short if method in tricks.TRICKS else (f"trick {method}" if method else "")
+        own = done.loc[done["arm"] == arm]
+        for column in ("trick", "params"):
+            found = [str(v) for v in own[column].dropna() if str(v)] if column in own else []
+            if found:
+                desc = f"{desc}; {found[0]}" if desc else found[0]
         arm_bits.append(f"{arm} ({desc + '; ' if desc else ''}ε = {eps_text})" if eps_text else f"{arm}")
     seeds = done["seed"].tolist() if "seed" in done else []
     sentences.append(f"We compared {len(arms)} arm{'s' if len(arms) != 1 else ''}, "

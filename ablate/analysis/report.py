@@ -23,7 +23,8 @@ from ablate.errors import ConfigError
 RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
-                     "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing")
+                     "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
+                     "params", "trick")
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
 
@@ -287,24 +288,46 @@ def _md_table(df, columns: Sequence[str], digits: int = 4) -> str:
     return "\n".join(lines)
 
 
-def _arms_line(runs) -> str:
-    """One line naming each arm and what its method does (from the methods registry)."""
-    from ablate import methods
+def arm_descriptions(runs) -> dict[str, str]:
+    """arm -> what its trick does, from the tricks registry (a grid's own trick: its parts), with its params.
 
+    runs: the runs table; its ``method``, ``params`` and ``trick`` columns are used where present.
+    """
+    from ablate import tricks
+
+    out: dict[str, str] = {}
     if "arm" not in runs:
-        return ""
-    pairs = []
+        return out
     for arm in dict.fromkeys(runs["arm"].astype(str)):
-        method = arm
-        if "method" in runs:
-            found = runs.loc[runs["arm"] == arm, "method"].dropna().astype(str)
-            method = found.iloc[0] if len(found) and found.iloc[0] else arm
-        if method in methods.METHODS:
-            text = methods.get(method).description
-            pairs.append(f"`{arm}` = {text}" if method == arm else f"`{arm}` = method `{method}`: {text}")
+        rows = runs[runs["arm"].astype(str) == arm]
+
+        def first(column: str) -> str:
+            if column not in rows:
+                return ""
+            found = rows[column].dropna().astype(str)
+            found = found[found != ""]
+            return found.iloc[0] if len(found) else ""
+
+        method, params, parts = first("method") or arm, first("params"), first("trick")
+        if parts:
+            text = f"user trick `{method}` ({parts})"
+        elif method in tricks.TRICKS:
+            text = tricks.get(method).description
         else:
-            pairs.append(f"`{arm}`")
-    return "Arms: " + "; ".join(pairs) + "."
+            out[arm] = ""
+            continue
+        text = f"{text}; {params}" if params else text
+        out[arm] = text if method == arm else f"trick `{method}`: {text}"
+    return out
+
+
+def _arms_line(runs) -> str:
+    """One line naming each arm and what its trick does (from the tricks registry)."""
+    described = arm_descriptions(runs)
+    if not described:
+        return ""
+    return "Arms: " + "; ".join(f"`{arm}` = {text}" if text else f"`{arm}`"
+                                for arm, text in described.items()) + "."
 
 
 def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, overrides, binning,

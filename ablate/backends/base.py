@@ -8,7 +8,7 @@ takes optimiser steps on the batches it is handed and returns class probabilitie
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -69,7 +69,8 @@ class Backend(ABC):
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
                        factory: str | None = None, search_paths: Sequence[str] = (),
-                       initial_weights: list[tuple[str, np.ndarray]] | None = None) -> Trainer:
+                       initial_weights: list[tuple[str, np.ndarray]] | None = None,
+                       loss: Callable[..., object] | None = None) -> Trainer:
         """Build a model with weights drawn from ``seed`` and its optimiser.
 
         ``loss_smoothing`` > 0 selects the framework's own smoothed cross-entropy; 0 gives plain
@@ -79,7 +80,8 @@ class Backend(ABC):
         model ``model``. The framework is seeded with ``seed`` before the factory is called.
         ``initial_weights`` (``pairing: cross-backend``): named arrays in the neutral layout of
         :mod:`ablate.backends.weights` that replace the drawn weights; a mismatch is a one-line
-        BackendError.
+        BackendError. ``loss``: a trick's loss in this framework's argument order, its params
+        already bound, returning the batch mean; None is the framework's cross-entropy above.
         """
 
     def free_device_memory(self) -> int | None:

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from ablate.config import TrainConfig
-from ablate.backends import keras_models
+from ablate.backends import keras_losses, keras_models
 from ablate.backends.base import Backend, Trainer
 from ablate.errors import BackendError
 
@@ -35,10 +35,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class KerasTrainer(Trainer):
-    def __init__(self, model: keras.Model, train: TrainConfig, loss_smoothing: float):
+    def __init__(self, model: keras.Model, train: TrainConfig, loss_smoothing: float, loss=None):
         self.model = model
-        # The `loss` arm: Keras' own smoothing, y*(1-eps) + eps/K, applied inside the loss.
-        self.loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=loss_smoothing)
+        # The `loss` arm: Keras' own smoothing, y*(1-eps) + eps/K, applied inside the loss; a
+        # trick's loss (targets, logits) -> batch mean replaces it.
+        self.loss = loss if loss is not None else keras_losses.cross_entropy(loss_smoothing)
         if train.optimizer == "sgd":
             optimizer = keras.optimizers.SGD(learning_rate=train.lr, momentum=train.momentum,
                                              weight_decay=train.weight_decay or None)
@@ -229,7 +230,7 @@ class KerasBackend(Backend):
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
                        factory: str | None = None, search_paths: Sequence[str] = (),
-                       initial_weights=None) -> KerasTrainer:
+                       initial_weights=None, loss=None) -> KerasTrainer:
         # Seeds Python, numpy and the engine: the same seed gives every arm the same weights
         # and the same dropout draws. Keras' smoothed loss smooths whatever targets it gets,
         # so soft targets need nothing special.
@@ -237,7 +238,7 @@ class KerasBackend(Backend):
         net = keras_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
             load_shared_weights(net, initial_weights)
-        return KerasTrainer(net, train, loss_smoothing)
+        return KerasTrainer(net, train, loss_smoothing, loss)
 
     def environment(self) -> Mapping[str, str]:
         engine = keras.backend.backend()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from ablate.config import TrainConfig
-from ablate.backends import torch_models
+from ablate.backends import torch_losses, torch_models
 from ablate.backends.base import Backend, Trainer
 from ablate.errors import BackendError
 
@@ -20,14 +21,16 @@ _SHARED_KINDS = (("conv", nn.Conv2d), ("bn", nn.BatchNorm2d), ("dense", nn.Linea
 
 class TorchTrainer(Trainer):
     def __init__(self, model: nn.Module, train: TrainConfig, loss_smoothing: float, device: torch.device,
-                 soft_targets: bool = False):
+                 soft_targets: bool = False, loss: Callable[..., torch.Tensor] | None = None):
         self.device = device
         self.model = model.to(device)
         # The framework's smoothed loss sees hard class indices when the targets are one-hot
         # (the `loss` method), as a user of nn.CrossEntropyLoss would write it; probability
         # targets otherwise (smoothed targets, possibly smoothed again by the loss).
-        self.hard_indices = loss_smoothing > 0 and not soft_targets
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=loss_smoothing)
+        # A trick's own loss always sees probability targets.
+        self.hard_indices = loss is None and loss_smoothing > 0 and not soft_targets
+        self.loss_fn = loss if loss is not None else partial(torch_losses.cross_entropy,
+                                                              label_smoothing=loss_smoothing)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if train.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
@@ -208,12 +211,12 @@ class TorchBackend(Backend):
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
                        factory: str | None = None, search_paths: Sequence[str] = (),
-                       initial_weights=None) -> TorchTrainer:
+                       initial_weights=None, loss=None) -> TorchTrainer:
         torch.manual_seed(seed)  # the same seed gives every arm the same initial weights
         net = torch_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
             load_shared_weights(net, initial_weights)
-        return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets)
+        return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets, loss)
 
     def free_device_memory(self) -> int | None:
         """Free memory of this backend's GPU (other workers on it count as used); None on the CPU."""

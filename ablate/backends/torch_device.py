@@ -69,6 +69,27 @@ def draws_to_device(draws: Any, device: torch.device) -> tuple[torch.Tensor, tor
             torch.from_numpy(np.asarray(draws.flip, np.bool_)).to(device, non_blocking=True))
 
 
+def apply_mix(xb: torch.Tensor, tb: torch.Tensor, draw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A mixing draw (``perm`` (B,), ``lam``, ``box`` or None, ``apply``; see ``ablate.tricks.MixDraw``)
+    applied on the device to xb (B, C, H, W) or (B, F) and targets tb (B, K).
+
+    The same float32 arithmetic as the numpy ``ablate.tricks.apply_mix``, so the two agree bit
+    for bit: ``lam·a + (1−lam)·b``, or the box copied from the partner rows.
+    """
+    if not draw.apply:
+        return xb, tb
+    perm = torch.from_numpy(np.asarray(draw.perm, np.int64)).to(xb.device, non_blocking=True)
+    lam = torch.tensor(np.float32(draw.lam), device=xb.device)
+    rest = torch.tensor(np.float32(1.0) - np.float32(draw.lam), device=xb.device)
+    if draw.box is None:
+        xb = lam * xb + rest * xb[perm]
+    else:
+        y0, y1, x0, x1 = draw.box
+        xb = xb.clone()
+        xb[:, :, y0:y1, x0:x1] = xb[perm][:, :, y0:y1, x0:x1]
+    return xb, lam * tb + rest * tb[perm]
+
+
 class DeviceSteps:
     """Optimiser steps of one `TorchTrainer` on training data already on its device.
 
@@ -86,18 +107,22 @@ class DeviceSteps:
         self.targets = tt.argmax(dim=1) if trainer.hard_indices else tt
         self._total = torch.zeros((), dtype=torch.float64, device=dev)
 
-    def step(self, idx: np.ndarray, draws: Any | None, lr: float) -> None:
-        """One optimiser step on rows ``idx`` (B,) with augmentation ``draws`` (or None); no sync."""
+    def step(self, idx: np.ndarray, draws: Any | None, lr: float, mix: Any | None = None) -> None:
+        """One optimiser step on rows ``idx`` (B,) with augmentation ``draws`` (or None) and a
+        trick's mixing draw ``mix`` (or None); no sync."""
         tr = self.trainer
         dev = tr.device
         it = torch.from_numpy(np.asarray(idx, np.int64)).to(dev, non_blocking=True)
         aug = draws_to_device(draws, dev) if draws is not None else (None, None, None)
         xb = gather_batch(self.images, it, *aug)
+        tb = self.targets[it]
+        if mix is not None:
+            xb, tb = apply_mix(xb, tb, mix)
         tr.model.train()
         for group in tr.optimizer.param_groups:
             group["lr"] = lr
         tr.optimizer.zero_grad(set_to_none=True)
-        loss = tr.loss_fn(tr.model(xb), self.targets[it])
+        loss = tr.loss_fn(tr.model(xb), tb)
         loss.backward()
         tr.optimizer.step()
         # The same double arithmetic as the host loop's `total += float(loss) * len(idx)`.

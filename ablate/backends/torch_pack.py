@@ -9,7 +9,9 @@ optimiser class and settings, applied to the stacked tensors; SGD and Adam are
 elementwise, so each member's slice takes the step it would take alone.
 
 Per member k: its own batch rows and augmentation draws (``(K, B)`` indices), its own
-targets ``(K, N, C)`` (smoothed for target smoothing) and its own loss smoothing ``eps[k]``.
+targets ``(K, N, C)`` (smoothed as its trick smooths them, loss smoothing folded in) and its
+own mixing draws. Every member calls the one loss an unpacked run calls: torch's
+cross-entropy (:mod:`ablate.backends.torch_losses`) or the trick's loss, shared by the pack.
 Losses are summed on the device and read once per epoch (``take_totals``). A member
 marked dead (diverged) has its loss and gradients zeroed; the others go on.
 """
@@ -23,19 +25,21 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from ablate.backends.torch_device import draws_to_device, gather_batch, upload_images
+from ablate.backends import torch_losses
+from ablate.backends.torch_device import apply_mix, draws_to_device, gather_batch, upload_images
 
 
 class PackTrainer:
     """K members (``TorchTrainer`` s built by the backend), trained in lockstep as one model.
 
-    x_train: (N, H, W, C); targets: (K, N, C) float32, member k's targets as the unpacked
-    run would hand them to ``train_step`` (one-hot or smoothed); loss_eps: (K,) each
-    member's framework loss smoothing (0 for none).
+    x_train: (N, H, W, C); targets: (K, N, C) float32, member k's training targets with any
+    loss smoothing already applied (``y·(1−ε)+ε/K`` is what torch's ``label_smoothing`` does to
+    probability targets); loss_fn: the members' one loss ``(logits, targets) -> mean``, None
+    for torch's cross-entropy.
     """
 
-    def __init__(self, members: list[Any], x_train: np.ndarray, targets: np.ndarray, loss_eps: list[float],
-                 *, seed: int):
+    def __init__(self, members: list[Any], x_train: np.ndarray, targets: np.ndarray,
+                 loss_fn: Any | None = None, *, seed: int):
         if not members:
             raise ValueError("a pack needs at least one member")
         self.k = len(members)
@@ -53,7 +57,7 @@ class PackTrainer:
         self._all_alive = True
         self.images = upload_images(x_train, dev)
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(dev)
-        self.eps = torch.tensor(loss_eps, dtype=torch.float32, device=dev)
+        self.loss_fn = loss_fn if loss_fn is not None else torch_losses.cross_entropy
         self.alive = torch.ones(self.k, dtype=torch.bool, device=dev)
         self._members = torch.arange(self.k, device=dev)
         self._totals = torch.zeros(self.k, dtype=torch.float64, device=dev)
@@ -62,14 +66,13 @@ class PackTrainer:
         torch.manual_seed(seed)
 
     # -- training --------------------------------------------------------------------------
-    def _member_loss(self, params, buffers, x, t, eps):
-        """One member: x (B, C, H, W), t (B, C) target probabilities, eps () -> mean smoothed CE."""
-        logp = torch.log_softmax(functional_call(self.base, (params, buffers), (x,)), dim=-1)
-        # Cross-entropy with label smoothing eps, as torch's CrossEntropyLoss(label_smoothing=eps).
-        return ((1.0 - eps) * -(t * logp).sum(-1) + eps * -logp.mean(-1)).mean()
+    def _member_loss(self, params, buffers, x, t):
+        """One member: x (B, C, H, W), t (B, C) target probabilities -> the unpacked run's loss."""
+        return self.loss_fn(functional_call(self.base, (params, buffers), (x,)), t)
 
-    def _losses(self, idx: np.ndarray, draws: list[Any] | None) -> torch.Tensor:
-        """idx: (K, B) rows per member; draws: K augmentation draws or None -> (K,) losses."""
+    def _losses(self, idx: np.ndarray, draws: list[Any] | None, mixes: list[Any] | None = None) -> torch.Tensor:
+        """idx: (K, B) rows per member; draws: K augmentation draws or None; mixes: K mixing
+        draws or None -> (K,) losses."""
         k, b = idx.shape
         it = torch.from_numpy(np.ascontiguousarray(idx, np.int64)).to(self.device, non_blocking=True)
         if draws is not None:
@@ -79,15 +82,19 @@ class PackTrainer:
             xb = gather_batch(self.images, it.reshape(-1))
         xb = xb.reshape(k, b, *xb.shape[1:])
         tb = self.targets[self._members[:, None], it]  # (K, B, C): member k's targets of its rows
+        if mixes is not None:  # each member mixed with its own draw, exactly as unpacked
+            pairs = [apply_mix(xb[m], tb[m], mix) for m, mix in enumerate(mixes)]
+            xb = torch.stack([x for x, _ in pairs])
+            tb = torch.stack([t for _, t in pairs])
         self.base.train()
-        return vmap(self._member_loss, randomness="different")(self.params, self.buffers, xb, tb, self.eps)
+        return vmap(self._member_loss, randomness="different")(self.params, self.buffers, xb, tb)
 
-    def step(self, idx: np.ndarray, draws: list[Any] | None, lr: float) -> None:
-        """One optimiser step for every live member; idx: (K, B). No device sync."""
+    def step(self, idx: np.ndarray, draws: list[Any] | None, lr: float, mixes: list[Any] | None = None) -> None:
+        """One optimiser step for every live member; idx: (K, B); mixes: K mixing draws or None. No sync."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        live = self._losses(idx, draws)
+        live = self._losses(idx, draws, mixes)
         if not self._all_alive:
             # A dead member contributes nothing: where() also keeps its NaN out of the sum.
             live = torch.where(self.alive, live, torch.zeros_like(live))
@@ -124,11 +131,12 @@ class PackTrainer:
             out.append(torch.softmax(logits.double(), dim=-1).float().cpu().numpy())
         return np.concatenate(out, axis=1) if out else np.zeros((self.k, 0, 0), np.float32)
 
-    def losses_and_gradients(self, idx: np.ndarray, draws: list[Any] | None = None):
+    def losses_and_gradients(self, idx: np.ndarray, draws: list[Any] | None = None,
+                             mixes: list[Any] | None = None):
         """Each member's loss (K,) and gradients (list over weights of (K, ...)), without updating."""
         self.optimizer.zero_grad(set_to_none=True)
         saved = {n: b.clone() for n, b in self.buffers.items()}
-        losses = self._losses(idx, draws)
+        losses = self._losses(idx, draws, mixes)
         losses.sum().backward()
         grads = [p.grad.detach().cpu().numpy().copy() for p in self.params.values()]
         self.optimizer.zero_grad(set_to_none=True)
@@ -178,11 +186,12 @@ def member_bytes(trainer: Any, x_batch: np.ndarray, *, num_train: int, num_class
     return int(3 * sum(saved.values()) + 4 * weights + 4 * num_train * num_classes)
 
 
-def create_pack(backend: Any, *, member_options: list[dict[str, Any]], seeds: list[int], loss_eps: list[float],
-                x_train: np.ndarray, targets: np.ndarray) -> PackTrainer:
+def create_pack(backend: Any, *, member_options: list[dict[str, Any]], seeds: list[int],
+                x_train: np.ndarray, targets: np.ndarray, loss_fn: Any | None = None) -> PackTrainer:
     """Build each member with the backend's ``create_trainer`` (its seed's initial weights), then stack.
 
-    member_options: per member, the ``create_trainer`` keywords an unpacked run of it would use.
+    member_options: per member, the ``create_trainer`` keywords an unpacked run of it would use;
+    targets: (K, N, C) with loss smoothing folded in; loss_fn: the members' trick loss or None.
     """
     members = [backend.create_trainer(**options) for options in member_options]
-    return PackTrainer(members, x_train, targets, loss_eps, seed=seeds[0])
+    return PackTrainer(members, x_train, targets, loss_fn, seed=seeds[0])

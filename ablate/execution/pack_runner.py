@@ -23,7 +23,9 @@ from ablate.data.augment import draw_augmentation
 from ablate.data.catalogue import Dataset
 from ablate.errors import ConfigError
 from ablate.execution.packs import pack_key
-from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, final_metrics, loss_smoothing, run_targets,
+from ablate import tricks
+from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, _mix_drawer, bound_loss, final_metrics,
+                                     loss_smoothing, run_targets, run_trick, smooth_labels,
                                      smoothed_cross_entropy, trainer_options)
 from ablate.execution.schedules import learning_rate
 
@@ -84,6 +86,20 @@ def fit_pack_size(specs: Sequence[RunSpec], backend: Any, data: Dataset) -> int:
     return auto_pack_size(free_bytes=free, member_bytes=need, shared_bytes=4 * data.x_train.size)
 
 
+def member_targets(specs: Sequence[RunSpec], data: Dataset, trick_rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """(K, N, C) float32: each member's training targets with its loss smoothing folded in.
+
+    y·(1−ε)+ε/K is what torch's label_smoothing does to probability targets, so one loss
+    serves members of any ε.
+    """
+    out = []
+    for spec, rng in zip(specs, trick_rngs):
+        targets = run_targets(spec, data.y_train, data.num_classes, rng)
+        eps = loss_smoothing(spec)
+        out.append(smooth_labels(targets, eps) if eps > 0 else targets)
+    return np.stack(out)
+
+
 def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: list[RunOutcome],
                 on_epoch) -> None:
     from ablate.backends.torch_pack import create_pack  # only a torch worker ever gets here
@@ -91,10 +107,16 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
     cfg = specs[0].train
     k = data.num_classes
     n = len(data.x_train)
-    targets = np.stack([run_targets(s, data.y_train, k) for s in specs])  # (K, N, C)
-    eps = [loss_smoothing(s) for s in specs]
+    member_tricks = [run_trick(s) for s in specs]
+    trick_rngs = [tricks.trick_rng(s.seed, t.name) for s, t in zip(specs, member_tricks)]
+    targets = member_targets(specs, data, trick_rngs)
+    # Members share a pack key, so one trick loss (or none) serves them all.
+    eps = [t.effective_smoothing(s.smoothing) if t.smooth_loss else 0.0 for s, t in zip(specs, member_tricks)]
     pack = create_pack(backend, member_options=[trainer_options(s, data) for s in specs],
-                       seeds=[s.seed for s in specs], loss_eps=eps, x_train=data.x_train, targets=targets)
+                       seeds=[s.seed for s in specs], x_train=data.x_train, targets=targets,
+                       loss_fn=bound_loss(specs[0], member_tricks[0]))
+    mix_draws = [_mix_drawer(s, t) for s, t in zip(specs, member_tricks)]
+    hw = tuple(data.x_train.shape[1:3]) if data.is_image else None
     rngs = [np.random.default_rng(s.seed) for s in specs]
     steps = math.ceil(n / cfg.batch_size)
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
@@ -122,7 +144,10 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
                          for rng in rngs]
             lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
                                step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
-            pack.step(idx, draws, lr)
+            mixes = None
+            if mix_draws[0] is not None:
+                mixes = [draw(r, idx.shape[1], hw) for draw, r in zip(mix_draws, trick_rngs)]
+            pack.step(idx, draws, lr, mixes)
         totals = pack.take_totals()  # the one sync of the epoch
         for m in list(live):
             if not math.isfinite(totals[m]):

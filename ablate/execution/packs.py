@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ablate.config import RunSpec
+from ablate import tricks
+from ablate.config import TRICK_PARTS, RunSpec
 from ablate.errors import ConfigError
 
 PACKABLE_BACKENDS = ("torch",)  # Keras does not pack (see the README)
@@ -48,8 +49,24 @@ def auto_pack_size(*, free_bytes: int | None, member_bytes: int, shared_bytes: i
 
 
 def pack_key(spec: RunSpec) -> tuple:
-    """Runs with equal keys can share a pack: one backend, dataset, model and training config."""
-    return (spec.backend, spec.dataset, spec.model, spec.train)
+    """Runs with equal keys can share a pack: one backend, dataset, model, training config and
+    trick loss. The label-smoothing tricks pack together (they differ only in targets); any
+    other trick packs with its own kind, params equal, since members share one loss."""
+    trick = tricks.get(spec.method) if spec.trick is None else None
+    if trick is not None and not trick.parts():
+        return (spec.backend, spec.dataset, spec.model, spec.train)
+    refs = None if spec.trick is None else tuple((p, getattr(spec.trick, p)) for p in TRICK_PARTS)
+    return (spec.backend, spec.dataset, spec.model, spec.train, spec.method, refs,
+            tuple(sorted(spec.params.items())))
+
+
+def packable(spec: RunSpec) -> bool:
+    """Whether ``spec`` can train in a pack: a packing backend, and no numpy batch part (host path only)."""
+    if spec.backend not in PACKABLE_BACKENDS:
+        return False
+    if spec.trick is not None:
+        return spec.trick.batch is None
+    return not tricks.get(spec.method).host_only()
 
 
 def plan_packs(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
@@ -66,7 +83,7 @@ def plan_packs(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
     packs: list[list[RunSpec]] = []
     open_pack: dict[tuple, list[RunSpec]] = {}
     for (key, _, _), unit in units.items():
-        if key[0] not in PACKABLE_BACKENDS:
+        if not all(packable(s) for s in unit):
             packs.extend([s] for s in unit)
             continue
         for start in range(0, len(unit), size):

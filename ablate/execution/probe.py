@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ablate import methods
+from ablate import tricks
 from ablate.config import Grid, RunSpec
 from ablate.errors import ConfigError
-from ablate.execution.runner import host_batches, one_hot, smooth_labels
+from ablate.execution.runner import (batch_step, bound_loss, host_batches, loss_smoothing, run_targets, run_trick,
+                                     soft_targets)
 
 LOSS_TOLERANCE = 1e-6  # relative loss difference at which a pair counts as parted
 KINDS = ("explicit vs loss", "same run twice", "across backends", "none vs explicit")
@@ -104,9 +105,10 @@ def _batches(spec: RunSpec, data, steps: int) -> Iterator[tuple[np.ndarray, np.n
     permutation and the augmentation, the `explicit` arm's targets are smoothed here.
     """
     cfg = spec.train
-    hard = one_hot(data.y_train, data.num_classes)
-    smooths_targets = methods.get(method(spec)).smooth_targets and spec.smoothing > 0
-    targets = smooth_labels(hard, spec.smoothing) if smooths_targets else hard
+    trick = run_trick(spec)
+    trick_rng = tricks.trick_rng(spec.seed, trick.name)
+    targets = run_targets(spec, data.y_train, data.num_classes, trick_rng)
+    mix = batch_step(spec, trick)
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
     per_epoch = math.ceil(n / cfg.batch_size)
@@ -116,7 +118,10 @@ def _batches(spec: RunSpec, data, steps: int) -> Iterator[tuple[np.ndarray, np.n
         for _, idx, xb, lr in host_batches(data.x_train, order, rng, cfg, epoch, per_epoch):
             if done == steps:
                 return
-            yield xb, targets[idx], lr
+            tb = targets[idx]
+            if mix is not None:
+                xb, tb = mix(xb, tb, trick_rng)
+            yield xb, tb, lr
             done += 1
 
 
@@ -136,12 +141,11 @@ def probe_group(specs: Sequence[RunSpec], backends: dict, data, *, steps: int, e
     trainers = []
     for spec in runs:
         kw = {"initial_weights": initial_weights} if initial_weights is not None else {}
-        how = methods.get(method(spec))
         trainers.append(backends[spec.backend].create_trainer(
             model=spec.model, input_shape=data.input_shape, num_classes=data.num_classes, train=spec.train,
-            loss_smoothing=spec.smoothing if how.smooth_loss else 0.0, seed=spec.seed,
-            soft_targets=how.smooth_targets and spec.smoothing > 0, factory=spec.model_factory,
-            search_paths=(spec.origin,) if spec.origin else (), **kw))
+            loss_smoothing=loss_smoothing(spec), seed=spec.seed, soft_targets=soft_targets(spec),
+            factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else (),
+            loss=bound_loss(spec), **kw))
     streams = [_batches(spec, data, steps) for spec in runs]
     parted: dict[int, int | None] = {p: None for p in range(len(pairs))}
     losses = [math.nan] * len(runs)

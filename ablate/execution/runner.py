@@ -2,8 +2,10 @@
 
 Batch order and augmentation draws come from ``np.random.default_rng(seed)``, never from a
 framework's global state, so every arm and smoothing value with the same seed sees the
-same batches in the same order. Smoothed training targets (the `explicit` and `both`
-methods) are made here, on a copy; validation and test labels stay hard. Every metric is computed here from
+same batches in the same order. A trick's own draws (mixup's λ, say) come from its own
+generator (:func:`ablate.tricks.trick_rng`), so they shift nothing else. Smoothed training
+targets (the `explicit` and `both` tricks) and a trick's targets part are made here, on a
+copy; validation and test labels stay hard. Every metric is computed here from
 probabilities, with the same code for every backend.
 """
 
@@ -18,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ablate import methods
+from ablate import tricks
 from ablate.analysis import calibration
 from ablate.data.augment import augment_batch, draw_augmentation
-from ablate.config import RunSpec
+from ablate.config import RunSpec, framework_of
 from ablate.data.catalogue import Dataset
 from ablate.errors import DivergedError
 from ablate.execution.schedules import learning_rate
+from ablate.registry import resolve
 
 HISTORY_KEYS = ("epoch", "lr", "train_objective", "train_nll", "train_accuracy",
                 "val_objective", "val_nll", "val_accuracy", "seconds")
@@ -76,20 +79,66 @@ def final_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "nll": calibration.nll(probs, labels), "brier": calibration.brier(probs, labels)}
 
 
+def run_trick(spec: RunSpec) -> tricks.Trick:
+    """``spec``'s trick: the registered entry, or the grid-declared trick the spec carries."""
+    t = spec.trick
+    if t is None:
+        return tricks.get(spec.method)
+    refs = ", ".join(f"{p} {getattr(t, p)}" for p in t.parts())
+    return tricks.Trick(name=t.name, description=t.description or f"user trick {t.name!r} ({refs})",
+                        phrase=t.name, targets=t.targets, batch=t.batch, torch_loss=t.torch_loss,
+                        keras_loss=t.keras_loss, params=dict(t.params))
+
+
+def trick_part(spec: RunSpec, trick: tricks.Trick, part: str) -> Callable[..., Any] | None:
+    """One part of ``trick`` as a callable (a reference resolves from the grid's folder first), or None."""
+    value = getattr(trick, part)
+    if value is None or callable(value):
+        return value
+    return resolve(value, (spec.origin,) if spec.origin else ())
+
+
+def bound_loss(spec: RunSpec, trick: tricks.Trick | None = None) -> Callable[..., Any] | None:
+    """The trick's loss for ``spec``'s framework with its params bound, or None (the framework's cross-entropy)."""
+    trick = trick or run_trick(spec)
+    fn = trick_part(spec, trick, tricks.LOSS_PART[framework_of(spec.backend)])
+    if fn is None:
+        return None
+    params = dict(spec.params)
+
+    def loss(a, b):
+        return fn(a, b, **params)
+
+    loss.__name__ = getattr(fn, "__name__", "trick_loss")  # Keras names a loss after its function
+    return loss
+
+
 def soft_targets(spec: RunSpec) -> bool:
-    """Whether ``spec``'s method hands the trainer smoothed targets (explicit, both)."""
-    return methods.get(spec.method).smooth_targets and spec.smoothing > 0
+    """Whether ``spec``'s trick hands the trainer smoothed targets (explicit, both)."""
+    return run_trick(spec).smooth_targets and spec.smoothing > 0
 
 
-def run_targets(spec: RunSpec, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """The training targets ``(n, K)`` float32 the trainer is handed: smoothed when the method smooths them."""
+def run_targets(spec: RunSpec, labels: np.ndarray, num_classes: int,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """The training targets ``(n, K)`` float32 the trainer is handed: one-hot, smoothed when the trick
+    smooths them, then through the trick's targets part (drawing from ``rng``, the trick's generator)."""
     hard = one_hot(labels, num_classes)
-    return smooth_labels(hard, spec.smoothing) if soft_targets(spec) else hard
+    targets = smooth_labels(hard, spec.smoothing) if soft_targets(spec) else hard
+    trick = run_trick(spec)
+    part = trick_part(spec, trick, "targets")
+    if part is None:
+        return targets
+    out = part(targets.copy(), rng if rng is not None else tricks.trick_rng(spec.seed, trick.name), **spec.params)
+    out = np.asarray(out)
+    if out.shape != targets.shape or out.dtype != np.float32:
+        raise ValueError(f"trick {trick.name!r}: targets part returned {out.dtype} {out.shape}, "
+                         f"expected float32 {targets.shape}")
+    return out
 
 
 def loss_smoothing(spec: RunSpec) -> float:
-    """The framework loss's own smoothing: eps when the method smooths in the loss, else 0."""
-    return spec.smoothing if methods.get(spec.method).smooth_loss else 0.0
+    """The framework loss's own smoothing: eps when the trick smooths in the loss, else 0."""
+    return spec.smoothing if run_trick(spec).smooth_loss else 0.0
 
 
 def trainer_options(spec: RunSpec, data: Dataset) -> dict[str, Any]:
@@ -97,7 +146,20 @@ def trainer_options(spec: RunSpec, data: Dataset) -> dict[str, Any]:
     return dict(model=spec.model, input_shape=data.input_shape, num_classes=data.num_classes, train=spec.train,
                 loss_smoothing=loss_smoothing(spec), seed=spec.seed, soft_targets=soft_targets(spec),
                 factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else (),
-                **shared_initial_weights(spec, data.input_shape, data.num_classes))
+                loss=bound_loss(spec), **shared_initial_weights(spec, data.input_shape, data.num_classes))
+
+
+def batch_step(spec: RunSpec, trick: tricks.Trick) -> Callable[..., tuple[np.ndarray, np.ndarray]] | None:
+    """The trick's per-step batch part with its params bound: (x, targets, rng) -> (x, targets), or None."""
+    fn = trick_part(spec, trick, "batch")
+    if fn is None:
+        return None
+    params = dict(spec.params)
+
+    def step(x: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return fn(x, targets, rng, **params)
+
+    return step
 
 
 def execute(spec: RunSpec, backend, dataset: Dataset,
@@ -124,10 +186,13 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     cfg = spec.train
     k = data.num_classes
     eps = spec.smoothing
-    targets = run_targets(spec, data.y_train, k)
+    trick = run_trick(spec)
+    trick_rng = tricks.trick_rng(spec.seed, trick.name)
+    targets = run_targets(spec, data.y_train, k, trick_rng)
     if cfg.augment is not None and not data.is_image:
         raise ValueError(f"train.augment shifts and flips images, but {data.name} holds feature vectors")
     trainer = backend.create_trainer(**trainer_options(spec, data))
+    mix_batch = batch_step(spec, trick)
 
     rng = np.random.default_rng(spec.seed)
     n = len(data.x_train)
@@ -135,23 +200,33 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     # A fixed subset, the same for every run, for the end-of-epoch training metrics.
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
     # What the optimiser's loss is against hard labels: the loss's own smoothing, compounded
-    # with the targets' when both smooth.
-    method = methods.get(spec.method)
-    objective_eps = method.effective_smoothing(eps) if method.smooth_loss else 0.0
+    # with the targets' when both smooth (plain NLL for every other trick).
+    objective_eps = trick.effective_smoothing(eps) if trick.smooth_loss else 0.0
     hist = outcome.history
     # A trainer that can hold the training set on its device gets only indices and
     # augmentation draws per step, and is read back once per epoch (see `_device_epoch`).
-    on_device = trainer.bind_data(data.x_train, targets) if hasattr(trainer, "bind_data") else None
+    # A trick's numpy batch part needs the batch on the host.
+    device_ok = hasattr(trainer, "bind_data") and not trick.host_only()
+    if hasattr(trainer, "bind_data") and trick.host_only():
+        print(f"== trick {trick.name!r} has a numpy batch part: this run trains on the host path, "
+              "not on device-resident data", flush=True)
+    on_device = trainer.bind_data(data.x_train, targets) if device_ok else None
+    hw = tuple(data.x_train.shape[1:3]) if data.is_image else None
+    mix_draw = _mix_drawer(spec, trick)
 
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
         total, seen = 0.0, 0
         if on_device is not None:
-            total, seen, lr = _device_epoch(on_device, order, rng, cfg, epoch, steps, data.x_train.shape[1:3])
+            total, seen, lr = _device_epoch(on_device, order, rng, cfg, epoch, steps, data.x_train.shape[1:3],
+                                            mix=(lambda b: mix_draw(trick_rng, b, hw)) if mix_draw else None)
         for step, idx, xb, lr in (host_batches(data.x_train, order, rng, cfg, epoch, steps)
                                   if on_device is None else ()):
-            loss = trainer.train_step(xb, targets[idx], lr)
+            tb = targets[idx]
+            if mix_batch is not None:
+                xb, tb = mix_batch(xb, tb, trick_rng)
+            loss = trainer.train_step(xb, tb, lr)
             if not math.isfinite(loss):
                 raise DivergedError(f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step + 1}")
             total += loss * len(idx)
@@ -213,12 +288,21 @@ def host_batches(x_train: np.ndarray, order: np.ndarray, rng: np.random.Generato
         yield step, idx, xb, lr
 
 
+def _mix_drawer(spec: RunSpec, trick: tricks.Trick) -> Callable[..., Any] | None:
+    """(rng, batch size, (H, W) or None) -> a MixDraw for a built-in batch trick, params bound; else None."""
+    if trick.draw is None:
+        return None
+    params = dict(spec.params)
+    return lambda rng, b, hw: trick.draw(rng, b, hw, **params)
+
+
 def _device_epoch(on_device, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int, steps: int,
-                  hw: tuple[int, int]) -> tuple[float, int, float]:
+                  hw: tuple[int, int], mix: Callable[[int], Any] | None = None) -> tuple[float, int, float]:
     """One epoch of steps on device-resident data; the same batches, draws and rates as the host loop.
 
-    order: (N,) this epoch's permutation. Returns (summed loss, examples seen, last lr). The
-    loss is read once, at the end: a non-finite one is divergence, reported for this epoch.
+    order: (N,) this epoch's permutation; mix: batch size -> the step's MixDraw (from the trick's
+    own generator), or None. Returns (summed loss, examples seen, last lr). The loss is read
+    once, at the end: a non-finite one is divergence, reported for this epoch.
     """
     seen, lr = 0, cfg.lr
     for step in range(steps):
@@ -230,7 +314,7 @@ def _device_epoch(on_device, order: np.ndarray, rng: np.random.Generator, cfg, e
                                       horizontal_flip=cfg.augment.horizontal_flip)
         lr = learning_rate(cfg.schedule, base_lr=cfg.lr, epoch=epoch, epochs=cfg.epochs,
                            step_in_epoch=step, steps_per_epoch=steps, power=cfg.power)
-        on_device.step(idx, draws, lr)
+        on_device.step(idx, draws, lr, mix(len(idx)) if mix is not None else None)
         seen += len(idx)
     total = on_device.take_total()
     if not math.isfinite(total):
