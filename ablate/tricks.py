@@ -92,10 +92,21 @@ class Trick:
 
 
 def from_entry_point(name: str, obj: Any) -> Trick:
-    """An installed package's ``ablate.tricks`` entry point: a Trick, or a callable returning one."""
+    """An installed package's ``ablate.tricks`` entry point: a Trick, a callable returning one, or a
+    mapping like a grid's ``tricks:`` entry (parts as callables or references, ``params`` as
+    defaults or ``{default, low, high}``)."""
     trick = obj() if callable(obj) and not isinstance(obj, Trick) else obj
+    if isinstance(trick, Mapping):
+        body = dict(trick)
+        unknown = sorted(set(body) - set(PARTS) - {"params", "description", "phrase", "summary"})
+        if unknown:
+            raise TypeError(f"unknown keys {unknown}; allowed: {', '.join(PARTS)}, params, description")
+        params = {k: v if isinstance(v, ParamSpec) else ParamSpec(**v) if isinstance(v, Mapping)
+                  else ParamSpec(float(v)) for k, v in (body.pop("params", None) or {}).items()}
+        description = body.pop("description", None) or f"trick {name!r} from an installed package"
+        trick = Trick(name=name, description=description, phrase=body.pop("phrase", name), params=params, **body)
     if not isinstance(trick, Trick):
-        raise TypeError(f"expected an ablate.tricks.Trick, but got {type(trick).__name__}")
+        raise TypeError(f"expected an ablate.tricks.Trick or a mapping, but got {type(trick).__name__}")
     return trick if trick.name == name else Trick(**{**trick.__dict__, "name": name})
 
 

@@ -6,6 +6,7 @@ Keras' argument order, ``fn(targets, logits)``: targets ``(B, K)`` probabilities
 
 from __future__ import annotations
 
+import numpy as np
 import keras
 from keras import ops
 
@@ -20,3 +21,9 @@ def focal(targets, logits, gamma: float = 2.0):
     logp = ops.log_softmax(logits, axis=-1)
     weight = ops.power(ops.maximum(1.0 - ops.exp(logp), 1e-12), gamma)
     return -ops.mean(ops.sum(targets * weight * logp, axis=-1))
+
+
+def evaluate(fn, logits: np.ndarray, targets: np.ndarray, params) -> np.ndarray:
+    """``fn(targets, logits, **params)`` on numpy (n, K) inputs, for preflight; the value as numpy."""
+    value = fn(ops.convert_to_tensor(targets), ops.convert_to_tensor(logits), **params)
+    return np.asarray(ops.convert_to_numpy(value))

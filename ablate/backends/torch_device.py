@@ -82,7 +82,10 @@ def apply_mix(xb: torch.Tensor, tb: torch.Tensor, draw: Any) -> tuple[torch.Tens
     lam = torch.tensor(np.float32(draw.lam), device=xb.device)
     rest = torch.tensor(np.float32(1.0) - np.float32(draw.lam), device=xb.device)
     if draw.box is None:
-        xb = lam * xb + rest * xb[perm]
+        # Keep the batch's strides (a one-channel batch keeps the host path's permuted ones):
+        # convolutions pick kernels by stride, and the host batch has these.
+        mixed = torch.empty_strided(xb.shape, xb.stride(), dtype=xb.dtype, device=xb.device)
+        xb = mixed.copy_(lam * xb + rest * xb[perm])
     else:
         y0, y1, x0, x1 = draw.box
         xb = xb.clone()

@@ -7,6 +7,7 @@ The unpacked run, the device-resident path and the pack's vmapped member all cal
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,3 +23,11 @@ def focal(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) -> to
     # The floor keeps (1−p)^γ differentiable where p rounds to 1 and γ < 1.
     weight = torch.clamp(1.0 - logp.exp(), min=1e-12) ** gamma
     return -(targets * weight * logp).sum(dim=-1).mean()
+
+
+def evaluate(fn, logits: np.ndarray, targets: np.ndarray, params) -> np.ndarray:
+    """``fn(logits, targets, **params)`` on numpy (n, K) inputs, for preflight; the value as numpy."""
+    value = fn(torch.from_numpy(logits), torch.from_numpy(targets), **params)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"expected a torch tensor, but got {type(value).__name__}")
+    return value.detach().cpu().numpy()

@@ -13,6 +13,8 @@ import importlib.util
 import os
 import sys
 
+import numpy as np
+
 from ablate import backends
 from ablate.backends import models
 from ablate.config import Grid, framework_of
@@ -50,6 +52,113 @@ def check_environment(grid: Grid) -> None:
             except BackendError as exc:
                 raise ConfigError(f"{grid.source}: `models[{j}]`: {exc} (`datasets[{i}]`, {ds.name})") from None
     check_pairing(grid)
+    check_tricks(grid, search, shapes)
+
+
+def check_tricks(grid: Grid, search: tuple[str, ...] = (), shapes: list[tuple[int, ...]] | None = None) -> None:
+    """Call each part of each arm's trick once, on a tiny batch of the real data, before any run.
+
+    A reference that does not import, a part that returns the wrong shape or dtype, a batch part
+    that changes the batch size, or a loss that is not a finite scalar: one line naming the arm,
+    the trick, the part and the backend. (Params and a loss missing for a framework in the grid
+    were refused when the grid was parsed.)
+    """
+    from ablate import tricks
+    from ablate.execution.runner import one_hot, run_trick
+
+    specs = {}
+    for spec in grid.runs():
+        specs.setdefault(spec.arm, spec)
+    checked = [(arm, spec, run_trick(spec)) for arm, spec in specs.items()]
+    checked = [(arm, spec, trick) for arm, spec, trick in checked if trick.parts()]
+    if not checked:
+        return
+    shapes = shapes if shapes is not None else [None] * len(grid.datasets)
+    for (i, ds), shape in zip(enumerate(grid.datasets), shapes):
+        for arm, _, trick in checked:
+            if trick.images_only and shape is not None and len(shape) != 3:
+                raise ConfigError(f"{grid.source}: `arms.{arm}`: trick {trick.name!r} needs images, but "
+                                  f"`datasets[{i}]` ({ds.name}) holds feature vectors of shape {tuple(shape)}")
+    first = grid.datasets[0]
+    try:
+        data = catalogue.load_dataset(first.name, path=first.path, loader=first.loader, search_paths=search,
+                                      train_size=first.train_size, test_size=first.test_size,
+                                      val_fraction=first.val_fraction, preprocess=first.preprocess,
+                                      image_size=first.image_size)
+    except (DatasetError, AblateError) as exc:
+        raise ConfigError(f"{grid.source}: `datasets[0]`: {exc}") from None
+    n = min(8, len(data.x_train))
+    x = np.ascontiguousarray(data.x_train[:n], np.float32)
+    k = data.num_classes
+    hard = one_hot(data.y_train[:n], k)
+    frameworks = sorted({framework_of(b) for b in grid.backends})
+    for arm, spec, trick in checked:
+        def fail(part: str, backend: str, why: str) -> ConfigError:
+            return ConfigError(f"{grid.source}: `arms.{arm}`: trick {trick.name!r}, part `{part}` ({backend}): {why}")
+
+        rng = tricks.trick_rng(0, trick.name)
+        for part in ("targets", "batch"):
+            fn = _part(trick, part, search, lambda why, p=part: fail(p, "numpy", why))
+            if fn is None:
+                continue
+            try:
+                out = fn(hard.copy(), rng, **spec.params) if part == "targets" else fn(x.copy(), hard.copy(), rng,
+                                                                                      **spec.params)
+            except Exception as exc:  # noqa: BLE001 - the user's code, named in one line
+                raise fail(part, "numpy", f"raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+            if part == "targets":
+                _expect_array(out, hard.shape, lambda why: fail(part, "numpy", why), "targets")
+            else:
+                if not isinstance(out, tuple) or len(out) != 2:
+                    raise fail(part, "numpy", f"expected a pair (x, targets), but got {type(out).__name__}")
+                xb, tb = out
+                if getattr(xb, "shape", (None,))[0] != n or getattr(tb, "shape", (None,))[0] != n:
+                    raise fail(part, "numpy", f"changed the batch size: {n} rows in, "
+                                              f"x {getattr(xb, 'shape', None)} and targets {getattr(tb, 'shape', None)} out")
+                _expect_array(xb, x.shape, lambda why: fail(part, "numpy", why), "x")
+                _expect_array(tb, hard.shape, lambda why: fail(part, "numpy", why), "targets")
+        for framework in frameworks:
+            part = tricks.LOSS_PART[framework]
+            backend = next(b for b in grid.backends if framework_of(b) == framework)
+            fn = _part(trick, part, search, lambda why, p=part, b=backend: fail(p, b, why))
+            if fn is None:
+                continue
+            logits = np.random.default_rng(0).standard_normal((n, k)).astype(np.float32)
+            try:
+                value = _call_loss(framework, fn, logits, hard, spec.params)
+            except Exception as exc:  # noqa: BLE001 - the user's code, named in one line
+                raise fail(part, backend, f"raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+            if value.shape not in ((), (1,)):
+                raise fail(part, backend, f"expected a scalar (the batch mean), but got shape {value.shape}")
+
+
+def _part(trick, part: str, search: tuple[str, ...], fail):
+    """The trick's part as a callable, or None; a reference that does not import is one line."""
+    from ablate.registry import resolve
+
+    value = getattr(trick, part)
+    if value is None or callable(value):
+        return value
+    try:
+        return resolve(value, search)
+    except AblateError as exc:
+        raise fail(str(exc)) from None
+
+
+def _expect_array(value, shape: tuple[int, ...], fail, what: str) -> None:
+    if not isinstance(value, np.ndarray):
+        raise fail(f"expected {what} as a numpy array, but got {type(value).__name__}")
+    if value.shape != tuple(shape) or value.dtype != np.float32:
+        raise fail(f"expected {what} float32 {tuple(shape)}, but got {value.dtype} {value.shape}")
+
+
+def _call_loss(framework: str, fn, logits: np.ndarray, targets: np.ndarray, params) -> np.ndarray:
+    """The loss on (n, K) logits and targets in the framework's argument order, as a numpy value."""
+    if framework == "torch":
+        from ablate.backends import torch_losses as losses
+    else:
+        from ablate.backends import keras_losses as losses
+    return losses.evaluate(fn, logits, targets, params)
 
 
 def _check_module(grid: Grid, key: str, reference: str, search: tuple[str, ...]) -> None:

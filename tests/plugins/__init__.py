@@ -64,3 +64,56 @@ def write_user_package(folder: Path) -> Path:
     (folder / "mymodels.py").write_text(MODELS_SOURCE)
     (folder / "mydata.py").write_text(DATA_SOURCE)
     return folder
+
+
+TRICKS_SOURCE = '''
+"""A user's own tricks: a numpy mixup, a focal loss per framework, and broken parts for the preflight."""
+
+import numpy as np
+
+
+def mixup(x, targets, rng, alpha=0.4):
+    """Blend each row with a shuffled partner; lambda ~ Beta(alpha, alpha), drawn from the trick's rng."""
+    lam = np.float32(rng.beta(alpha, alpha))
+    perm = rng.permutation(len(x))
+    return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
+
+
+def focal_torch(logits, targets, gamma=2.0):
+    import torch
+
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(targets * (1 - logp.exp()) ** gamma * logp).sum(-1).mean()
+
+
+def focal_keras(targets, logits, gamma=2.0):
+    from keras import ops
+
+    logp = ops.log_softmax(logits, axis=-1)
+    return -ops.mean(ops.sum(targets * (1 - ops.exp(logp)) ** gamma * logp, axis=-1))
+
+
+def nan_torch(logits, targets):
+    return (logits * float("nan")).mean()
+
+
+def drops_a_row(x, targets, rng):
+    return x[1:], targets[1:]
+
+
+def float64_targets(targets, rng):
+    return targets.astype(np.float64)
+
+
+def per_example_torch(logits, targets):
+    import torch
+
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
+'''
+
+
+def write_trick_package(folder: Path) -> Path:
+    """Write ``mytricks.py`` into ``folder`` (beside a grid); return the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mytricks.py").write_text(TRICKS_SOURCE)
+    return folder
