@@ -94,7 +94,7 @@ def test_report_compares_the_custom_arm_and_names_its_setting(user_study):
     assert ("none", "explicit") not in pairs  # analysis.compare picks the pairs
     report = (results / "plug" / "report.md").read_text()
     assert "`calm` trains with momentum = 0.5" in report
-    assert "`calm` = method `explicit`" in report
+    assert "`calm` = trick `explicit`" in report
 
 
 def test_python_api_from_a_plain_session(user_study):
