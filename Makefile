@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -
 TORCH_PIN := torch==2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-fast study clean-venv fashion-data chromium
+.PHONY: install demo test test-fast study study-tricks clean-venv fashion-data chromium
 
 install: $(STAMP)
 
@@ -52,6 +52,11 @@ test: install
 study: install
 	$(BIN)/python -m ablate run examples/fashion.yaml
 	$(BIN)/python -m ablate report --study fashion
+
+# The committed tricks study: none / label smoothing / mixup / focal on Fashion-MNIST (about 15 minutes).
+study-tricks: install
+	$(BIN)/python -m ablate run examples/fashion_tricks.yaml
+	$(BIN)/python -m ablate report --study fashion-tricks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -485,3 +485,35 @@ def test_grids_of_smoothing_arms_keep_their_run_ids():
     assert RunSpec.from_dict(mixed.to_dict()) == mixed
     user = _spec("mine", method="mine", trick=_user_trick(batch="m:f"), model="mlp")
     assert RunSpec.from_dict(user.to_dict()).run_id == user.run_id
+
+
+def _readme_blocks(section: str) -> dict[str, str]:
+    """The fenced code blocks of one README section, by language (the first of each)."""
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"### {section}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    blocks: dict[str, str] = {}
+    for chunk in body.split("```")[1::2]:
+        lang, _, code = chunk.partition("\n")
+        blocks.setdefault(lang.strip(), code)
+    return blocks
+
+
+def test_the_readme_trick_example_runs_as_written(tmp_path):
+    """README "Bring your own trick": its mytricks.py and its grid, unedited, pass preflight and train."""
+    import yaml
+
+    import ablate
+
+    blocks = _readme_blocks("Bring your own trick")
+    (tmp_path / "mytricks.py").write_text(blocks["python"])
+    grid = yaml.safe_load(blocks["yaml"])
+    assert set(grid["arms"]) == {"none", "mix", "strong-mix", "focal"}
+    grid["train"] = {"epochs": 1}  # the only change: one epoch, to keep the test short
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    summary = ablate.run(str(path), results=tmp_path / "r", workers=1, seeds="0", only="backend=torch",
+                         log=open(os.devnull, "w"))
+    assert summary.completed == 4 and not summary.failed
+    records = _records(tmp_path / "r", "mine")
+    assert records[("strong-mix", 0)]["record"]["config"]["params"] == {"alpha": 1.0}
+    assert records[("focal", 0)]["record"]["config"]["params"] == {"gamma": 2.0}
