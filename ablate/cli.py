@@ -403,8 +403,9 @@ def _cmd_plugins(args) -> int:
         for name, description in entries:
             print(f"  {name:<{width}}  {description}")
     print("Grids may also name their own models ({name, torch: 'module:function', keras: 'module:function'}), "
-          "datasets ({name, loader: 'module:function'}) and arms ({name: {method, train}}); installed packages "
-          "register models and datasets under the entry-point groups ablate.models and ablate.datasets.")
+          "datasets ({name, loader: 'module:function'}), tricks ({name: {targets, batch, torch_loss, keras_loss, "
+          "params}}) and arms ({name: {method, params, train}}); installed packages register models, datasets and "
+          "tricks under the entry-point groups ablate.models, ablate.datasets and ablate.tricks.")
     return 0
 
 

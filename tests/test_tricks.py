@@ -437,7 +437,7 @@ def test_a_user_trick_package_runs_in_both_backends_and_report_compares_its_arms
     text = (results / "mytricks" / "report.md").read_text()
     assert "user trick `mymix` (batch mytricks:mixup); alpha = 0.4" in text
     assert "`builtin-mixup` = trick `mixup`: mixup" in text
-    assert "params.gamma" in text  # the per-arm settings list the trick's params
+    assert "gamma = 1" in text and "params.gamma" not in text  # params describe the arm, not a confound
 
 
 def test_an_installed_package_registers_a_trick_through_entry_points(tmp_path):
@@ -517,3 +517,26 @@ def test_the_readme_trick_example_runs_as_written(tmp_path):
     records = _records(tmp_path / "r", "mine")
     assert records[("strong-mix", 0)]["record"]["config"]["params"] == {"alpha": 1.0}
     assert records[("focal", 0)]["record"]["config"]["params"] == {"gamma": 2.0}
+
+
+def test_the_reference_arm_is_plain_cross_entropy_not_every_unsmoothed_trick():
+    """mixup and focal leave the labels unsmoothed, yet only the `none` trick is the reference arm."""
+    import pandas as pd
+
+    from ablate.analysis import compare
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in range(8):
+        base = 0.80 + rng.normal(0, 0.002)
+        for arm, eps, gain in (("none", 0.0, 0.0), ("mixup", 0.0, 0.03), ("focal", 0.0, 0.02), ("explicit", 0.1, 0.0)):
+            rows.append(dict(backend="torch", dataset="d", model="m", arm=arm, method=arm, smoothing=eps, seed=seed,
+                             accuracy=base + gain + rng.normal(0, 0.001)))
+    table = compare.compare_runs(pd.DataFrame(rows), margins={"accuracy": 0.005})
+    text = compare.markdown(table)
+    assert "no arm without smoothing" not in text
+    assert "both beat no smoothing by" in text  # mixup and focal, each against the reference
+    # without a method column (a table made elsewhere) every unsmoothed arm is a reference, as before
+    plain = compare.markdown(compare.compare_runs(pd.DataFrame(rows).drop(columns="method"),
+                                                  margins={"accuracy": 0.005}))
+    assert "both beat no smoothing by" not in plain

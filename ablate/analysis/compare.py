@@ -88,7 +88,7 @@ PAIRINGS = ("within-backend", "cross-backend")
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
-                        "finished_at", "seconds", "error", "method", "_row"})
+                        "finished_at", "seconds", "error", "method", "params", "trick", "_row"})
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
 RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
@@ -468,7 +468,11 @@ def _arm_roles(df: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """(arms with references first, reference arms, flat arms) of an analysed table."""
     seen = sorted(set(df["arm"]))  # sorted: the table's row order must not matter
     flat = [a for a in seen if (df.loc[df["arm"] == a, "smoothing"] == 0).all()]
-    if len(flat) < len(seen):
+    if "method" in df and df["method"].eq(REFERENCE_NAME).any():
+        # ablate's own runs name each arm's trick: the reference is plain cross-entropy, however many
+        # other arms (mixup, focal, ...) also leave the labels unsmoothed.
+        references = [a for a in seen if df.loc[df["arm"] == a, "method"].eq(REFERENCE_NAME).all()]
+    elif len(flat) < len(seen):
         references = flat
     else:  # nothing is smoothed: only a name can say which arm is the baseline
         references = [a for a in seen if a == REFERENCE_NAME]

@@ -335,7 +335,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
     from ablate.analysis import compare
 
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
-    parts = [f"# {title}: label-smoothing ablation report", ""]
+    parts = [f"# {title}: ablation report", ""]
     parts.append(f"{len(runs)} run(s): " + ", ".join(f"{counts.get(s, 0)} {s}"
                                                      for s in ("completed", "failed", "diverged")) + ".")
     if binning:
@@ -349,8 +349,8 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
                   "grid file changes.", ""]
         for arm, keys in overrides.items():
             parts.append(f"- `{arm}` trains with " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
-                         ", unlike the other arms. A difference between arms may come from this, not from how "
-                         "the labels are smoothed.")
+                         ", unlike the other arms. A difference between arms may come from this, not from "
+                         "their tricks.")
     parts += ["", compare.markdown(comparisons, alpha=alpha, correction=correction)]
 
     parts += ["", "## Summary per cell (mean ± std, 95% t-interval of the mean)", ""]
