@@ -91,3 +91,17 @@ def test_cli_report_latex(tmp_path):
     subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out", str(plain),
                     "--no-figures"], cwd=REPO, capture_output=True, text=True, check=True)
     assert (plain / "report.html").exists() and not (plain / "comparisons.tex").exists()
+
+
+def test_summary_tex_names_each_arms_trick_and_params():
+    from ablate.analysis.report import arm_tricks
+
+    runs = _runs()
+    runs["method"] = runs["arm"].map({"none": "none", "explicit": "explicit", "loss": "mixup"})
+    runs["params"] = runs["arm"].map({"none": "", "explicit": "", "loss": "alpha = 0.4, prob = 1"})
+    arms = arm_tricks(runs)
+    assert arms == {"none": "trick none", "explicit": "trick explicit", "loss": "trick mixup, alpha = 0.4, prob = 1"}
+    tex = latex.summary_tex(summary_table(runs, ["accuracy"]), arms=arms)
+    _check_structure(tex)
+    caption = re.search(r"\\caption\{(.*)\}\n", tex).group(1)
+    assert "Arms: none: trick none; explicit: trick explicit; loss: trick mixup, alpha = 0.4, prob = 1." in caption

@@ -8,7 +8,7 @@ percentage points (differences) and percent (means), other metrics in their own 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def comparisons_tex(comparisons) -> str:
     conf = round(100 * (1 - 2 * comparisons.alpha))
     margins = ", ".join(f"{_num(v, m, v, signed=False, prefix=PM)}{' pp' if m == 'accuracy' else ''} "
                         f"{escape(METRIC_NAMES.get(m, m))}" for m, v in comparisons.margins.items())
-    caption = (f"Paired comparisons of label-smoothing arms: mean difference (first arm minus second; across "
+    caption = (f"Paired comparisons of arms: mean difference (first arm minus second; across "
                f"backends, first backend minus second) with its {conf}\\% t-interval; accuracy in percentage "
                f"points. Equivalence margins {margins}; $\\alpha = {comparisons.alpha:g}$; p-values adjusted by "
                f"{CORRECTIONS.get(comparisons.correction, escape(comparisons.correction))} over all {len(t)} "
@@ -91,8 +91,12 @@ def comparisons_tex(comparisons) -> str:
     return _table("lllllrrl", header, rows, caption, "tab:ablate-comparisons")
 
 
-def summary_tex(summary, metrics: Sequence[str] = ("accuracy", "ece", "nll", "brier")) -> str:
-    """``summary`` is the report's summary table (long: one row per cell and metric)."""
+def summary_tex(summary, metrics: Sequence[str] = ("accuracy", "ece", "nll", "brier"),
+                arms: Mapping[str, str] | None = None) -> str:
+    """``summary`` is the report's summary table (long: one row per cell and metric).
+
+    arms: arm -> its trick and params in words (:func:`ablate.analysis.report.arm_tricks`), for the caption.
+    """
     shown = [m for m in metrics if m in set(summary["metric"])]
     cell = ["backend", "dataset", "model", "arm", "smoothing"]
     rows = []
@@ -114,13 +118,15 @@ def summary_tex(summary, metrics: Sequence[str] = ("accuracy", "ece", "nll", "br
         escape(METRIC_NAMES.get(m, m)) + (" (\\%)" if m == "accuracy" else "") for m in shown]
     caption = ("Test-set metrics per arm: mean $\\pm$ standard deviation over $n$ seeds (completed runs); "
                "the 95\\% t-intervals of the means are in summary.csv.")
+    if arms:
+        caption += " Arms: " + "; ".join(f"{escape(arm)}: {escape(text)}" for arm, text in arms.items()) + "."
     return _table("lllr" + "r" * len(shown), header, rows, caption, "tab:ablate-summary")
 
 
-def write_tables(out: str | Path, *, comparisons, summary) -> list[Path]:
+def write_tables(out: str | Path, *, comparisons, summary, arms: Mapping[str, str] | None = None) -> list[Path]:
     """Write ``comparisons.tex`` and ``summary.tex`` into ``out``; returns their paths."""
     out = Path(out)
     paths = [out / "comparisons.tex", out / "summary.tex"]
     paths[0].write_text(comparisons_tex(comparisons))
-    paths[1].write_text(summary_tex(summary))
+    paths[1].write_text(summary_tex(summary, arms=arms))
     return paths

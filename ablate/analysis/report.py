@@ -209,7 +209,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                                    comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
                                    overrides=overrides, binning=binning, context=context))
     if latex:
-        written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary))
+        written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary, arms=arm_tricks(runs)))
     return written
 
 
@@ -318,6 +318,24 @@ def arm_descriptions(runs) -> dict[str, str]:
             continue
         text = f"{text}; {params}" if params else text
         out[arm] = text if method == arm else f"trick `{method}`: {text}"
+    return out
+
+
+def arm_tricks(runs) -> dict[str, str]:
+    """arm -> its trick and params in plain ASCII words ("trick mixup, alpha = 0.2"), for LaTeX captions.
+
+    runs: the runs table; arms without a ``method`` column entry are left out.
+    """
+    out: dict[str, str] = {}
+    if "arm" not in runs or "method" not in runs:
+        return out
+    for arm, rows in runs.groupby(runs["arm"].astype(str), sort=False):
+        method = rows["method"].dropna().astype(str)
+        if not len(method) or not method.iloc[0]:
+            continue
+        params = rows["params"].dropna().astype(str) if "params" in rows else []
+        params = params[params != ""] if len(params) else params
+        out[arm] = f"trick {method.iloc[0]}" + (f", {params.iloc[0]}" if len(params) else "")
     return out
 
 
