@@ -91,3 +91,93 @@ def test_a_record_whose_config_no_longer_hashes_to_its_id_is_invalid_named_and_s
     # `run` does not count it as done: the runs of the grid are both done, nothing pending.
     todo, skipped = pending_runs([a, b], store)
     assert todo == [] and skipped == 2
+
+
+# ----------------------------------------------------------------------- item 6: temperature at its bound
+def _study_arrays(seed, perfect_val, n=60, k=3):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    p = rng.dirichlet(np.ones(k) * 2, size=n)
+    p[np.arange(n), labels] += 0.6  # mostly right, not always
+    p /= p.sum(axis=1, keepdims=True)
+    val_labels = rng.integers(0, k, 20)
+    val = rng.dirichlet(np.ones(k) * 2, size=20)
+    # Every validation prediction right (the NLL keeps falling as T -> 0), or 4 of 20 wrong.
+    favoured = val_labels if perfect_val else np.where(np.arange(20) < 4, (val_labels + 1) % k, val_labels)
+    val[np.arange(20), favoured] += 1.0
+    val /= val.sum(axis=1, keepdims=True)
+    return {"test_probs": p.astype(np.float32), "test_labels": labels,
+            "val_probs": val.astype(np.float32), "val_labels": val_labels}
+
+
+def _bound_study(tmp_path, at_bound=(("loss", 0), ("loss", 1)), seeds=6):
+    store = RunStore(tmp_path, "tb")
+    for arm in ("none", "loss"):
+        for seed in range(seeds):
+            spec = _spec(seed, arm)
+            store.write(_record(spec), _study_arrays(seed + (100 if arm == "loss" else 0),
+                                                     (arm, seed) in at_bound))
+    return store
+
+
+def test_a_temperature_at_its_bound_is_marked_and_left_out_of_the_ts_analysis(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from ablate.analysis.figures import calibration as cal_figs
+    from ablate.study import report_study
+
+    _bound_study(tmp_path)
+    drawn = {}
+    real = cal_figs.temperature_effect
+
+    def spy(table, ax=None):
+        drawn["table"] = table.copy()
+        return real(table, ax=ax)
+
+    monkeypatch.setattr(cal_figs, "temperature_effect", spy)
+    report_study(tmp_path, study="tb")
+    out = tmp_path / "tb"
+    runs = pd.read_csv(out / "runs.csv")
+    flagged = runs[runs["temperature_at_bound"]]
+    assert sorted(zip(flagged["arm"], flagged["seed"])) == [("loss", 0), ("loss", 1)]
+    assert np.allclose(flagged["temperature"], 0.01)
+    assert flagged["nll_ts"].notna().all()  # runs.csv keeps the values, marked
+    # The summary (the table of report.md and .html) counts 4 loss runs after TS, 6 before.
+    summary = pd.read_csv(out / "summary.csv")
+    loss = summary[summary["arm"] == "loss"].set_index("metric")["n"]
+    assert loss["nll"] == 6 and loss["nll_ts"] == 4 and loss["ece_ts"] == 4
+    # The figure is drawn without them ...
+    fig_table = drawn["table"]
+    assert fig_table.loc[fig_table["arm"] == "loss", "ece_ts"].notna().sum() == 4
+    # ... and so is any *_ts comparison, with the reason in its note.
+    comparisons = compare_ts(tmp_path)
+    row = comparisons[(comparisons["metric"] == "nll_ts")].iloc[0]
+    assert row["n"] == 4 and "seed(s) 0, 1 dropped (temperature at its search bound)" in row["note"]
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "2 of 12 run(s) hit the temperature search bound (all at T = 0.01)" in text, name
+        assert "classified perfectly" in text and "too small" in text, name
+
+
+def compare_ts(results):
+    from ablate.study import Study
+
+    return Study.open(results / "tb").comparisons(margins={"nll_ts": 0.02})
+
+
+def test_without_bound_temperatures_the_report_says_nothing_about_them(tmp_path):
+    from ablate.study import report_study
+
+    _bound_study(tmp_path, at_bound=())
+    report_study(tmp_path, study="tb", figures=False)
+    assert "search bound" not in (tmp_path / "tb" / "report.md").read_text()
+
+
+def test_temperature_at_bound_is_a_pure_check():
+    from ablate.analysis.calibration import TEMPERATURE_BOUNDS, fit_temperature, temperature_at_bound
+
+    assert TEMPERATURE_BOUNDS == (0.01, 100.0)
+    assert temperature_at_bound(0.01) and temperature_at_bound(100.0) and not temperature_at_bound(1.3)
+    assert not temperature_at_bound(float("nan"))
+    perfect = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert temperature_at_bound(fit_temperature(perfect, np.array([0, 1])))

@@ -88,7 +88,9 @@ PAIRINGS = ("within-backend", "cross-backend")
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
-                        "finished_at", "seconds", "error", "method", "_row"})
+                        "finished_at", "seconds", "error", "method", "_row", "temperature_at_bound"})
+# A run whose fitted temperature sits at its search bound has these left empty by the report.
+BOUND_NOTE = "temperature at its search bound"
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
 RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
@@ -282,6 +284,24 @@ def _by_seed(frame: pd.DataFrame, metric: str) -> pd.Series:
     return frame.set_index("seed")[metric].sort_index()
 
 
+def _at_bound(side: pd.DataFrame, seeds) -> np.ndarray:
+    """(len(seeds),) bool: the side's run at each seed has ``temperature_at_bound`` set."""
+    if "temperature_at_bound" not in side:
+        return np.zeros(len(seeds), bool)
+    flags = side.set_index("seed")["temperature_at_bound"].map(truthy)
+    return flags.reindex(seeds).fillna(False).to_numpy(dtype=bool)
+
+
+def truthy(value) -> bool:
+    """A flag cell as written to runs.csv and read back: True/False, "True"/"False", 1/0, empty."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    try:
+        return bool(value) and not (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _seed_list(seeds) -> str:
     return ", ".join(str(int(s)) for s in sorted(seeds))
 
@@ -298,8 +318,12 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
     common = sa.index.intersection(sb.index)
     a, b = sa.loc[common], sb.loc[common]
     nan = a.isna().to_numpy() | b.isna().to_numpy()
-    if nan.any():
-        notes.append(f"{label}, {arm_a} vs {arm_b}: seed(s) {_seed_list(common[nan])} dropped "
+    bound = _at_bound(side_a, common) | _at_bound(side_b, common)
+    if (nan & bound).any():
+        notes.append(f"{label}, {arm_a} vs {arm_b}: seed(s) {_seed_list(common[nan & bound])} dropped "
+                     f"({BOUND_NOTE})")
+    if (nan & ~bound).any():
+        notes.append(f"{label}, {arm_a} vs {arm_b}: seed(s) {_seed_list(common[nan & ~bound])} dropped "
                      f"(no {metric} value)")
     a, b = a.to_numpy()[~nan], b.to_numpy()[~nan]
     res = stats.compare_paired(a, b, margin=margin, alpha=alpha, rng=rng, n_boot=n_boot,
