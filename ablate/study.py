@@ -226,6 +226,7 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
         return row, None
     arrays = item.arrays()
     probs, labels = arrays["test_probs"], arrays["test_labels"]
+    row["classes"] = int(probs.shape[1])  # K: what chance accuracy (1/K) is
     summary = calibration.summarize(probs, labels, n_bins=ece_bins, binning=ece_binning)
     row.update({k: v for k, v in summary.as_dict().items() if k in RUNS_COLUMNS + EXTRA_RUN_COLUMNS})
     if "val_probs" in arrays and len(arrays["val_labels"]):

@@ -181,3 +181,55 @@ def test_temperature_at_bound_is_a_pure_check():
     assert not temperature_at_bound(float("nan"))
     perfect = np.array([[0.9, 0.1], [0.2, 0.8]])
     assert temperature_at_bound(fit_temperature(perfect, np.array([0, 1])))
+
+
+# ----------------------------------------------------------------------- item 7: equivalence at chance
+def _chance_table(acc=0.1, classes=10, seeds=8):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for arm, eps in (("none", 0.0), ("explicit", 0.1), ("loss", 0.1)):
+        for seed in range(seeds):
+            rows.append({"backend": "torch", "dataset": "d", "model": "m", "arm": arm, "smoothing": eps,
+                         "seed": seed, "classes": classes, "accuracy": acc + rng.normal(0, 0.0005),
+                         "ece": 0.02 + rng.normal(0, 0.0005)})
+    return pd.DataFrame(rows)
+
+
+def test_equivalence_of_arms_at_chance_is_called_vacuous_in_note_prose_and_assay_sentence():
+    from ablate.analysis import compare
+
+    result = compare.compare_runs(_chance_table(), margins={"accuracy": 0.01, "ece": 0.01},
+                                  rng=np.random.default_rng(0), n_boot=200)
+    t = result.table
+    assert set(t["verdict"]) == {"equivalent"}
+    assert t["note"].str.contains("at chance accuracy").all()
+    assert t["note"].str.contains("1/K = 10.0%").all()
+    text = compare.markdown(result)
+    main = next(line for line in text.splitlines() if line.startswith("- **accuracy**"))
+    assert "are equivalent" in main and "both arms sit at chance accuracy" in main
+    assert "Assay sensitivity fails here" in main and "chance" in main.split("Assay sensitivity")[1]
+
+
+def test_arms_that_learned_get_no_chance_note():
+    from ablate.analysis import compare
+
+    result = compare.compare_runs(_chance_table(acc=0.9), margins={"accuracy": 0.01},
+                                  rng=np.random.default_rng(0), n_boot=200)
+    assert not result.table["note"].str.contains("chance").any()
+    assert "chance" not in compare.markdown(result)
+    # Without a `classes` column (a table made elsewhere) chance is unknown: nothing is claimed.
+    result = compare.compare_runs(_chance_table().drop(columns="classes"), margins={"accuracy": 0.01},
+                                  rng=np.random.default_rng(0), n_boot=200)
+    assert not result.table["note"].str.contains("chance").any()
+
+
+def test_runs_csv_carries_the_class_count(tmp_path):
+    import pandas as pd
+
+    from ablate.study import report_study
+
+    _bound_study(tmp_path, at_bound=(), seeds=2)
+    report_study(tmp_path, study="tb", figures=False)
+    assert set(pd.read_csv(tmp_path / "tb" / "runs.csv")["classes"]) == {3}

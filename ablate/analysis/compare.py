@@ -88,7 +88,9 @@ PAIRINGS = ("within-backend", "cross-backend")
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
-                        "finished_at", "seconds", "error", "method", "_row", "temperature_at_bound"})
+                        "finished_at", "seconds", "error", "method", "_row", "temperature_at_bound", "classes"})
+# The word every at-chance note and sentence carries (see _chance_note).
+CHANCE = "chance"
 # A run whose fitted temperature sits at its search bound has these left empty by the report.
 BOUND_NOTE = "temperature at its search bound"
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
@@ -300,6 +302,26 @@ def truthy(value) -> bool:
         return bool(value) and not (isinstance(value, float) and math.isnan(value))
     except (TypeError, ValueError):
         return False
+
+
+def _chance_note(side_a: pd.DataFrame, side_b: pd.DataFrame, margin: float | None) -> str:
+    """A note when both sides' mean accuracy lies within the accuracy margin of chance (1/K), else "".
+
+    K comes from a ``classes`` column (runs.csv has one); without it, or without an
+    ``accuracy`` column, nothing can be said and "" is returned.
+    """
+    if margin is None or "classes" not in side_a or "accuracy" not in side_a:
+        return ""
+    k = pd.to_numeric(pd.concat([side_a["classes"], side_b["classes"]]), errors="coerce").dropna()
+    if k.empty or k.nunique() != 1 or k.iloc[0] < 2:
+        return ""
+    chance = 1.0 / float(k.iloc[0])
+    means = [float(pd.to_numeric(s["accuracy"], errors="coerce").mean()) for s in (side_a, side_b)]
+    if not all(np.isfinite(m) and abs(m - chance) <= margin for m in means):
+        return ""
+    return (f"both arms are at {CHANCE} accuracy (mean {means[0]:.1%} and {means[1]:.1%}, within "
+            f"±{margin * 100:g} pp of 1/K = {chance:.1%}): neither model learned, so 'equivalent' or "
+            f"'identical' here is vacuous")
 
 
 def _seed_list(seeds) -> str:
@@ -586,6 +608,7 @@ def compare_runs(
     base = df[df["repeat"] == 0]
 
     rows, details, row_notes, identical, constant = [], [], [], [], []
+    acc_margin = used.get("accuracy", DEFAULT_MARGINS["accuracy"])
     for metric, margin in used.items():
         for key, cell in base.groupby(["backend", "dataset", "model"], sort=True):
             tasks = [(eps, i, a, b, sa, sb) for i, (a, b) in enumerate(chosen)
@@ -595,6 +618,7 @@ def compare_runs(
                     continue
                 row, detail, rnotes, tnotes, same, const = _paired_rows(
                     metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot)
+                rnotes = [*rnotes, *filter(None, [_chance_note(side_a, side_b, acc_margin)])]
                 rows.append(row), details.append(detail), row_notes.append(rnotes)
                 identical.append(same), constant.append(const)
                 notes.extend(tnotes)
@@ -614,6 +638,7 @@ def compare_runs(
                             metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
                             side_a, side_b, alpha)
                         same = False
+                    rnotes = [*rnotes, *filter(None, [_chance_note(side_a, side_b, acc_margin)])]
                     rows.append(row), details.append(detail), row_notes.append(rnotes)
                     identical.append(same), constant.append(const)
 
@@ -775,8 +800,10 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
     core = f"mean difference {_amount(row['mean_diff'], metric, margin)}, {ci}"
     test = row["test"].replace("_", " ")
     verdict = row["verdict"]
+    vacuous = _vacuous(row)
     if verdict == "identical":
-        return f"{pair} gave identical {name} on all {row['n']} seeds (every paired difference is zero)"
+        return (f"{pair} gave identical {name} on all {row['n']} seeds (every paired difference is zero)"
+                + vacuous)
     if row["n"] < MIN_PAIRS:
         return (f"with only {row['n']} pair(s) (fewer than {MIN_PAIRS}) there is no verdict on {pair} "
                 f"({core}; no test is interpreted, n = {row['n']})")
@@ -785,14 +812,15 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
         state = "are equivalent" if verdict == "equivalent" else f"differ in {name} by more than the margin"
         return (f"{pair} {state}: every seed gives the same difference, "
                 f"{_amount(row['mean_diff'], metric, margin)} ({where} {_margin_text(metric, margin)}; zero "
-                f"variance, so no test and no effect size, n = {row['n']})")
+                f"variance, so no test and no effect size, n = {row['n']})"
+                + (vacuous if verdict == "equivalent" else ""))
     if verdict == "equivalent":
         text = (f"{pair} are equivalent within {_margin_text(metric, margin)} ({core}, "
                 f"TOST {_p(row['p_equivalence_adj'])} ({corr}), n = {row['n']})")
         if "different but practically equivalent" in row["note"]:
             text += (f"; the difference is statistically significant ({test} "
                      f"{_p(row['p_difference_adj'])}, {corr}) but practically negligible")
-        return text
+        return text + vacuous
     if verdict == "different":
         tested = f"{test} {_p(row['p_difference_adj'])} ({corr}), n = {row['n']}"
         if _beyond(row):
@@ -804,6 +832,14 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
     return (f"it is not settled whether {pair} are equivalent within {_margin_text(metric, margin)} "
             f"({core}, TOST {_p(row['p_equivalence_adj'])}, {test} {_p(row['p_difference_adj'])} "
             f"({corr}), n = {row['n']}{reason})")
+
+
+def _vacuous(row: Mapping) -> str:
+    """The clause that follows an equivalent or identical verdict of two arms at chance accuracy."""
+    if f"at {CHANCE} accuracy" not in str(row.get("note", "")):
+        return ""
+    return (f", but both arms sit at {CHANCE} accuracy (see the note), so the models did not learn and "
+            f"this agreement says nothing about the arms")
 
 
 def _beyond(row: Mapping) -> bool:
@@ -881,7 +917,13 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
         clause = "; ".join(parts)
     compared = [role[k][1] for k in links]
     noun = "smoothing arms" if all(a in _SMOOTHING_ARMS for a in compared) else "compared arms"
-    if few:
+    at_chance = [k for k in rows if f"at {CHANCE} accuracy" in str(rows[k].get("note", ""))]
+    if at_chance:
+        arms = list(dict.fromkeys(a for k in at_chance for a in k))
+        assay = (f"Assay sensitivity fails here: {', '.join(arms)} sit at {CHANCE} accuracy (within the "
+                 f"accuracy margin of 1/K), so the models did not learn and no equivalence or identity "
+                 f"verdict of this group says anything about the arms.")
+    elif few:
         n_few = min(rows[k]["n"] for k in few)
         assay = (f"Assay sensitivity cannot be judged here: only {n_few} pair(s) against {ref_text} "
                  f"(fewer than {MIN_PAIRS}).")

@@ -24,7 +24,7 @@ RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoot
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
                      "overconfidence", "temperature", "temperature_at_bound", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
-                     "params", "trick")
+                     "params", "trick", "classes")
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
 TS_METRICS = ("accuracy_ts", "ece_ts", "nll_ts")
