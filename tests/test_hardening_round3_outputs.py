@@ -233,3 +233,60 @@ def test_runs_csv_carries_the_class_count(tmp_path):
     _bound_study(tmp_path, at_bound=(), seeds=2)
     report_study(tmp_path, study="tb", figures=False)
     assert set(pd.read_csv(tmp_path / "tb" / "runs.csv")["classes"]) == {3}
+
+
+# ----------------------------------------------------------------------- item 8: timings and overflow
+def test_a_run_killed_by_its_timeout_stores_the_time_it_ran(tmp_path):
+    pytest.importorskip("torch")
+    import io
+
+    from ablate.catalog import parse_grid
+    from ablate.execution.orchestrator import run_local
+    from ablate.execution.progress import Progress
+
+    runs = parse_grid({"study": "to", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+                       "models": ["mlp"], "backends": ["torch"], "arms": ["loss"], "smoothing": [0.1],
+                       "seeds": 1, "train": {"epochs": 1000000, "batch_size": 32, "monitor_size": 64,
+                                             "timeout": 2}}).runs()
+    store = RunStore(tmp_path, "to")
+    out = io.StringIO()
+    run_local(runs, store=store, results=tmp_path, workers=1,
+              progress=Progress(total=len(runs), stream=out, live=False))
+    record = store.read_record(runs[0].run_id).record
+    assert record["status"] == "failed" and record["error"] == "timed out after 2 s"
+    # It was killed only once past its deadline, so it ran at least that long (not 0.0).
+    assert record["seconds"] >= 2.0, record["seconds"]
+
+
+def test_a_ledger_crash_stores_the_seconds_it_is_given(tmp_path):
+    import io
+
+    from ablate.execution.orchestrator import Ledger
+    from ablate.execution.progress import Progress
+
+    spec = _spec(0)
+    store = RunStore(tmp_path, "s")
+    ledger = Ledger([spec], store=store, retries=0,
+                    progress=Progress(total=1, stream=io.StringIO(), live=False))
+    ledger.crashed(spec.run_id, "timed out after 7 s", seconds=7.25)
+    assert store.read_record(spec.run_id).record["seconds"] == 7.25
+
+
+@pytest.mark.parametrize("values,what", [([1e308] * 5, "mean"), ([1e308, -1e308] * 3, "standard deviation")])
+def test_a_runs_table_whose_means_overflow_is_refused_naming_metric_and_arm(tmp_path, values, what):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    rows = [{"arm": arm, "seed": i, "accuracy": v if arm == "big" else 0.5 + 0.01 * i}
+            for arm in ("base", "big") for i, v in enumerate(values)]
+    path = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
+                           str(tmp_path / "out"), "--no-figures"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert f"the {what} of `accuracy` for arm 'big'" in lines[0] and "inf" in lines[0]
+    assert not (tmp_path / "out").exists()

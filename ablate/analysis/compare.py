@@ -276,6 +276,29 @@ def load_runs_table(path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- helpers
 
 
+def _check_finite_moments(df: pd.DataFrame, metric: str) -> None:
+    """Refuse a metric whose mean or spread overflows in some cell and arm (e.g. values of ±1e308).
+
+    Each value is finite, yet their sum or squares are not: every statistic built on them would
+    be inf or NaN and read as "too few pairs". One line names the metric, the arm and the cell.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        for cell, group in df.groupby(list(CELL), sort=True, dropna=False):
+            values = group[metric].dropna().to_numpy(dtype=np.float64)
+            if not len(values):
+                continue
+            mean = float(np.mean(values))
+            spread = float(np.std(values)) if math.isfinite(mean) else math.nan
+            if math.isfinite(mean) and math.isfinite(spread):
+                continue
+            what = "mean" if not math.isfinite(mean) else "standard deviation"
+            value = mean if not math.isfinite(mean) else spread
+            where = _label(*cell[:3], cell[4] if cell[4] else None)
+            raise InputError(f"runs table: the {what} of `{metric}` for arm {cell[3]!r} ({where}) is {value} "
+                             f"although each value is finite (largest |value| {np.max(np.abs(values)):.3g}); "
+                             f"metric values this large overflow: rescale the column")
+
+
 def _label(backend: str, dataset: str, model: str, smoothing: float | None = None) -> str:
     parts = [p for p in (backend, dataset, model) if p != "-"]
     text = " / ".join(parts) if parts else "all runs"
@@ -603,6 +626,7 @@ def compare_runs(
             raise InputError(f"runs table: column `{metric}` holds {df.loc[first, metric]} in "
                              f"{_where(df, first)}; metric values must be finite "
                              f"(leave the cell empty for a missing value)")
+        _check_finite_moments(df, metric)
     arms, references, flat = _arm_roles(df)
     chosen = _check_pairs(pairs, arms, known)
     base = df[df["repeat"] == 0]
