@@ -290,3 +290,46 @@ def test_a_runs_table_whose_means_overflow_is_refused_naming_metric_and_arm(tmp_
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert f"the {what} of `accuracy` for arm 'big'" in lines[0] and "inf" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------- item 9: '$' in labels
+def _named_study(tmp_path, arm, study="s", seeds=3, dataset="digits"):
+    import dataclasses
+
+    store = RunStore(tmp_path, study)
+    for name, method in (("none", "none"), (arm, "loss")):
+        for seed in range(seeds):
+            spec = dataclasses.replace(_spec(seed, "loss" if method == "loss" else "none"), arm=name,
+                                       method=method, dataset=DatasetSpec(dataset))
+            record = _record(spec)
+            record["history"] = {"train_nll": [1.0, 0.5], "val_nll": [1.1, 0.6], "val_accuracy": [0.5, 0.7]}
+            store.write(record, _study_arrays(seed + (50 if method == "loss" else 0), False))
+    return store
+
+
+def test_an_arm_name_with_dollars_draws_every_figure(tmp_path):
+    from ablate.study import report_study
+
+    _named_study(tmp_path, "$x^$")
+    written = report_study(tmp_path, study="s")
+    figures = {p.name for p in written if p.suffix == ".png"}
+    assert {"accuracy_by_arm.png", "ece_by_arm.png", "training_curves.png", "temperature_scaling.png",
+            "power.png"} <= figures
+    assert any(name.startswith("reliability_") for name in figures)
+    assert all((tmp_path / "s" / "figures" / name).stat().st_size > 0 for name in figures)
+    assert "$x^$" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_dollar_labels_from_a_runs_table_and_user_matplotlib_state_are_untouched(tmp_path):
+    import matplotlib
+    import pandas as pd
+
+    from ablate.analysis.report import report_from_table
+
+    rows = [{"arm": arm, "seed": i, "accuracy": 0.5 + 0.01 * i + (0.02 if arm != "none" else 0), "ece": 0.1}
+            for arm in ("none", "$x^$", "$\\frac{a}{") for i in range(6)]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    before = matplotlib.rcParams["text.parse_math"]
+    written = report_from_table(tmp_path / "t.csv", out=tmp_path / "out")
+    assert any(p.suffix == ".png" for p in written)
+    assert matplotlib.rcParams["text.parse_math"] == before  # styling never leaks
