@@ -19,7 +19,7 @@ import numpy as np
 from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
-                                   check_margin_metrics, check_options, write_report)
+                                   check_margin_metrics, check_options, measured_runs, write_report)
 from ablate.config import DEFAULT_MARGINS, TRICK_PARTS
 from ablate.errors import ConfigError, StoreError
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
@@ -224,12 +224,15 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
         return row, None
     arrays = item.arrays()
     probs, labels = arrays["test_probs"], arrays["test_labels"]
+    row["classes"] = int(probs.shape[1])  # K: what chance accuracy (1/K) is
     summary = calibration.summarize(probs, labels, n_bins=ece_bins, binning=ece_binning)
     row.update({k: v for k, v in summary.as_dict().items() if k in RUNS_COLUMNS + EXTRA_RUN_COLUMNS})
     if "val_probs" in arrays and len(arrays["val_labels"]):
         temperature = calibration.fit_temperature(arrays["val_probs"], arrays["val_labels"])
         scaled = calibration.apply_temperature(probs, temperature)
-        row.update({"temperature": temperature, "accuracy_ts": calibration.accuracy(scaled, labels),
+        row.update({"temperature": temperature,
+                    "temperature_at_bound": calibration.temperature_at_bound(temperature),
+                    "accuracy_ts": calibration.accuracy(scaled, labels),
                     "ece_ts": calibration.ece(scaled, labels, n_bins=ece_bins, binning=ece_binning),
                     "nll_ts": calibration.nll(scaled, labels)})
     return row, arrays
@@ -328,7 +331,7 @@ class Study:
         merged = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
         runs = self.runs
         pairs = pairs if pairs is not None else [tuple(p) for p in analysis.get("compare", [])] or None
-        return compare(runs.drop(columns=[c for c in ("attempt", "temperature", "seconds") if c in runs]),
+        return compare(measured_runs(runs),
                        margins={m: v for m, v in merged.items() if m in runs}, pairs=pairs,
                        alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
                        correction=correction or analysis.get("correction", "holm"))

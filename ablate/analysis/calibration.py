@@ -580,19 +580,35 @@ def ece_bootstrap_ci(
     return Interval(low=float(low), high=float(high), estimate=estimate, level=float(level))
 
 
+TEMPERATURE_BOUNDS: tuple[float, float] = (0.01, 100.0)
+
+
+def temperature_at_bound(temperature: float, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> bool:
+    """Whether a fitted temperature sits at (within 1e-6 relative of) an end of its search range.
+
+    Such a fit found no optimum inside the range: the validation split was classified
+    perfectly (the NLL keeps falling as T -> 0, so the lower bound is returned) or is too
+    small to pin T down, and the scaled metrics say more about the bound than the model.
+    """
+    t = float(temperature)
+    lo, hi = (float(b) for b in bounds)
+    return bool(np.isfinite(t) and (t <= lo * (1 + 1e-6) or t >= hi * (1 - 1e-6)))
+
+
 def fit_temperature(
     probs: np.ndarray,
     labels: np.ndarray,
     *,
-    bounds: tuple[float, float] = (0.01, 100.0),
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
 ) -> float:
     """Fit one temperature T > 0 minimising the NLL of ``softmax(log(probs) / T)``.
 
     Fit this on a validation split, never on the test set. Probabilities are clipped at
     1e-12 before the log. The NLL is convex in 1/T, so a bounded scalar search over
     log T (scipy's bounded Brent method) finds the optimum; if it lies outside
-    ``bounds`` (e.g. every prediction is correct, which drives T towards 0) the nearest
-    bound is returned.
+    ``bounds`` the nearest bound is returned. When every prediction is correct (the true
+    class strictly the most probable in every row) the NLL falls all the way to T -> 0,
+    so the lower bound is returned exactly.
 
     Args:
         probs: (n, K) float array whose rows sum to 1.
@@ -601,7 +617,7 @@ def fit_temperature(
 
     Returns:
         The fitted temperature; T > 1 softens (the model was over-confident), T < 1
-        sharpens.
+        sharpens. :func:`temperature_at_bound` tells whether it is a bound.
     """
     try:
         lo, hi = (float(b) for b in bounds)
@@ -615,6 +631,10 @@ def fit_temperature(
 
     p, y = validate_probs(probs, labels)
     logp = _log_probs(p)
+    if _all_strictly_right(logp, y):
+        # Every NLL term falls as T falls, so the optimum is T -> 0: the lower bound. A search
+        # would stop anywhere on the flat floor (e.g. T = 0.02) and hide that it ran to the bound.
+        return lo
     res = minimize_scalar(
         lambda log_t: _scaled_nll(logp, y, float(np.exp(log_t))),
         bounds=(np.log(lo), np.log(hi)),
@@ -622,6 +642,14 @@ def fit_temperature(
         options={"xatol": 1e-7},
     )
     return float(np.clip(np.exp(res.x), lo, hi))
+
+
+def _all_strictly_right(logp: np.ndarray, y: np.ndarray) -> bool:
+    """(n, K) log-probabilities, (n,) labels -> every row's true class strictly above all others."""
+    true = logp[np.arange(len(y)), y]
+    others = logp.copy()
+    others[np.arange(len(y)), y] = -np.inf
+    return bool(len(y)) and bool(np.all(true > others.max(axis=1)))
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:

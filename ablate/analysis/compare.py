@@ -88,7 +88,12 @@ PAIRINGS = ("within-backend", "cross-backend")
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
-                        "finished_at", "seconds", "error", "method", "params", "trick", "_row"})
+                        "finished_at", "seconds", "error", "method", "params", "trick", "_row",
+                        "temperature_at_bound", "classes"})
+# The word every at-chance note and sentence carries (see _chance_note).
+CHANCE = "chance"
+# A run whose fitted temperature sits at its search bound has these left empty by the report.
+BOUND_NOTE = "temperature at its search bound"
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
 RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
@@ -272,6 +277,29 @@ def load_runs_table(path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- helpers
 
 
+def _check_finite_moments(df: pd.DataFrame, metric: str) -> None:
+    """Refuse a metric whose mean or spread overflows in some cell and arm (e.g. values of ±1e308).
+
+    Each value is finite, yet their sum or squares are not: every statistic built on them would
+    be inf or NaN and read as "too few pairs". One line names the metric, the arm and the cell.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        for cell, group in df.groupby(list(CELL), sort=True, dropna=False):
+            values = group[metric].dropna().to_numpy(dtype=np.float64)
+            if not len(values):
+                continue
+            mean = float(np.mean(values))
+            spread = float(np.std(values)) if math.isfinite(mean) else math.nan
+            if math.isfinite(mean) and math.isfinite(spread):
+                continue
+            what = "mean" if not math.isfinite(mean) else "standard deviation"
+            value = mean if not math.isfinite(mean) else spread
+            where = _label(*cell[:3], cell[4] if cell[4] else None)
+            raise InputError(f"runs table: the {what} of `{metric}` for arm {cell[3]!r} ({where}) is {value} "
+                             f"although each value is finite (largest |value| {np.max(np.abs(values)):.3g}); "
+                             f"metric values this large overflow: rescale the column")
+
+
 def _label(backend: str, dataset: str, model: str, smoothing: float | None = None) -> str:
     parts = [p for p in (backend, dataset, model) if p != "-"]
     text = " / ".join(parts) if parts else "all runs"
@@ -280,6 +308,44 @@ def _label(backend: str, dataset: str, model: str, smoothing: float | None = Non
 
 def _by_seed(frame: pd.DataFrame, metric: str) -> pd.Series:
     return frame.set_index("seed")[metric].sort_index()
+
+
+def _at_bound(side: pd.DataFrame, seeds) -> np.ndarray:
+    """(len(seeds),) bool: the side's run at each seed has ``temperature_at_bound`` set."""
+    if "temperature_at_bound" not in side:
+        return np.zeros(len(seeds), bool)
+    flags = side.set_index("seed")["temperature_at_bound"].map(truthy)
+    return flags.reindex(seeds).fillna(False).to_numpy(dtype=bool)
+
+
+def truthy(value) -> bool:
+    """A flag cell as written to runs.csv and read back: True/False, "True"/"False", 1/0, empty."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    try:
+        return bool(value) and not (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _chance_note(side_a: pd.DataFrame, side_b: pd.DataFrame, margin: float | None) -> str:
+    """A note when both sides' mean accuracy lies within the accuracy margin of chance (1/K), else "".
+
+    K comes from a ``classes`` column (runs.csv has one); without it, or without an
+    ``accuracy`` column, nothing can be said and "" is returned.
+    """
+    if margin is None or "classes" not in side_a or "accuracy" not in side_a:
+        return ""
+    k = pd.to_numeric(pd.concat([side_a["classes"], side_b["classes"]]), errors="coerce").dropna()
+    if k.empty or k.nunique() != 1 or k.iloc[0] < 2:
+        return ""
+    chance = 1.0 / float(k.iloc[0])
+    means = [float(pd.to_numeric(s["accuracy"], errors="coerce").mean()) for s in (side_a, side_b)]
+    if not all(np.isfinite(m) and abs(m - chance) <= margin for m in means):
+        return ""
+    return (f"both arms are at {CHANCE} accuracy (mean {means[0]:.1%} and {means[1]:.1%}, within "
+            f"±{margin * 100:g} pp of 1/K = {chance:.1%}): neither model learned, so 'equivalent' or "
+            f"'identical' here is vacuous")
 
 
 def _seed_list(seeds) -> str:
@@ -298,8 +364,12 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
     common = sa.index.intersection(sb.index)
     a, b = sa.loc[common], sb.loc[common]
     nan = a.isna().to_numpy() | b.isna().to_numpy()
-    if nan.any():
-        notes.append(f"{label}, {arm_a} vs {arm_b}: seed(s) {_seed_list(common[nan])} dropped "
+    bound = _at_bound(side_a, common) | _at_bound(side_b, common)
+    if (nan & bound).any():
+        notes.append(f"{label}, {arm_a} vs {arm_b}: seed(s) {_seed_list(common[nan & bound])} dropped "
+                     f"({BOUND_NOTE})")
+    if (nan & ~bound).any():
+        notes.append(f"{label}, {arm_a} vs {arm_b}: seed(s) {_seed_list(common[nan & ~bound])} dropped "
                      f"(no {metric} value)")
     a, b = a.to_numpy()[~nan], b.to_numpy()[~nan]
     res = stats.compare_paired(a, b, margin=margin, alpha=alpha, rng=rng, n_boot=n_boot,
@@ -561,11 +631,13 @@ def compare_runs(
             raise InputError(f"runs table: column `{metric}` holds {df.loc[first, metric]} in "
                              f"{_where(df, first)}; metric values must be finite "
                              f"(leave the cell empty for a missing value)")
+        _check_finite_moments(df, metric)
     arms, references, flat = _arm_roles(df)
     chosen = _check_pairs(pairs, arms, known)
     base = df[df["repeat"] == 0]
 
     rows, details, row_notes, identical, constant = [], [], [], [], []
+    acc_margin = used.get("accuracy", DEFAULT_MARGINS["accuracy"])
     for metric, margin in used.items():
         for key, cell in base.groupby(["backend", "dataset", "model"], sort=True):
             tasks = [(eps, i, a, b, sa, sb) for i, (a, b) in enumerate(chosen)
@@ -575,6 +647,7 @@ def compare_runs(
                     continue
                 row, detail, rnotes, tnotes, same, const = _paired_rows(
                     metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot)
+                rnotes = [*rnotes, *filter(None, [_chance_note(side_a, side_b, acc_margin)])]
                 rows.append(row), details.append(detail), row_notes.append(rnotes)
                 identical.append(same), constant.append(const)
                 notes.extend(tnotes)
@@ -594,6 +667,7 @@ def compare_runs(
                             metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
                             side_a, side_b, alpha)
                         same = False
+                    rnotes = [*rnotes, *filter(None, [_chance_note(side_a, side_b, acc_margin)])]
                     rows.append(row), details.append(detail), row_notes.append(rnotes)
                     identical.append(same), constant.append(const)
 
@@ -755,8 +829,10 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
     core = f"mean difference {_amount(row['mean_diff'], metric, margin)}, {ci}"
     test = row["test"].replace("_", " ")
     verdict = row["verdict"]
+    vacuous = _vacuous(row)
     if verdict == "identical":
-        return f"{pair} gave identical {name} on all {row['n']} seeds (every paired difference is zero)"
+        return (f"{pair} gave identical {name} on all {row['n']} seeds (every paired difference is zero)"
+                + vacuous)
     if row["n"] < MIN_PAIRS:
         return (f"with only {row['n']} pair(s) (fewer than {MIN_PAIRS}) there is no verdict on {pair} "
                 f"({core}; no test is interpreted, n = {row['n']})")
@@ -765,14 +841,15 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
         state = "are equivalent" if verdict == "equivalent" else f"differ in {name} by more than the margin"
         return (f"{pair} {state}: every seed gives the same difference, "
                 f"{_amount(row['mean_diff'], metric, margin)} ({where} {_margin_text(metric, margin)}; zero "
-                f"variance, so no test and no effect size, n = {row['n']})")
+                f"variance, so no test and no effect size, n = {row['n']})"
+                + (vacuous if verdict == "equivalent" else ""))
     if verdict == "equivalent":
         text = (f"{pair} are equivalent within {_margin_text(metric, margin)} ({core}, "
                 f"TOST {_p(row['p_equivalence_adj'])} ({corr}), n = {row['n']})")
         if "different but practically equivalent" in row["note"]:
             text += (f"; the difference is statistically significant ({test} "
                      f"{_p(row['p_difference_adj'])}, {corr}) but practically negligible")
-        return text
+        return text + vacuous
     if verdict == "different":
         tested = f"{test} {_p(row['p_difference_adj'])} ({corr}), n = {row['n']}"
         if _beyond(row):
@@ -784,6 +861,14 @@ def _sentence(row: Mapping, conf: int, corr: str) -> str:
     return (f"it is not settled whether {pair} are equivalent within {_margin_text(metric, margin)} "
             f"({core}, TOST {_p(row['p_equivalence_adj'])}, {test} {_p(row['p_difference_adj'])} "
             f"({corr}), n = {row['n']}{reason})")
+
+
+def _vacuous(row: Mapping) -> str:
+    """The clause that follows an equivalent or identical verdict of two arms at chance accuracy."""
+    if f"at {CHANCE} accuracy" not in str(row.get("note", "")):
+        return ""
+    return (f", but both arms sit at {CHANCE} accuracy (see the note), so the models did not learn and "
+            f"this agreement says nothing about the arms")
 
 
 def _beyond(row: Mapping) -> bool:
@@ -861,7 +946,13 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
         clause = "; ".join(parts)
     compared = [role[k][1] for k in links]
     noun = "smoothing arms" if all(a in _SMOOTHING_ARMS for a in compared) else "compared arms"
-    if few:
+    at_chance = [k for k in rows if f"at {CHANCE} accuracy" in str(rows[k].get("note", ""))]
+    if at_chance:
+        arms = list(dict.fromkeys(a for k in at_chance for a in k))
+        assay = (f"Assay sensitivity fails here: {', '.join(arms)} sit at {CHANCE} accuracy (within the "
+                 f"accuracy margin of 1/K), so the models did not learn and no equivalence or identity "
+                 f"verdict of this group says anything about the arms.")
+    elif few:
         n_few = min(rows[k]["n"] for k in few)
         assay = (f"Assay sensitivity cannot be judged here: only {n_few} pair(s) against {ref_text} "
                  f"(fewer than {MIN_PAIRS}).")

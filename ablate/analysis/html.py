@@ -353,7 +353,7 @@ def _figure(name: str, path: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ entry point
 def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path], corrupt=(),
            overrides: Mapping[str, Mapping[str, Any]] | None = None, binning=None,
-           context: Mapping[str, Any] | None = None) -> str:
+           context: Mapping[str, Any] | None = None, ts_note: str = "") -> str:
     """The page as a string. ``comparisons`` is :class:`compare.Comparisons`; ``figures`` maps a
     figure name to its PNG file; ``context`` is :func:`ablate.provenance.collect`'s summary (or
     None for a table made elsewhere)."""
@@ -381,6 +381,7 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
                    for arm, keys in (overrides or {}).items() if keys},
         figures=[_figure(name, path) for name, path in figures.items()],
         summary_head=summary_head, summary_rows=summary_rows, ts_rows=_ts_rows(summary),
+        ts_note=_inline_md(ts_note) if ts_note else "",
         problems=_problem_runs(runs, corrupt),
         methods=methods_paragraph(runs=runs, comparisons=comparisons, binning=binning, context=context,
                                   overrides=overrides or {}, target_power=compare.TARGET_POWER),

@@ -23,10 +23,13 @@ from ablate.errors import ConfigError
 RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
-                     "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
-                     "params", "trick")
+                     "overconfidence", "temperature", "temperature_at_bound", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
+                     "params", "trick", "classes")
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
+TS_METRICS = ("accuracy_ts", "ece_ts", "nll_ts")
+# Numbers of a run that are bookkeeping, not metrics to compare.
+BOOKKEEPING = ("attempt", "temperature", "seconds")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,61 @@ def check_margin_metrics(margins: Mapping[str, float] | None, runs) -> None:
                           f"metrics: {', '.join(columns)}")
 
 
+# ------------------------------------------------------------------------------ temperature bound
+def at_bound(runs):
+    """(n,) bool Series: the run's fitted temperature sits at its search bound (a completed run only)."""
+    import pandas as pd
+
+    from ablate.analysis.compare import truthy
+
+    if "temperature_at_bound" not in runs:
+        return pd.Series(False, index=runs.index)
+    flags = runs["temperature_at_bound"].map(truthy).astype(bool)
+    return flags & (runs["status"] == "completed") if "status" in runs else flags
+
+
+def mask_at_bound(runs):
+    """A copy of the runs table with the temperature-scaled metrics (:data:`TS_METRICS`) left empty for
+    every run whose temperature sits at its search bound; runs.csv keeps them, marked."""
+    flags = at_bound(runs)
+    if not flags.any():
+        return runs
+    out = runs.copy()
+    for metric in TS_METRICS:
+        if metric in out:
+            out.loc[flags, metric] = math.nan
+    return out
+
+
+def measured_runs(runs):
+    """The runs table as the comparisons see it: bound temperatures masked, bookkeeping dropped."""
+    masked = mask_at_bound(runs)
+    return masked.drop(columns=[c for c in BOOKKEEPING if c in masked])
+
+
+def temperature_bound_note(runs) -> str:
+    """One sentence on the runs whose temperature hit its search bound ("" when none did)."""
+    flags = at_bound(runs)
+    n = int(flags.sum())
+    if not n:
+        return ""
+    fitted = runs["temperature"].notna() if "temperature" in runs else flags
+    if "status" in runs:
+        fitted = fitted & (runs["status"] == "completed")
+    low, high = calibration.TEMPERATURE_BOUNDS
+    where = ""
+    if "temperature" in runs:
+        temps = runs.loc[flags, "temperature"].astype(float)
+        n_low = int((temps <= low * (1 + 1e-6)).sum())
+        where = (f" ({n_low} at T = {low:g}, {n - n_low} at T = {high:g})" if n_low != n
+                 else f" (all at T = {low:g})")
+    return (f"{n} of {int(fitted.sum())} run(s) hit the temperature search bound{where}: the fit found no "
+            f"optimum because the validation split was classified perfectly (the NLL keeps falling as T → 0) "
+            f"or is too small to fix T. Their temperature-scaled values (ECE, NLL and accuracy after TS) are "
+            f"left out of this table, the temperature-scaling figure and every `*_ts` comparison; runs.csv keeps "
+            f"them, marked in `temperature_at_bound`. A larger `val_fraction` gives the fit more to work with.")
+
+
 # ------------------------------------------------------------------------------ tables
 def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
     """Per cell and metric: n, mean, std and the 95% t-interval of the mean (completed runs only)."""
@@ -161,14 +219,17 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     spending = seq_mod.check_spending_option(spending)
 
     metrics = [m for m in margins if m in runs.columns]
-    # Bookkeeping columns are numbers too, but not metrics to compare.
-    measured = runs.drop(columns=[c for c in ("attempt", "temperature", "seconds") if c in runs])
+    # Bookkeeping columns are numbers too, but not metrics to compare; a temperature at its
+    # search bound leaves that run's *_ts values out of every table, figure and comparison.
+    measured = measured_runs(runs)
+    analysed = mask_at_bound(runs)
+    ts_note = temperature_bound_note(runs)
     # Compare before writing anything: a refused table or option leaves no folder behind.
     comparisons = compare.compare_runs(measured, margins={m: margins[m] for m in metrics}, alpha=alpha,
                                        correction=correction, rng=np.random.default_rng(0), pairs=pairs)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    summary = summary_table(runs, [m for m in SUMMARY_METRICS if m in runs.columns] +
+    summary = summary_table(analysed, [m for m in SUMMARY_METRICS if m in runs.columns] +
                             [m for m in metrics if m not in SUMMARY_METRICS])
     seq, comparisons_csv = None, comparisons.table
     if looks:
@@ -190,7 +251,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
 
     figure_paths: dict[str, Path] = {}
     if figures:
-        figure_paths = _draw_figures(runs, histories, reliability, comparisons, out, metrics)
+        figure_paths = _draw_figures(analysed, histories, reliability, comparisons, out, metrics)
         if seq is not None and len(seq.looks):
             from ablate.analysis.figures import sequential as seq_figs
             from ablate.analysis.figures._style import save_figure
@@ -200,14 +261,15 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
         written.extend(figure_paths.values())
 
     md = _markdown(runs, summary, comparisons, title=title, alpha=alpha, correction=correction,
-                   corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out)
+                   corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out,
+                   ts_note=ts_note)
     if seq is not None:
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
     (out / "report.md").write_text(md)
     written.append(out / "report.md")
     written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
                                    comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
-                                   overrides=overrides, binning=binning, context=context))
+                                   overrides=overrides, binning=binning, context=context, ts_note=ts_note))
     if latex:
         written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary, arms=arm_tricks(runs)))
     return written
@@ -349,7 +411,7 @@ def _arms_line(runs) -> str:
 
 
 def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, overrides, binning,
-              figures, out: Path) -> str:
+              figures, out: Path, ts_note: str = "") -> str:
     from ablate.analysis import compare
 
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
@@ -381,10 +443,15 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
                   "One temperature per run is fitted on its validation split (held out from the training data) "
                   "by minimising NLL; test metrics are then recomputed. If smoothing's ECE advantage over `none` "
                   "disappears here, a post-hoc temperature buys the same calibration.", ""]
+        if ts_note:
+            parts += [f"**{ts_note}**", ""]
+            ts_note = ""
         ts = summary[summary["metric"].isin(["ece", "ece_ts", "nll", "nll_ts"])]
         wide = ts.pivot_table(index=list(CELL), columns="metric", values="mean").reset_index()
         parts.append(_md_table(wide, [c for c in list(CELL) + ["ece", "ece_ts", "nll", "nll_ts"] if c in wide]))
 
+    if ts_note:  # every fitted temperature is at its bound: no table to put it under
+        parts += ["", "## Calibration after temperature scaling", "", f"**{ts_note}**"]
     bad = runs[runs["status"].isin(["failed", "diverged"])] if "status" in runs else runs.iloc[:0]
     if len(bad):
         parts += ["", "## Failed and diverged runs", ""]

@@ -171,14 +171,16 @@ class Ledger:
             self.failures.append(f"{status}: {spec.describe()} ({run_id}): {error}")
         self.progress.run_done(run_id, spec.describe(), status, result.get("seconds", 0.0), error)
 
-    def crashed(self, run_id: str, reason: str) -> None:
-        """The process executing ``run_id`` died: store the run as failed (a retry may follow)."""
+    def crashed(self, run_id: str, reason: str, seconds: float = 0.0) -> None:
+        """The process executing ``run_id`` died: store the run as failed (a retry may follow).
+
+        seconds: how long it ran before it died or was killed (0 when it never started)."""
         spec = self.by_id[run_id]
-        status = store_crash(self.store, spec, self.attempts[run_id], reason)
+        status = store_crash(self.store, spec, self.attempts[run_id], reason, seconds=seconds)
         error = reason if status == "failed" else ""
         if status == "diverged":  # stored just before its process died: its own reason stands
             error = getattr(self.store.read_record(run_id), "record", {}).get("error") or ""
-        self.finish(run_id, {"status": status, "error": error, "seconds": 0.0})
+        self.finish(run_id, {"status": status, "error": error, "seconds": seconds})
 
     def abandon(self, backend: str, reason: str) -> None:
         """A backend's worker cannot start: every run still waiting for it fails with the reason."""
@@ -208,8 +210,10 @@ def task_results(result: dict[str, Any]) -> list[dict[str, Any]]:
     return list(result["pack"]) if "pack" in result else [result]
 
 
-def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> str:
+def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str, *, seconds: float = 0.0) -> str:
     """Record a run whose process died, unless it managed to store a final record first.
+
+    seconds: how long the run had been running (e.g. until its train.timeout killed it).
 
     Returns the status the run ends with: the stored one (``completed`` or ``diverged``) if
     it was stored after all, else ``failed``.
@@ -221,7 +225,8 @@ def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> st
         return existing.status
     try:
         store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
-                     "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,
+                     "error": reason, "history": {}, "metrics": {}, "seconds": float(seconds),
+                     "started_at": None,
                      "finished_at": utc_now(), "environment": environment.describe()})
     except (StoreError, OSError):
         pass  # the tally still says failed, and the run stays pending on disk
@@ -238,6 +243,7 @@ class _Worker:
     current: list[str] | None = None  # the run ids in hand (one, or a pack's)
     error: str | None = None  # why it could not start
     deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
+    began: float | None = None  # monotonic time the task in hand was sent
     killed_for: str | None = None  # why the driver killed it
     hung_up: bool = False  # its end of the pipe is closed: wait on its exit only
 
@@ -292,6 +298,7 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         # A pack's members share their train settings, so one timeout applies to the task.
         timeout = ledger.by_id[worker.current[0]].train.timeout if worker.current else None
         worker.deadline = time.monotonic() + timeout if timeout else None
+        worker.began = time.monotonic()
         try:
             worker.conn.send(task)
         except OSError:
@@ -325,9 +332,11 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         worker.conn.close()
         del live[worker.wid]
         free.append(worker.slot)
+        ran = time.monotonic() - worker.began if worker.began is not None else 0.0
         for run_id in worker.current or ():
             ledger.crashed(run_id, worker.killed_for or
-                           f"worker process died (exit code {worker.process.exitcode}) during the run")
+                           f"worker process died (exit code {worker.process.exitcode}) during the run",
+                           seconds=ran)
         if worker.error is not None and worker.backend not in ledger.broken:
             ledger.abandon(worker.backend, worker.error)
 

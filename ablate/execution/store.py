@@ -8,8 +8,10 @@ again; a reader never sees a half-written file. A final record (``completed`` or
 ``diverged``) is never overwritten.
 
 Every reader (`run`, `status`, the report) goes through one validation, :meth:`RunStore.validate`:
-a record whose JSON has the wrong types, or whose arrays are truncated, bit-flipped, hold
-objects or disagree in shape, is a :class:`CorruptRecord`, never a stored run. Before such a
+a record whose JSON has the wrong types, whose config no longer hashes to its folder's run id,
+or whose arrays are truncated, bit-flipped, hold objects, disagree in shape, or hold
+probabilities that are non-finite or whose rows do not sum to 1, is a :class:`CorruptRecord`,
+never a stored run. Before such a
 run is executed again its files are moved aside into ``.damaged-<UTC time>/`` in its folder,
 never deleted.
 """
@@ -177,9 +179,40 @@ def check_arrays(path: Path) -> str | None:
             return f"arrays.npz: {split}_probs {probs.dtype} / {split}_labels {labels.dtype} are not float / integer"
         if len(labels) and (labels.min() < 0 or labels.max() >= probs.shape[1]):
             return f"arrays.npz: {split}_labels outside 0..{probs.shape[1] - 1}"
+        reason = _probs_problem(probs)
+        if reason:
+            return f"arrays.npz: {split}_probs {reason}"
     if "val_probs" in arrays and arrays["val_probs"].shape[1] != arrays["test_probs"].shape[1]:
         return "arrays.npz: val_probs and test_probs have different class counts"
     return None
+
+
+PROB_ATOL = 1e-3  # |row sum - 1| allowed; the same tolerance as ablate.analysis.calibration.validate_probs
+
+
+def _probs_problem(probs: np.ndarray) -> str | None:
+    """Why an (n, k) probability array cannot be scored, or None: every entry finite and in
+    [0, 1], every row summing to 1 within :data:`PROB_ATOL`."""
+    p = probs.astype(np.float64, copy=False)
+    finite = np.isfinite(p)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        return f"holds non-finite values (first in row {row})"
+    if p.size and (p.min() < 0 or p.max() > 1 + PROB_ATOL):
+        return f"holds values outside [0, 1] ({p.min():.4g}..{p.max():.4g})"
+    sums = p.sum(axis=1)
+    off = np.abs(sums - 1.0) > PROB_ATOL
+    if off.any():
+        row = int(np.argmax(off))
+        return f"has {int(off.sum())} row(s) not summing to 1 (row {row} sums to {sums[row]:.6g})"
+    return None
+
+
+def config_run_id(config: Mapping[str, Any]) -> str:
+    """The run id a stored config hashes to (the id its folder must carry)."""
+    from ablate.config import RunSpec
+
+    return RunSpec.from_dict(config).run_id
 
 
 class RunStore:
@@ -241,6 +274,11 @@ class RunStore:
         reason = check_record(record)
         if reason is None and record["run_id"] != folder.name:
             reason = f"run_id {record['run_id']!r} does not match its folder"
+        if reason is None:
+            hashed = config_run_id(record["config"])
+            if hashed != folder.name:
+                reason = (f"run {folder.name}: its config hashes to {hashed}, not to its folder's id "
+                          "(a record written by another version, or edited)")
         if reason is None and record["status"] == "completed":
             reason = check_arrays(folder / ARRAYS)
         if reason is not None:

@@ -25,6 +25,11 @@ def arm_palette(arms) -> dict[str, str]:
     return {a: ARM_PALETTE.get(a) or colours[a] for a in arm_order(arms)}
 
 
+# Every label ablate draws is a name (an arm, a dataset, a model) or plain words, never a formula:
+# mathtext is off, so a name holding `$` (e.g. "$x^$") is drawn as written instead of raising.
+PLAIN_TEXT = {"text.parse_math": False}
+
+
 @contextlib.contextmanager
 def style() -> Iterator[None]:
     """Apply ablate's seaborn theme for the duration of the block, then restore rcParams."""
@@ -33,6 +38,7 @@ def style() -> Iterator[None]:
 
     with plt.rc_context():
         sns.set_theme(context="notebook", style="whitegrid")
+        plt.rcParams.update(PLAIN_TEXT)
         yield
 
 
@@ -50,5 +56,9 @@ def save_figure(fig, path, *, dpi: int = 120) -> None:
     """Write ``fig`` to ``path`` and release it (report runs draw many figures)."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    # Tick labels are made while drawing: they too must be plain text.
+    with plt.rc_context(PLAIN_TEXT):
+        for text in fig.findobj(lambda a: hasattr(a, "set_parse_math")):
+            text.set_parse_math(False)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

@@ -67,6 +67,7 @@ class _Slot:
     current: list[str] | None = None  # run ids in hand (one, or a pack's)
     started: bool = False
     deadline: float | None = None  # monotonic time by which the run in hand must end (train.timeout)
+    began: float | None = None  # monotonic time the task in hand was sent
 
 
 def _import_ray():
@@ -174,6 +175,7 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
         # A pack's members share their train settings, so one timeout applies to the task.
         timeout = ledger.by_id[slot.current[0]].train.timeout
         slot.deadline = time.monotonic() + timeout if timeout else None
+        slot.began = time.monotonic()
         waiting[slot.handle.run.remote(task)] = (slot.wid, "run")
 
     def enforce_timeouts() -> None:
@@ -185,7 +187,8 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
                 live.pop(slot.wid)
                 ray.kill(slot.handle, no_restart=True)
                 for run_id in slot.current:
-                    ledger.crashed(run_id, f"timed out after {ledger.by_id[run_id].train.timeout:g} s")
+                    ledger.crashed(run_id, f"timed out after {ledger.by_id[run_id].train.timeout:g} s",
+                                   seconds=now - slot.began if slot.began is not None else 0.0)
 
     def fill() -> None:
         while len(live) < slots:
@@ -211,8 +214,9 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
                     live.pop(wid)
                     ray.kill(slot.handle, no_restart=True)
                     if slot.current is not None:
+                        ran = time.monotonic() - slot.began if slot.began is not None else 0.0
                         for run_id in slot.current:  # a lost actor's runs run again
-                            ledger.crashed(run_id, reason)
+                            ledger.crashed(run_id, reason, seconds=ran)
                     elif kind == "ready":
                         ledger.abandon(slot.backend, reason)
                     continue
