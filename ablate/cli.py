@@ -206,8 +206,15 @@ def _describe_os_error(exc: OSError, command: str) -> str:
 
 
 def next_hint(results: str | Path, study: str) -> str:
-    """The command that reports on a study, quoted for a shell."""
-    return f"next: python -m ablate report --results {shlex.quote(str(results))} --study {shlex.quote(study)}"
+    """The command that reports on a study, quoted for a shell and for argparse: a value that
+    begins with ``-`` (a study named ``-rf``) is written ``--study=-rf``, which argparse never
+    mistakes for an option."""
+    return f"next: python -m ablate report {_option('--results', str(results))} {_option('--study', study)}"
+
+
+def _option(flag: str, value: str) -> str:
+    quoted = shlex.quote(value)
+    return f"{flag}={quoted}" if value.startswith("-") else f"{flag} {quoted}"
 
 
 # ------------------------------------------------------------------------------- run
