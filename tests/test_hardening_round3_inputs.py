@@ -21,3 +21,37 @@ def test_next_line_parses_back_to_the_same_study(study, results):
     argv = shlex.split(line[len("next: python -m ablate "):])
     args = _parser().parse_args(argv)
     assert (args.command, args.study, args.results) == ("report", study, results)
+
+
+# ------------------------------------------------------------ item 14: the arm-name rule
+def _grid(**over):
+    base = {"study": "s", "datasets": ["digits"], "models": ["mlp"], "backends": ["torch"],
+            "arms": {"none": {}, "loss": {}}, "smoothing": [0.1], "seeds": [0], "train": {"epochs": 1}}
+    base.update(over)
+    return base
+
+
+@pytest.mark.parametrize("name, shown", [("a/b", "'/'"), ("a\\b", "'\\\\'"), ("a\nb", "newline"),
+                                         ("a\0b", "NUL"), ("  ", "blank")])
+def test_a_bad_arm_name_is_refused_naming_the_rule_and_the_character(name, shown):
+    from ablate.api import load_grid
+    from ablate.config import NAME_RULE
+    from ablate.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_grid(_grid(arms={"none": {}, name: {"method": "loss"}}))
+    text = str(err.value)
+    assert "`arms`" in text and NAME_RULE in text and shown in text and "\n" not in text
+
+
+def test_free_text_arm_names_are_accepted_and_the_readme_states_the_same_rule():
+    from pathlib import Path
+
+    from ablate.api import load_grid
+    from ablate.config import NAME_RULE
+
+    grid = load_grid(_grid(arms={"none": {}, "$x^$ | <b> 'q'": {"method": "loss"}}))
+    assert "$x^$ | <b> 'q'" in grid.arm_names
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert "free text: any characters except '/', '\\', newline and NUL, and not blank" in readme
+    assert NAME_RULE == "free text: any characters except '/', '\\', newline and NUL, and not blank"
