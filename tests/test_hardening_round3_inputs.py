@@ -55,3 +55,33 @@ def test_free_text_arm_names_are_accepted_and_the_readme_states_the_same_rule():
     readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
     assert "free text: any characters except '/', '\\', newline and NUL, and not blank" in readme
     assert NAME_RULE == "free text: any characters except '/', '\\', newline and NUL, and not blank"
+
+
+# ----------------------------------------------------- item 17: the ETA per backend and model
+def test_the_eta_is_estimated_per_backend_and_model():
+    import io
+
+    from ablate.execution.progress import Progress
+
+    groups = {"t1": "torch mlp", "t2": "torch mlp"} | {f"k{i}": "keras/tensorflow mlp" for i in range(8)}
+    out = io.StringIO()
+    progress = Progress(total=10, workers=1, stream=out, live=False, groups=groups)
+    progress.run_done("t1", "torch run 1", "completed", 5.0)
+    progress.run_done("t2", "torch run 2", "completed", 5.0)
+    # 8 slow Keras runs left and none timed: no number is promised for them
+    assert progress.eta() is None
+    assert "ETA >=0s (not yet timed: 8 keras/tensorflow mlp)" in out.getvalue()
+    progress.run_done("k0", "keras run 0", "completed", 60.0)
+    # 7 Keras runs at 60 s each, not at the torch runs' 5 s (the old ETA: mean 23 s x 7)
+    assert progress.eta() == pytest.approx(7 * 60.0)
+    assert "ETA 7m00s" in out.getvalue()
+
+
+def test_the_sweep_hands_the_progress_its_backend_and_model_groups(tmp_path):
+    from ablate.api import load_grid
+    from ablate.execution.progress import eta_groups
+
+    grid = load_grid(_grid(backends=["torch", "keras"], models=["mlp", "small-cnn"]))
+    groups = eta_groups(grid.runs())
+    assert set(groups.values()) == {"torch mlp", "torch small-cnn", "keras/tensorflow mlp",
+                                    "keras/tensorflow small-cnn"}
