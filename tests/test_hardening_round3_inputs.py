@@ -85,3 +85,62 @@ def test_the_sweep_hands_the_progress_its_backend_and_model_groups(tmp_path):
     groups = eta_groups(grid.runs())
     assert set(groups.values()) == {"torch mlp", "torch small-cnn", "keras/tensorflow mlp",
                                     "keras/tensorflow small-cnn"}
+
+
+# ---------------------------------------------- item 4: a sequential design is bound once runs exist
+def _sequential_grid(**analysis):
+    from ablate.api import load_grid
+
+    design = {"sequential": {"looks": [5, 10, 20]}, "margins": {"accuracy": 0.01}}
+    design.update(analysis)
+    design = {k: v for k, v in design.items() if v is not None}
+    return load_grid(_grid(arms=["explicit", "loss"], seeds=20, analysis=design))
+
+
+def _store_with_a_run(tmp_path, grid):
+    from ablate.execution.store import RECORD, RunStore
+    from ablate.study import bind_settings
+
+    store = RunStore(tmp_path, grid.study)
+    bind_settings(store, grid)
+    folder = store.run_dir("0" * 16)
+    folder.mkdir(parents=True)
+    (folder / RECORD).write_text("{}")  # any record: a wave has run
+    return store
+
+
+@pytest.mark.parametrize("change, key, bound, given", [
+    ({"sequential": {"looks": [5, 10]}}, "analysis.sequential.looks", "[5, 10, 20]", "[5, 10]"),
+    ({"sequential": {"looks": [5, 10, 20], "spending": "pocock"}}, "analysis.sequential.spending",
+     "obrien-fleming", "pocock"),
+    ({"margins": {"accuracy": 0.02}}, "analysis.margins", "accuracy: 0.01", "accuracy: 0.02"),
+    ({"alpha": 0.1}, "analysis.alpha", "0.05", "0.1"),
+    ({"sequential": None}, "analysis.sequential", "{looks: [5, 10, 20], spending: obrien-fleming}", "none"),
+])
+def test_a_changed_sequential_design_is_refused_once_waves_ran(tmp_path, change, key, bound, given):
+    from ablate.errors import ConfigError
+    from ablate.study import STUDY_FILE, bind_settings
+
+    first = _sequential_grid()
+    store = _store_with_a_run(tmp_path, first)
+    before = (store.study_dir / STUDY_FILE).read_bytes()
+    with pytest.raises(ConfigError) as err:
+        bind_settings(store, _sequential_grid(**change))
+    text = str(err.value)
+    assert f"`{key}`:" in text and bound in text and given in text and "\n" not in text
+    assert text.index(bound) < text.index(given)
+    assert (store.study_dir / STUDY_FILE).read_bytes() == before  # study.json is not rewritten
+
+
+def test_the_design_may_change_before_any_run_and_a_fixed_study_may_become_sequential(tmp_path):
+    from ablate.api import load_grid
+    from ablate.execution.store import RunStore
+    from ablate.study import bind_settings
+
+    store = RunStore(tmp_path, "s")
+    bind_settings(store, _sequential_grid())
+    bind_settings(store, _sequential_grid(sequential={"looks": [5, 10]}))  # nothing ran yet
+    fixed = load_grid(_grid(arms=["explicit", "loss"], seeds=20))
+    other = _store_with_a_run(tmp_path / "b", fixed)
+    bind_settings(other, _sequential_grid())  # a fixed design made sequential afterwards
+    bind_settings(other, _sequential_grid())  # and the same design again
