@@ -223,8 +223,16 @@ def _cmd_run(args) -> int:
     from ablate.execution.store import RunStore
 
     grid = api.load_grid(args.grid)
+    options = dict(results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
+                   retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
+                   address=args.address, pack=args.pack)
     if args.dry_run:
-        runs = api.plan(grid, only=args.only, seeds=args.seeds)
+        # Every check `run` makes (options, frameworks, data, models, the study's bound settings),
+        # so a dry run that says yes is a run that starts.
+        prepared = api.check(grid, **options)
+        runs = prepared.runs
+        for note in prepared.notes:
+            print(f"note: {note}")
         valid, invalid = RunStore(args.results, grid.study).survey()
         statuses = {rid: "invalid" for rid in invalid} | valid  # an invalid record runs again
         for spec in runs:
@@ -238,9 +246,7 @@ def _cmd_run(args) -> int:
         if grid.analysis.sequential is not None:
             print(_SEQUENTIAL_NOTE)
         return 0
-    summary = api.run(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
-                      retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
-                      address=args.address, pack=args.pack)
+    summary = api.run(grid, **options)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
     print(next_hint(args.results, grid.study), file=sys.stderr)
