@@ -210,3 +210,73 @@ def test_dry_run_notes_a_download_instead_of_fetching(write_grid, tmp_path, caps
     assert code == 0, err
     assert "note: `datasets[0]` (cifar10) is not here; `run` downloads it first" in out
     assert out.strip().splitlines()[-1].startswith("4 run(s)")
+
+
+# ------------------------------------------------------- item 1: labels that skip classes
+LOADER_GRID = """\
+study: labels
+datasets: [{name: mine, loader: "LOADER:load", val_fraction: 0.2}]
+models: [mlp]
+backends: [torch]
+arms: [none, loss]
+smoothing: [0.1]
+seeds: 1
+train: {epochs: 1, batch_size: 8}
+"""
+
+
+def _loader(tmp_path, module: str, train: list[int], test: list[int], class_names=None) -> None:
+    names = "" if class_names is None else f", 'class_names': {class_names!r}"
+    (tmp_path / f"{module}.py").write_text(
+        "import numpy as np\n"
+        "def load():\n"
+        f"    ytr = np.array({train} * 10)\n"
+        f"    yte = np.array({test} * 4)\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    return {'x_train': rng.normal(size=(len(ytr), 4)), 'y_train': ytr,\n"
+        f"            'x_test': rng.normal(size=(len(yte), 4)), 'y_test': yte{names}}}\n")
+
+
+@pytest.mark.parametrize("train, test, class_names, missing", [
+    ([3, 7], [3, 7], None, "0, 1, 2, 4, 5, 6"),  # labels that skip classes
+    ([0, 1], [0, 1, 2], None, "2"),  # a class present only in the test set
+    ([0, 1], [0, 1], ["a", "b", "c"], "2"),  # a named class with no example at all
+])
+def test_labels_that_skip_classes_are_refused_before_any_run(write_grid, tmp_path, capsys, train, test,
+                                                             class_names, missing):
+    module = f"skip{len(train)}{len(test)}{len(class_names or [])}"
+    _loader(tmp_path, module, train, test, class_names)
+    grid = write_grid(LOADER_GRID.replace("LOADER", module))
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r")
+    assert code == 2, err
+    line = err.strip()
+    assert "\n" not in line and "`datasets[0]`" in line
+    assert "labels must be 0..K-1 with every class in the training split" in line
+    assert f"class(es) {missing} " in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_train_size_that_drops_a_loaders_class_is_refused(tmp_path):
+    from ablate.data.catalogue import load_dataset
+    from ablate.errors import DatasetError
+
+    def load():
+        import numpy as np
+
+        y = np.array([0] * 40 + [1] * 40 + [2])  # one example of class 2
+        return np.zeros((len(y), 3)), y, np.zeros((6, 3)), np.array([0, 1, 2] * 2)
+
+    with pytest.raises(DatasetError, match=r"after `train_size` and `val_fraction` has no example of class\(es\) 2 "):
+        load_dataset("rare", loader=load, train_size=20, val_fraction=0.1)
+
+
+def test_labels_covering_every_class_still_load(tmp_path):
+    from ablate.data.catalogue import load_dataset
+
+    def load():
+        import numpy as np
+
+        y = np.array([0, 1, 2] * 10)
+        return np.zeros((30, 3)), y, np.zeros((6, 3)), np.array([0, 1, 2] * 2)
+
+    assert load_dataset("fine", loader=load, val_fraction=0.1).num_classes == 3
