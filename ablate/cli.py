@@ -305,7 +305,8 @@ def _cmd_probe(args) -> int:
 
     grid = load_grid(args.grid)
     check_environment(grid)
-    result = probe.probe(grid, steps=args.steps, every=args.every, device=args.device, seed=args.seed)
+    result = probe.probe(grid, steps=args.steps, every=args.every, device=args.device, seed=args.seed,
+                         log=sys.stderr)
     out = Path(args.out) if args.out else Path(args.results) / grid.study / "probe"
     written = [probe.write_csv(result, out / "probe.csv")]
     text = probe.summary_text(result)

@@ -280,3 +280,45 @@ def test_labels_covering_every_class_still_load(tmp_path):
         return np.zeros((30, 3)), y, np.zeros((6, 3)), np.array([0, 1, 2] * 2)
 
     assert load_dataset("fine", loader=load, val_fraction=0.1).num_classes == 3
+
+
+# ---------------------------------------------------------- item 5: the probe pairs what it can
+PROBE_GRID = {"study": "p", "datasets": [{"name": "digits", "train_size": 100, "test_size": 50}], "models": ["mlp"],
+              "backends": ["torch"], "smoothing": [0.1], "seeds": 1,
+              "arms": {"none": {}, "explicit": {}, "loss": {},
+                       "calm": {"method": "explicit", "train": {"momentum": 0.5}}},
+              "train": {"epochs": 1, "batch_size": 50, "lr": 0.05, "momentum": 0.9, "monitor_size": 0}}
+
+
+def test_the_probe_pairs_only_arms_that_differ_in_nothing_but_the_method():
+    from ablate.catalog import parse_grid
+    from ablate.execution import probe
+
+    specs = parse_grid(PROBE_GRID).runs()
+    pairs = probe.plan_pairs(specs)
+    named = {(k, specs[i].arm, specs[j].arm) for k, i, j in pairs if j < len(specs)}
+    assert named == {("explicit vs loss", "explicit", "loss"), ("none vs explicit", "none", "explicit")}
+    assert not any("calm" in (specs[i].arm, specs[j].arm) for _, i, j in pairs if j < len(specs))
+
+
+def test_the_probe_labels_pairs_by_arm_name_and_says_at_once_that_steps_are_capped():
+    import io
+
+    pytest.importorskip("torch")
+    from ablate.catalog import parse_grid
+    from ablate.execution import probe
+
+    grid = dict(PROBE_GRID, arms={"base": {"method": "none"}, "mine": {"method": "explicit"},
+                                  "theirs": {"method": "loss"}})
+    log = io.StringIO()
+    result = probe.probe(parse_grid(grid), steps=50, every=1, log=log)
+    # 90 training examples in batches of 50, one epoch: 2 steps, not 50
+    assert result.steps == 2
+    note = log.getvalue().strip()
+    assert note == ("note: --steps 50 is more than the 2 optimiser steps the grid trains on digits with mlp "
+                    "(1 epoch(s) x 2 batches); the probe stops at step 2")
+    text = probe.summary_text(result)
+    assert "Capped: --steps 50 is more than the 2 optimiser steps" in text
+    assert "- **explicit vs loss** (arms mine vs theirs):" in text
+    assert "- **none vs explicit** (arms base vs mine):" in text
+    assert {r["arms"] for r in result.rows} == {"mine vs theirs", "base vs mine", "base (twice)"}
