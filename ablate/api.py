@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +40,32 @@ def plan(grid, *, only: str | None = None, seeds: str | None = None) -> list:
     return selection.select(grid.runs(), only=only, seeds=seeds, grid_seeds=grid.seeds)
 
 
-def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
-        per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
-        executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
-    """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
+@dataclass(frozen=True)
+class Prepared:
+    """A sweep checked and ready to start: what :func:`run` executes and ``--dry-run`` lists."""
 
-    ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
-    ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
-    GPU; None: ``auto`` on a GPU, unpacked on the CPU.
-    A run that fails or diverges is stored with its status; this never raises for one.
+    grid: Grid
+    runs: list  # the RunSpecs to run (sequential: those up to the last look)
+    store: Any  # the study's RunStore
+    run: str  # the executor's "module:function"
+    options: dict[str, Any]  # its keyword arguments
+    where: str  # the sweep's placement, in words
+    notes: tuple[str, ...] = ()  # what a check could not look at here (data not fetched)
+
+
+def prepare(grid, *, results: str | Path = "results", workers: int | None = None,
+            gpus: str | Sequence[str] | None = None, per_gpu: int = 1, retries: int = 0, only: str | None = None,
+            seeds: str | None = None, executor: str = "local", address: str | None = None,
+            pack: int | str | None = None, fetch: bool = True) -> Prepared:
+    """Every check :func:`run` makes before it starts, in its order; raises the first failure.
+
+    ``fetch``: fetch a downloadable dataset that is not here (``run``); False (``--dry-run``)
+    checks everything else and says in ``notes`` what waits for the download.
     """
     from ablate.execution import devices
     from ablate.execution.executors import EXECUTORS
-    from ablate.execution.orchestrator import study_lock
     from ablate.execution.preflight import check_environment
     from ablate.execution.store import RunStore
-    from ablate.registry import resolve
-    from ablate.study import bind_settings
 
     grid = load_grid(grid)
     if grid.analysis.sequential is not None and seeds is not None:
@@ -98,7 +108,37 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
     if pack is not None and packing != 1:
         where += f", packs of {packing if packing != 'auto' else 'auto size'} (torch)"
     # Options first (cheap), then frameworks and data (may fetch a dataset once).
-    check_environment(grid)
+    notes = check_environment(grid, fetch=fetch)
+    return Prepared(grid, runs, store, entry.run, options, where, tuple(notes or ()))
+
+
+def check(grid, **options) -> Prepared:
+    """``run --dry-run``: every check of :func:`run`, the study's bound settings included,
+    without fetching data, taking the study's lock or writing anything."""
+    from ablate.study import check_settings
+
+    prepared = prepare(grid, fetch=False, **options)
+    check_settings(prepared.store, prepared.grid)
+    return prepared
+
+
+def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
+        per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
+        executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
+    """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
+
+    ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
+    ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
+    GPU; None: ``auto`` on a GPU, unpacked on the CPU.
+    A run that fails or diverges is stored with its status; this never raises for one.
+    """
+    from ablate.execution.orchestrator import study_lock
+    from ablate.registry import resolve
+    from ablate.study import bind_settings
+
+    prepared = prepare(grid, results=results, workers=workers, gpus=gpus, per_gpu=per_gpu, retries=retries,
+                       only=only, seeds=seeds, executor=executor, address=address, pack=pack)
+    grid, runs, store, options = prepared.grid, prepared.runs, prepared.store, prepared.options
     # The lock first: a refused second driver says one thing, that it was refused.
     with study_lock(store):
         if log is not None:
@@ -106,9 +146,9 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
             count = f"{len(runs)} run(s)" if design is None else \
                 (f"at most {len(runs)} run(s) (sequential: looks at {', '.join(map(str, design.looks))} seeds, "
                  f"{design.spending} spending)")
-            print(f"study {grid.study!r}: {count} on {where} -> {store.study_dir}", file=log)
+            print(f"study {grid.study!r}: {count} on {prepared.where} -> {store.study_dir}", file=log)
         bind_settings(store, grid)
-        execute = resolve(entry.run)
+        execute = resolve(prepared.run)
         if grid.analysis.sequential is None:
             return execute(runs, store=store, results=str(results), **options)
         from ablate.sequential_run import run_in_waves

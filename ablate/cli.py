@@ -206,8 +206,15 @@ def _describe_os_error(exc: OSError, command: str) -> str:
 
 
 def next_hint(results: str | Path, study: str) -> str:
-    """The command that reports on a study, quoted for a shell."""
-    return f"next: python -m ablate report --results {shlex.quote(str(results))} --study {shlex.quote(study)}"
+    """The command that reports on a study, quoted for a shell and for argparse: a value that
+    begins with ``-`` (a study named ``-rf``) is written ``--study=-rf``, which argparse never
+    mistakes for an option."""
+    return f"next: python -m ablate report {_option('--results', str(results))} {_option('--study', study)}"
+
+
+def _option(flag: str, value: str) -> str:
+    quoted = shlex.quote(value)
+    return f"{flag}={quoted}" if value.startswith("-") else f"{flag} {quoted}"
 
 
 # ------------------------------------------------------------------------------- run
@@ -216,8 +223,16 @@ def _cmd_run(args) -> int:
     from ablate.execution.store import RunStore
 
     grid = api.load_grid(args.grid)
+    options = dict(results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
+                   retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
+                   address=args.address, pack=args.pack)
     if args.dry_run:
-        runs = api.plan(grid, only=args.only, seeds=args.seeds)
+        # Every check `run` makes (options, frameworks, data, models, the study's bound settings),
+        # so a dry run that says yes is a run that starts.
+        prepared = api.check(grid, **options)
+        runs = prepared.runs
+        for note in prepared.notes:
+            print(f"note: {note}")
         valid, invalid = RunStore(args.results, grid.study).survey()
         statuses = {rid: "invalid" for rid in invalid} | valid  # an invalid record runs again
         for spec in runs:
@@ -231,9 +246,7 @@ def _cmd_run(args) -> int:
         if grid.analysis.sequential is not None:
             print(_SEQUENTIAL_NOTE)
         return 0
-    summary = api.run(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
-                      retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
-                      address=args.address, pack=args.pack)
+    summary = api.run(grid, **options)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
     print(next_hint(args.results, grid.study), file=sys.stderr)
@@ -292,7 +305,8 @@ def _cmd_probe(args) -> int:
 
     grid = load_grid(args.grid)
     check_environment(grid)
-    result = probe.probe(grid, steps=args.steps, every=args.every, device=args.device, seed=args.seed)
+    result = probe.probe(grid, steps=args.steps, every=args.every, device=args.device, seed=args.seed,
+                         log=sys.stderr)
     out = Path(args.out) if args.out else Path(args.results) / grid.study / "probe"
     written = [probe.write_csv(result, out / "probe.csv")]
     text = probe.summary_text(result)

@@ -492,6 +492,19 @@ def _parse_model(ctx: _Ctx, names: Names, value: Any, index: int) -> ModelSpec:
 
 
 _NAME_FORBIDDEN = "/\\\n\0"
+# The rule as errors state it; the README's "Arms and pairs" quotes the same words.
+NAME_RULE = "free text: any characters except '/', '\\', newline and NUL, and not blank"
+
+
+def _check_free_name(ctx: _Ctx, key: str, kind: str, name: Any) -> None:
+    """An arm's or grid trick's name: free text but for the characters :data:`NAME_RULE` forbids."""
+    if not isinstance(name, str):
+        raise ctx.fail(key, f"expected {kind} names that are {NAME_RULE}, but got {name!r} "
+                            f"(a {type(name).__name__})")
+    bad = [{"\n": "newline", "\0": "NUL"}.get(c, repr(c)) for c in dict.fromkeys(name) if c in _NAME_FORBIDDEN]
+    if bad or not name.strip():
+        why = f"contains {', '.join(bad)}" if bad else "blank"
+        raise ctx.fail(key, f"expected {kind} names that are {NAME_RULE}, but got {name!r} ({why})")
 
 
 def _parse_param_spec(ctx: _Ctx, key: str, raw: Any) -> ParamSpec:
@@ -516,9 +529,7 @@ def _parse_tricks(ctx: _Ctx, names: Names, raw: Any) -> dict[str, TrickSpec]:
     out: dict[str, TrickSpec] = {}
     for name, body in ctx.mapping("tricks", raw).items():
         key = f"tricks.{name}"
-        if not isinstance(name, str) or not name.strip() or any(c in name for c in _NAME_FORBIDDEN):
-            raise ctx.fail("tricks", f"expected trick names that are non-empty strings without '/', '\\', "
-                                     f"newline or NUL, but got {name!r}")
+        _check_free_name(ctx, "tricks", "trick", name)
         if name in names.tricks:
             raise ctx.fail(key, f"{name!r} is a built-in trick; give your trick another name")
         body = ctx.mapping(key, body)
@@ -562,9 +573,7 @@ def _parse_arms(ctx: _Ctx, names: Names, raw: Any, grid_tricks: Mapping[str, Tri
             raise ctx.fail("arms", "expected at least one arm")
         for name, body in raw.items():
             key = f"arms.{name}"
-            if not isinstance(name, str) or not name.strip() or any(c in name for c in _NAME_FORBIDDEN):
-                raise ctx.fail("arms", f"expected arm names that are non-empty strings without '/', '\\', "
-                                       f"newline or NUL, but got {name!r}")
+            _check_free_name(ctx, "arms", "arm", name)
             body = {} if body is None else ctx.mapping(key, body)
             ctx.keys(key, body, ("method", "train", "params"))
             if "method" in body:

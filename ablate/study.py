@@ -60,11 +60,21 @@ def bind_settings(store: RunStore, grid) -> None:
 
     A study may gain seeds, arms, backends, datasets, models and ε values; any other change
     (an arm's train settings, a dataset's split, a model's factory, the pairing) would mix
-    two configurations under one name, so it needs a new study. The analysis settings are
+    two configurations under one name, so it needs a new study. Once runs are stored under a
+    sequential design, that design (looks, spending, margins, alpha) is bound too: looks are
+    fixed before the data, or the error rates do not hold. The other analysis settings are
     the report's defaults and follow the latest grid.
     """
     from ablate.execution.store import atomic_write
 
+    payload = check_settings(store, grid)
+    store.study_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=1, sort_keys=True).encode()
+    atomic_write(store.study_dir / STUDY_FILE, lambda fh: fh.write(text))
+
+
+def check_settings(store: RunStore, grid) -> dict[str, Any]:
+    """What :func:`bind_settings` would write to study.json; raises its ConfigError, writes nothing."""
     previous = _read_settings(store)
     new = _bound(grid)
     old = previous.get("bound")
@@ -84,16 +94,51 @@ def bind_settings(store: RunStore, grid) -> None:
                               "the two configurations are never mixed")
         merged = {section: {**old.get(section, {}), **new[section]} for section in ("arms", "datasets", "models")}
         merged["pairing"] = new["pairing"]
-    store.study_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"study": grid.study, "grid": grid.source,
-               "analysis": {"margins": dict(grid.analysis.margins), "alpha": grid.analysis.alpha,
-                            "correction": grid.analysis.correction, "ece_bins": grid.analysis.ece_bins,
-                            "ece_binning": grid.analysis.ece_binning,
-                            "compare": [list(p) for p in grid.analysis.compare],
-                            "sequential": _sequential_settings(grid.analysis.sequential)},
-               "bound": merged}
-    text = json.dumps(payload, indent=1, sort_keys=True).encode()
-    atomic_write(store.study_dir / STUDY_FILE, lambda fh: fh.write(text))
+    analysis = {"margins": dict(grid.analysis.margins), "alpha": grid.analysis.alpha,
+                "correction": grid.analysis.correction, "ece_bins": grid.analysis.ece_bins,
+                "ece_binning": grid.analysis.ece_binning,
+                "compare": [list(p) for p in grid.analysis.compare],
+                "sequential": _sequential_settings(grid.analysis.sequential)}
+    _check_design(grid, previous.get("analysis"), analysis, store)
+    return {"study": grid.study, "grid": grid.source, "analysis": analysis, "bound": merged}
+
+
+def _check_design(grid, old: Any, new: Mapping[str, Any], store: RunStore) -> None:
+    """A sequential study that holds runs keeps its design: one line naming the first setting
+    that changed, its bound value and the new one."""
+    if not isinstance(old, Mapping) or not isinstance(old.get("sequential"), Mapping) or not _holds_runs(store):
+        return
+    was, now = old["sequential"], new["sequential"]
+    if now is None:
+        changes = [("analysis.sequential", was, None)]
+    else:
+        changes = [(f"analysis.sequential.{k}", was.get(k), now.get(k)) for k in ("looks", "spending")]
+    changes += [(f"analysis.{k}", old[k], new[k]) for k in ("margins", "alpha") if k in old]
+    for key, bound, given in changes:
+        if bound != given:
+            raise ConfigError(f"{grid.source}: `{key}`: study {grid.study!r} already ran waves with "
+                              f"{_shown(bound)}, and a sequential design is bound once runs exist (looks are "
+                              f"fixed before the data, or the error rates do not hold), but the grid now has "
+                              f"{_shown(given)}; keep {_shown(bound)} or use a new study name "
+                              f"(e.g. `study: {grid.study}-2`)")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _holds_runs(store: RunStore) -> bool:
+    """Whether any run record is stored (cheap: no record is read)."""
+    from ablate.execution.store import RECORD
+
+    runs = store.runs_dir
+    return runs.is_dir() and any((d / RECORD).exists() for d in runs.iterdir() if not d.name.startswith("."))
 
 
 def _sequential_settings(spec) -> dict[str, Any] | None:

@@ -113,7 +113,7 @@ def test_cli_writes_csv_summary_and_figure(write_grid, tmp_path):
     assert list(rows.columns) == list(probe.COLUMNS) and sorted(set(rows.step)) == [0, 1, 2, 3]
     assert set(rows.kind) == {"explicit vs loss", "none vs explicit", "same run twice"}
     assert (out / "probe.png").stat().st_size > 0
-    assert "- **none vs explicit**: first parted at step 1" in (out / "probe.md").read_text()
+    assert "- **none vs explicit** (arms none vs explicit): first parted at step 1" in (out / "probe.md").read_text()
     bad = subprocess.run([sys.executable, "-m", "ablate", "probe", str(grid), "--every", "0"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == "ablate: error: --every: expected an integer >= 1, but got 0"

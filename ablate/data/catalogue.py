@@ -292,6 +292,9 @@ def load_dataset(
             )
         test_idx, _ = _stratified_split(raw.y_test, test_size, np.random.default_rng(TEST_SUBSET_SEED))
 
+    if loader is not None:  # a loader's classes are its labels: none may be a phantom
+        _check_every_class(name, raw.y_train[train_idx], len(raw.class_names),
+                           "the training split left after `train_size` and `val_fraction`")
     x_train = raw.x_train[train_idx]
     shift, scale = _fit_preprocessing(preprocess, x_train, raw.max_value)
     return Dataset(
@@ -378,8 +381,20 @@ def _check_user_arrays(name, x_train, y_train, x_test, y_test, *, class_names) -
         raise DatasetError(f"{name}: labels span {y_all.min()}..{y_all.max()}, outside 0..{k - 1}")
     if k < 2:
         raise DatasetError(f"{name}: expected at least 2 classes, but the labels hold {k}")
+    _check_every_class(name, arrays[1], k, "the loader's y_train")
     names = tuple(str(c) for c in class_names) if class_names is not None else tuple(str(i) for i in range(k))
     return _Raw(*arrays, class_names=names, max_value=1.0)
+
+
+def _check_every_class(name: str, y_train: np.ndarray, k: int, where: str) -> None:
+    """Labels must be 0..K-1 with every class in the training split: a class it lacks would be a
+    phantom in the probabilities and in eps/K. One line naming the missing classes."""
+    missing = np.setdiff1d(np.arange(k), y_train)
+    if len(missing):
+        shown = ", ".join(str(int(c)) for c in missing[:20]) + (", ..." if len(missing) > 20 else "")
+        raise DatasetError(f"{name}: labels must be 0..K-1 with every class in the training split, but "
+                           f"{where} has no example of class(es) {shown} (K = {k}); relabel the classes "
+                           f"0..{k - len(missing) - 1}, or give each class training examples")
 
 
 def check_available(name: str, path: str | None = None, *, download: bool = True) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from ablate.config import RunSpec
 from ablate.errors import StoreError
-from ablate.execution.progress import Progress
+from ablate.execution.progress import Progress, eta_groups
 from ablate.execution.store import RunStore
 from ablate.execution.worker import FINAL_STATUSES, utc_now, worker_main
 
@@ -260,7 +260,7 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
     started = time.perf_counter()
     todo, skipped = pending_runs(runs, store)
     slots = plan_slots(workers=workers, gpus=gpus, per_gpu=per_gpu)
-    progress = progress or Progress(total=len(todo), skipped=skipped, workers=len(slots))
+    progress = progress or Progress(total=len(todo), skipped=skipped, workers=len(slots), groups=eta_groups(todo))
     progress.start()
     size, fit = resolve_pack(pack, runs=len(todo), slots=len(slots), on_gpu=bool(gpus))
     ledger = Ledger(todo, store=store, retries=retries, progress=progress, pack=size, pack_fit=fit)

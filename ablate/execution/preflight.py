@@ -22,8 +22,14 @@ from ablate.data import catalogue
 from ablate.errors import AblateError, BackendError, ConfigError, DatasetError
 
 
-def check_environment(grid: Grid) -> None:
-    """Fail early, before anything runs, when something the grid needs is missing or cannot fit."""
+def check_environment(grid: Grid, *, fetch: bool = True) -> list[str]:
+    """Fail early, before anything runs, when something the grid needs is missing or cannot fit.
+
+    ``fetch``: fetch a downloadable dataset that is not here yet (``run``). With False
+    (``run --dry-run``) nothing is downloaded: such a dataset's checks that need its data are
+    left for ``run``, and the returned notes say so (one line each; empty with ``fetch``).
+    """
+    notes: list[str] = []
     for i, backend in enumerate(grid.backends):
         try:
             backends.check_installed(backend)
@@ -35,7 +41,7 @@ def check_environment(grid: Grid) -> None:
             ref = getattr(model, framework)
             if ref is not None and framework in {framework_of(b) for b in grid.backends}:
                 _check_module(grid, f"models[{i}].{framework}", ref, search)
-    shapes = [_dataset_shape(grid, i, ds, search) for i, ds in enumerate(grid.datasets)]
+    shapes = [_dataset_shape(grid, i, ds, search, fetch, notes) for i, ds in enumerate(grid.datasets)]
     for (i, ds), shape in zip(enumerate(grid.datasets), shapes):
         is_image = len(shape) == 3
         if not is_image:
@@ -52,7 +58,14 @@ def check_environment(grid: Grid) -> None:
             except BackendError as exc:
                 raise ConfigError(f"{grid.source}: `models[{j}]`: {exc} (`datasets[{i}]`, {ds.name})") from None
     check_pairing(grid)
-    check_tricks(grid, search, shapes)
+    if any(note.startswith("`datasets[0]`") for note in notes):
+        from ablate.execution.runner import run_trick
+
+        if any(run_trick(spec).parts() for spec in grid.runs()):
+            notes.append("the tricks' parts are called once on `datasets[0]` when `run` has fetched it")
+    else:
+        check_tricks(grid, search, shapes)
+    return notes
 
 
 def check_tricks(grid: Grid, search: tuple[str, ...] = (), shapes: list[tuple[int, ...]] | None = None) -> None:
@@ -177,8 +190,12 @@ def _check_module(grid: Grid, key: str, reference: str, search: tuple[str, ...])
                           f"{where}the installed packages")
 
 
-def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...]) -> tuple[int, ...]:
-    """The shape of one example, after checking the dataset is here and its sizes fit."""
+def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...], fetch: bool = True,
+                   notes: list[str] | None = None) -> tuple[int, ...]:
+    """The shape of one example, after checking the dataset is here and its sizes fit.
+
+    A downloadable dataset that is not here is fetched now, or, without ``fetch``, named in
+    ``notes`` and described by its catalogue entry."""
     key = f"{grid.source}: `datasets[{i}]`"
     try:
         if ds.loader is not None or catalogue.DATASETS.get(ds.name).loader is not None:
@@ -191,10 +208,14 @@ def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...]) -> tuple[int
             catalogue.check_available(ds.name, ds.path, download=False)
         except DatasetError:
             catalogue.check_available(ds.name, ds.path, download=True)
-            # Not here yet but downloadable: fetch it once now, so that a machine without
-            # internet fails with one line before any run starts, not once per run.
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            catalogue.load_dataset(ds.name, path=ds.path)
+            if fetch:
+                # Not here yet but downloadable: fetch it once now, so that a machine without
+                # internet fails with one line before any run starts, not once per run.
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+                catalogue.load_dataset(ds.name, path=ds.path)
+            elif notes is not None:
+                notes.append(f"`datasets[{i}]` ({ds.name}) is not here; `run` downloads it first "
+                             "(keras.datasets, needs internet)")
         entry = catalogue.DATASETS.get(ds.name)
         shape, _, n_train, n_test = entry.known
         if entry.resizable and ds.image_size is not None:

@@ -8,7 +8,10 @@ runs' weights (every weight, batch-norm statistics included, in the shared layou
 :mod:`ablate.backends.weights`). At every step it checks whether a pair's losses differ by
 more than :data:`LOSS_TOLERANCE` relative, and keeps the first step they do.
 
-Pair kinds (taken from each arm's smoothing method, never from arm names):
+Pair kinds (taken from each arm's smoothing method, never from arm names). Two arms pair
+only when they are the same apart from the method: the same train settings (an arm `calm`
+with method explicit and momentum 0.5 is no control for `loss`) and the same trick params.
+Every pair is labelled by its arms' names:
 
 * ``explicit vs loss``: same backend and seed; the objectives are identical, so on the CPU
   the runs should never part;
@@ -37,7 +40,7 @@ from ablate.execution.runner import (batch_step, bound_loss, host_batches, loss_
 
 LOSS_TOLERANCE = 1e-6  # relative loss difference at which a pair counts as parted
 KINDS = ("explicit vs loss", "same run twice", "across backends", "none vs explicit")
-COLUMNS = ("step", "kind", "dataset", "model", "seed", "smoothing", "run_a", "run_b",
+COLUMNS = ("step", "kind", "arms", "dataset", "model", "seed", "smoothing", "run_a", "run_b",
            "loss_a", "loss_b", "relative_loss_difference", "relative_distance")
 
 
@@ -52,6 +55,25 @@ class PairSummary:
     run_b: str
     parted_at: int | None
     final_distance: float
+    arms: str = ""  # "arm_a vs arm_b", by name
+
+
+@dataclass(frozen=True)
+class Cap:
+    """``--steps`` beyond what a group trains: the probe stops at ``steps``, the group's
+    ``epochs`` x ``per_epoch`` optimiser steps."""
+
+    asked: int
+    steps: int
+    epochs: int
+    per_epoch: int
+    dataset: str
+    model: str
+
+    def describe(self) -> str:
+        return (f"--steps {self.asked} is more than the {self.steps} optimiser steps the grid trains on "
+                f"{self.dataset} with {self.model} ({self.epochs} epoch(s) x {self.per_epoch} batches); "
+                f"the probe stops at step {self.steps}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,7 @@ class ProbeResult:
     pairs: tuple[PairSummary, ...]
     steps: int
     every: int
+    caps: tuple[Cap, ...] = ()  # where --steps was more than a group trains
 
 
 def method(spec: RunSpec) -> str:
@@ -85,6 +108,8 @@ def plan_pairs(specs: Sequence[RunSpec]) -> list[tuple[str, int, int]]:
         for j in range(i + 1, n):
             a, b = specs[i], specs[j]
             ma, mb = method(a), method(b)
+            if not same_but_method(a, b):
+                continue
             if a.backend == b.backend:
                 if {ma, mb} == {"explicit", "loss"} and a.smoothing == b.smoothing:
                     pairs.append(("explicit vs loss", *((i, j) if ma == "explicit" else (j, i))))
@@ -96,6 +121,20 @@ def plan_pairs(specs: Sequence[RunSpec]) -> list[tuple[str, int, int]]:
         first = next(i for i, s in enumerate(specs) if s.backend == backend)
         pairs.append(("same run twice", first, n + k))
     return pairs
+
+
+def same_but_method(a: RunSpec, b: RunSpec) -> bool:
+    """Whether two runs' arms differ in nothing but their method: train settings (the time
+    limit aside) and trick params alike."""
+    return (dataclasses.replace(a.train, timeout=None) == dataclasses.replace(b.train, timeout=None)
+            and dict(a.params) == dict(b.params))
+
+
+def arms_label(a: RunSpec, b: RunSpec) -> str:
+    """A pair by its arms' names: ``calm vs loss``; one arm on two backends names the backends."""
+    if a.arm == b.arm:
+        return f"{a.arm} ({a.backend} vs {b.backend})" if a.backend != b.backend else f"{a.arm} (twice)"
+    return f"{a.arm} vs {b.arm}"
 
 
 def _batches(spec: RunSpec, data, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
@@ -157,7 +196,8 @@ def probe_group(specs: Sequence[RunSpec], backends: dict, data, *, steps: int, e
         shared = [t.shared_weights() for t in trainers]
         for p, (kind, i, j) in enumerate(pairs):
             distances[p] = relative_distance(shared[i], shared[j])
-            rows.append({"step": step, "kind": kind, "dataset": first.dataset.name, "model": first.model,
+            rows.append({"step": step, "kind": kind, "arms": arms_label(runs[i], runs[j]),
+                         "dataset": first.dataset.name, "model": first.model,
                          "seed": first.seed, "smoothing": runs[j].smoothing or runs[i].smoothing,
                          "run_a": labels[i], "run_b": labels[j], "loss_a": losses[i], "loss_b": losses[j],
                          "relative_loss_difference": _relative(losses[i], losses[j]),
@@ -173,7 +213,7 @@ def probe_group(specs: Sequence[RunSpec], backends: dict, data, *, steps: int, e
                 parted[p] = step
         if step % every == 0 or step in (1, steps):  # step 1 shows where the controls start
             record(step)
-    summaries = [PairSummary(kind, labels[i], labels[j], parted[p], distances[p])
+    summaries = [PairSummary(kind, labels[i], labels[j], parted[p], distances[p], arms_label(runs[i], runs[j]))
                  for p, (kind, i, j) in enumerate(pairs)]
     return rows, summaries
 
@@ -186,8 +226,12 @@ def _relative(a: float, b: float) -> float:
 
 
 def probe(grid: Grid, *, steps: int = 200, every: int = 10, device: str = "cpu",
-          seed: int | None = None) -> ProbeResult:
-    """Run the probe over ``grid``'s first seed (or ``seed``); see the module doc."""
+          seed: int | None = None, log=None) -> ProbeResult:
+    """Run the probe over ``grid``'s first seed (or ``seed``); see the module doc.
+
+    ``--steps`` beyond what a group trains (its epochs x batches) is capped there: each cap is
+    written to ``log`` (a text stream) before that group trains, and kept in the result.
+    """
     from ablate import backends as registry
     from ablate.backends import weights
     from ablate.data.catalogue import load_dataset
@@ -207,7 +251,9 @@ def probe(grid: Grid, *, steps: int = 200, every: int = 10, device: str = "cpu",
         loaded[name].configure(device=device, threads=None, deterministic=True)
     rows: list[dict] = []
     summaries: list[PairSummary] = []
+    caps: list[Cap] = []
     used_steps = steps
+    planned = []  # (runs, data, steps, initial weights) per group, all planned before any trains
     for dataset in grid.datasets:
         data = load_dataset(dataset.name, path=dataset.path, loader=dataset.loader,
                             search_paths=(grid.base_dir,) if grid.base_dir else (), train_size=dataset.train_size,
@@ -224,12 +270,22 @@ def probe(grid: Grid, *, steps: int = 200, every: int = 10, device: str = "cpu",
             # `none` pairs with every eps; each eps is its own group with the `none` run.
             for eps in sorted({s.smoothing for s in group if method(s) != "none"}) or [0.0]:
                 sub = [s for s in group if method(s) == "none" or s.smoothing == eps]
-                n_steps = min([steps] + [total_steps(s, len(data.x_train)) for s in sub])
+                shortest = min(sub, key=lambda s: total_steps(s, len(data.x_train)))
+                n_steps = min(steps, total_steps(shortest, len(data.x_train)))
+                if n_steps < steps:
+                    cap = Cap(steps, n_steps, shortest.train.epochs,
+                              math.ceil(len(data.x_train) / shortest.train.batch_size), dataset.name, model)
+                    if cap not in caps:
+                        caps.append(cap)
                 used_steps = min(used_steps, n_steps)
-                r, p = probe_group(sub, loaded, data, steps=n_steps, every=every, initial_weights=initial)
-                rows += r
-                summaries += p
-    return ProbeResult(tuple(rows), tuple(summaries), used_steps, every)
+                planned.append((sub, data, n_steps, initial))
+    for cap in caps if log is not None else ():
+        print(f"note: {cap.describe()}", file=log, flush=True)
+    for sub, data, n_steps, initial in planned:
+        r, p = probe_group(sub, loaded, data, steps=n_steps, every=every, initial_weights=initial)
+        rows += r
+        summaries += p
+    return ProbeResult(tuple(rows), tuple(summaries), used_steps, every, tuple(caps))
 
 
 def write_csv(result: ProbeResult, path: Path) -> Path:
@@ -247,6 +303,7 @@ def summary_text(result: ProbeResult) -> str:
              f"{result.steps} optimiser steps from shared initial weights; weights compared every "
              f"{result.every} steps (relative L2 distance); a pair parts at the first step whose losses "
              f"differ by more than {LOSS_TOLERANCE:g} relative.", ""]
+    lines += [f"Capped: {cap.describe()}." for cap in result.caps] + ([""] if result.caps else [])
     for kind in KINDS:
         mine = [p for p in result.pairs if p.kind == kind]
         if not mine:
@@ -255,7 +312,9 @@ def summary_text(result: ProbeResult) -> str:
         when = (f"first parted at step {min(parted)} ({len(parted)} of {len(mine)} pair(s) parted)"
                 if parted else f"never parted in {result.steps} steps ({len(mine)} pair(s))")
         worst = max((p.final_distance for p in mine), default=math.nan)
-        lines.append(f"- **{kind}**: {when}; largest final relative distance {worst:.3g}.")
+        arms = ", ".join(dict.fromkeys(p.arms for p in mine if p.arms))
+        lines.append(f"- **{kind}** (arms {arms}): {when}; largest final relative distance {worst:.3g}."
+                     if arms else f"- **{kind}**: {when}; largest final relative distance {worst:.3g}.")
         for p in mine:
             at = f"step {p.parted_at}" if p.parted_at is not None else "never"
             lines.append(f"  - {p.run_a} vs {p.run_b}: parted {at}, final distance {p.final_distance:.3g}")

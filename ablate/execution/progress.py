@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
 
@@ -16,6 +17,11 @@ def format_table(rows) -> str:
     rows = [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def eta_groups(specs) -> dict[str, str]:
+    """run id -> "backend model", the groups whose durations the ETA estimates apart."""
+    return {s.run_id: f"{s.backend} {s.model}" for s in specs}
 
 
 def _duration(seconds: float) -> str:
@@ -28,9 +34,15 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
+    """``groups``: run id -> what its duration is estimated from (``"torch mlp"``: its backend and
+    model), so that fast torch runs never promise a time for slow Keras ones; None: one group."""
+
     def __init__(self, total: int, *, skipped: int = 0, workers: int = 1, stream: TextIO | None = None,
-                 live: bool | None = None):
+                 live: bool | None = None, groups: Mapping[str, str] | None = None):
         self.total = total
+        self.groups = dict(groups or {})
+        self.finished_ids: set[str] = set()
+        self.group_durations: dict[str, list[float]] = {}
         self.skipped = skipped
         self.workers = max(1, workers)
         self.stream = stream or sys.stderr
@@ -58,9 +70,11 @@ class Progress:
 
     def run_done(self, run_id: str, name: str, status: str, seconds: float, error: str = "") -> None:
         self.running.pop(run_id, None)
+        self.finished_ids.add(run_id)
         if status == "completed":
             self.done += 1
             self.durations.append(seconds)
+            self.group_durations.setdefault(self.groups.get(run_id, ""), []).append(seconds)
         elif status == "diverged":
             self.diverged += 1
         else:
@@ -97,18 +111,50 @@ class Progress:
     def remaining(self) -> int:
         return self.total - self.done - self.failed - self.diverged
 
+    def _left_per_group(self) -> dict[str, int]:
+        """group -> runs still to finish; without groups, one group ("") holding :attr:`remaining`."""
+        if not self.groups:
+            return {"": self.remaining}
+        left: dict[str, int] = {}
+        for run_id, group in self.groups.items():
+            if run_id not in self.finished_ids:
+                left[group] = left.get(group, 0) + 1
+        return left
+
+    def _estimate(self) -> tuple[float, dict[str, int]]:
+        """(seconds for the timed groups' runs left over the workers, {untimed group: runs left})."""
+        seconds, untimed = 0.0, {}
+        for group, left in self._left_per_group().items():
+            if not left:
+                continue
+            times = self.group_durations.get(group)
+            if times:
+                seconds += sum(times) / len(times) * left
+            else:
+                untimed[group] = left
+        return seconds / self.workers, untimed
+
     def eta(self) -> float | None:
-        """Mean duration of completed runs, times the runs left, over the parallel workers."""
+        """Per group (backend and model): the mean duration of its completed runs, times its runs
+        left; summed over the groups, over the parallel workers. None while a group with runs
+        left has none completed (its runs could take any time)."""
         if not self.durations:
             return None
-        mean = sum(self.durations) / len(self.durations)
-        return mean * self.remaining / self.workers
+        seconds, untimed = self._estimate()
+        return None if untimed else seconds
+
+    def _eta_text(self) -> str:
+        if not self.durations:
+            return "?"
+        seconds, untimed = self._estimate()
+        if not untimed:
+            return _duration(seconds)
+        what = ", ".join(f"{n} {g}" for g, n in sorted(untimed.items()))
+        return f">={_duration(seconds)} (not yet timed: {what})"
 
     def _counts(self) -> str:
-        eta = self.eta()
-        eta_text = _duration(eta) if eta is not None else "?"
         return (f"done {self.done} | failed {self.failed} | diverged {self.diverged} | "
-                f"remaining {self.remaining} | ETA {eta_text}")
+                f"remaining {self.remaining} | ETA {self._eta_text()}")
 
     def _line(self, text: str) -> None:
         prefix = "\r\033[K" if self.live else ""

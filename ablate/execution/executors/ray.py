@@ -28,7 +28,7 @@ from typing import Any
 from ablate.config import RunSpec
 from ablate.errors import ConfigError
 from ablate.execution.orchestrator import Ledger, SweepSummary, pending_runs, task_results, task_run_ids
-from ablate.execution.progress import Progress
+from ablate.execution.progress import Progress, eta_groups
 from ablate.execution.store import RunStore
 
 
@@ -128,7 +128,7 @@ def run_ray(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, ad
                                                     workers=workers)
         else:
             slots, request, threads = 1, {}, 1
-        progress = progress or Progress(total=len(todo), skipped=skipped, workers=slots)
+        progress = progress or Progress(total=len(todo), skipped=skipped, workers=slots, groups=eta_groups(todo))
         progress.start()
         size, fit = resolve_pack(pack, runs=len(todo), slots=slots, on_gpu="num_gpus" in request)
         ledger = Ledger(todo, store=store, retries=retries, progress=progress, pack=size, pack_fit=fit)
