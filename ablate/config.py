@@ -626,8 +626,6 @@ def _parse_train(ctx: _Ctx, key: str, data: Mapping[str, Any], base: TrainConfig
                 values[name] = None
         elif name == "augment":
             values[name] = _parse_augment(ctx, k, raw)
-        elif name == "timeout":
-            values[name] = None if raw is None else ctx.number(k, raw, low=0.0, open_low=True)
     return dataclasses.replace(base, **values)
 
 

@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 
 from ablate.analysis import stats  # noqa: E402
 from ablate.analysis.compare import compare_runs, power_curves  # noqa: E402
+from ablate.analysis.figure_data import power_overview  # noqa: E402
+from ablate.analysis.figures import power as power_figs  # noqa: E402
 from ablate.analysis.figures.power import power_curve  # noqa: E402
 
 
@@ -53,7 +55,7 @@ def test_power_curves_use_stats_tost_power(comp):
 
 
 def test_power_curve_draws_one_line_per_group_and_metric(comp):
-    fig = power_curve(comp, n_max=12)
+    fig = power_curve(power_curves(comp, n_max=12), alpha=comp.alpha)
     ax = fig.axes[0]
     labelled = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
     assert len(labelled) == 4
@@ -64,7 +66,7 @@ def test_power_curve_draws_one_line_per_group_and_metric(comp):
 
 def test_power_curve_on_given_axes_and_metric_filter(comp):
     fig, ax = plt.subplots()
-    out = power_curve(comp, metrics=["accuracy"], n_max=8, ax=ax)
+    out = power_curve(power_curves(comp, n_max=8), alpha=comp.alpha, metrics=["accuracy"], ax=ax)
     assert out is fig
     labelled = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
     assert len(labelled) == 2 and all(line.get_label().endswith("accuracy") for line in labelled)
@@ -72,11 +74,28 @@ def test_power_curve_on_given_axes_and_metric_filter(comp):
 
 def test_power_curve_without_estimable_rows_still_draws(comp):
     tiny = compare_runs(_runs(backends=("torch",), seeds=1), n_boot=200)
-    fig = power_curve(tiny)
+    fig = power_curve(power_curves(tiny), alpha=tiny.alpha)
     assert fig.axes[0].texts
 
 
 def test_style_does_not_leak(comp):
     before = dict(plt.rcParams)
-    power_curve(comp, n_max=6)
+    power_curve(power_curves(comp, n_max=6), alpha=comp.alpha)
     assert dict(plt.rcParams) == before
+
+
+def test_power_overview_is_computed_in_analysis_and_only_drawn(comp):
+    overview = power_overview(comp, metric="accuracy", n_max=10)
+    refs = set(comp.references)
+    assert refs == {"none"} and overview.references == ("none",)
+    assert all((a in refs) == (b in refs) for a, b in overview.main_pairs)
+    assert set(overview.main["metric"]) == set(overview.links["metric"]) == {"accuracy"}
+    assert overview.main["n"].max() == 10
+    # The links panel holds every reference-vs-other row of power_curves, and nothing else.
+    everything = power_curves(comp, arms=None, n_max=10)
+    links = everything[everything["label"].str.contains(" · none vs ")
+                       & (everything["metric"] == "accuracy")]
+    assert len(overview.links) == len(links) and len(links)
+    fig = power_figs.power_overview(overview)
+    drawn = [line for line in fig.axes[1].get_lines() if not line.get_label().startswith("_")]
+    assert len(drawn) == overview.links.groupby(["label", "metric"]).ngroups

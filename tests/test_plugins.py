@@ -165,8 +165,9 @@ def test_a_factory_that_returns_no_model_fails_the_run_not_the_sweep(tmp_path):
     assert "the torch factory returned str, not an nn.Module" in out.stderr
 
 
-def test_installed_plugin_registers_through_entry_points(tmp_path):
-    """A package on sys.path with entry points in ablate.models / ablate.datasets, used by name."""
+def _install_plugpkg(tmp_path: Path) -> dict[str, str]:
+    """An installed package (on PYTHONPATH, with dist-info) whose entry points register the model
+    `plugnet` and the dataset `wine`; returns the environment that sees it."""
     site = tmp_path / "site"
     pkg = site / "plugpkg"
     pkg.mkdir(parents=True)
@@ -194,7 +195,32 @@ def test_installed_plugin_registers_through_entry_points(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugpkg\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[ablate.models]\nplugnet = plugpkg:MODEL\n\n"
                                            "[ablate.datasets]\nwine = plugpkg:load_wine\n")
-    env = dict(_env(), PYTHONPATH=str(site))
+    return dict(_env(), PYTHONPATH=str(site))
+
+
+def test_installed_plugin_dataset_is_listed_by_datasets(tmp_path):
+    """`python -m ablate datasets` lists an entry-point dataset instead of crashing on its unknown shape."""
+    proc = _ablate("datasets", env=_install_plugpkg(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.strip()}
+    assert "digits" in rows and "mnist" in rows
+    assert rows["wine"][1:6] == ["yes", "-", "-", "-", "-"]
+    assert "plugpkg:load_wine" in proc.stdout and "scikit-learn's wine table" in proc.stdout
+
+
+def test_importing_the_catalogue_loads_no_entry_points(tmp_path):
+    """Entry points are loaded when a registry is asked, not when ablate.data.catalogue is imported."""
+    code = ("import ablate.data.catalogue as c; assert 'wine' not in c.DATASETS._entries, 'loaded at import'; "
+            "assert 'wine' not in c.BUILTIN_DATASETS; assert 'wine' in c.DATASETS.names()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_install_plugpkg(tmp_path), cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_installed_plugin_registers_through_entry_points(tmp_path):
+    """A package on sys.path with entry points in ablate.models / ablate.datasets, used by name."""
+    env = _install_plugpkg(tmp_path)
     listing = _ablate("plugins", env=env)
     assert listing.returncode == 0, listing.stderr
     assert "plugnet" in listing.stdout and "wine" in listing.stdout

@@ -276,6 +276,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
 
 
 def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics) -> dict[str, Path]:
+    from ablate.analysis import figure_data
     from ablate.analysis.figures import calibration as cal_figs
     from ablate.analysis.figures import power as power_figs
     from ablate.analysis.figures import runs as run_figs
@@ -289,12 +290,15 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics)
         paths[name] = fig_dir / f"{name}.png"
         save_figure(fig, paths[name])
 
-    done = runs[runs["status"] == "completed"]
+    # Figures draw what is computed here; the points' spread comes from one seeded generator.
+    done = figure_data.seed_points(runs[runs["status"] == "completed"],
+                                   np.random.default_rng(figure_data.JITTER_SEED))
     for metric in ("accuracy", "ece", "nll", "ece_ts"):
         if metric in done and done[metric].notna().any():
             save(f"{metric}_by_arm", run_figs.metric_by_arm(done, metric))
-    if histories is not None and len(histories):
-        save("training_curves", run_figs.training_curves(histories))
+    bands = figure_data.training_bands(histories) if histories is not None and len(histories) else None
+    if bands is not None and len(bands):
+        save("training_curves", run_figs.training_curves(bands))
     if reliability:
         for (backend, dataset, model), cells in _group_reliability(reliability).items():
             slug = f"{backend}_{dataset}_{model}".replace("/", "-")
@@ -303,7 +307,8 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics)
     if "ece_ts" in done and done["ece_ts"].notna().any():
         save("temperature_scaling", cal_figs.temperature_effect(done))
     if len(comparisons.table):
-        save("power", power_figs.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy"))
+        save("power", power_figs.power_overview(
+            figure_data.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy")))
     return paths
 
 

@@ -122,7 +122,7 @@ def _from_entry_point(name: str, obj: Any) -> DatasetEntry:
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset", group="ablate.datasets", from_entry_point=_from_entry_point)
-for _entry in (
+_BUILTINS: tuple[DatasetEntry, ...] = (
     DatasetEntry("digits", "scikit-learn's 8x8 handwritten digits (ships with scikit-learn)",
                  ((8, 8, 1), 10, _DIGITS_N - round(DIGITS_TEST_FRACTION * _DIGITS_N),
                   round(DIGITS_TEST_FRACTION * _DIGITS_N)),
@@ -150,10 +150,13 @@ for _entry in (
                  f"download fastai's imagenette2-160 ({IMAGENETTE_URL}), untar it and pass `path:` "
                  "to the folder holding train/ and val/",
                  "no train/ and val/ class folders", resizable=True),
-):
+)
+for _entry in _BUILTINS:
     DATASETS.register(_entry.name, _entry)
-BUILTIN_DATASETS: tuple[str, ...] = DATASETS.names()
-DATASET_NAMES = BUILTIN_DATASETS  # the built-ins, which read files
+# The built-ins, which read files. Taken from the table above, not from DATASETS.names(), which
+# would load the ablate.datasets entry points at import time.
+BUILTIN_DATASETS: tuple[str, ...] = tuple(e.name for e in _BUILTINS)
+DATASET_NAMES = BUILTIN_DATASETS
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,8 +202,8 @@ class DatasetInfo:
     name: str
     available: bool  # found on this machine (a download fallback does not count)
     location: str  # where it was found and in which format, or how to obtain it
-    input_shape: tuple[int, int, int]  # (H, W, C); imagenette at the default image_size
-    num_classes: int
+    input_shape: tuple[int, ...] | None  # (H, W, C); imagenette at the default image_size; None: unknown
+    num_classes: int | None  # None: a plug-in that does not declare it
     n_train: int | None  # official training images (before train_size/val_fraction); None if unknown
     n_test: int | None
 
@@ -408,18 +411,22 @@ def check_available(name: str, path: str | None = None, *, download: bool = True
 
 
 def describe_datasets(paths: Mapping[str, str] | None = None) -> list[DatasetInfo]:
-    """One `DatasetInfo` per name in DATASET_NAMES, for `python -m ablate datasets`.
+    """One `DatasetInfo` per registered dataset (plug-ins last), for `python -m ablate datasets`.
 
     paths: optional {dataset name: folder} overrides, as a grid's `path:` would give.
     Shapes and counts come from file headers and listings, not from decoding the data,
     except CIFAR-10's python format, whose pickles must be read to count their rows.
+    A plug-in's loader is not called: it shows what its entry declares (``known``), else "-".
     """
     paths = dict(paths or {})
-    unknown = sorted(set(paths) - set(DATASET_NAMES))
+    unknown = sorted(set(paths) - set(DATASETS.names()))
     if unknown:
-        raise DatasetError(f"Expected dataset names among {DATASET_NAMES}, but got {unknown}")
+        raise DatasetError(f"Expected dataset names among {DATASETS.names()}, but got {unknown}")
     infos = []
-    for name in DATASET_NAMES:
+    for name, entry in DATASETS.items():
+        if entry.loader is not None:
+            infos.append(_describe_plugin(entry))
+            continue
         path = paths.get(name)
         if name == "digits" and path is not None:
             raise DatasetError("digits: `path` is not used (the data ships with scikit-learn)")
@@ -438,6 +445,16 @@ def describe_datasets(paths: Mapping[str, str] | None = None) -> list[DatasetInf
             continue
         infos.append(DatasetInfo(name, True, _describe_location(found), shape, k, n_train, n_test))
     return infos
+
+
+def _describe_plugin(entry: DatasetEntry) -> DatasetInfo:
+    """A plug-in's row: its loader as where it comes from, and only the sizes it declares."""
+    loader = entry.loader
+    if not isinstance(loader, str):
+        loader = f"{getattr(loader, '__module__', '?')}:{getattr(loader, '__qualname__', type(loader).__name__)}"
+    shape, k, n_train, n_test = entry.known if entry.known is not None else (None, None, None, None)
+    return DatasetInfo(entry.name, True, f"plug-in loader {loader} ({entry.description})", shape, k,
+                       n_train, n_test)
 
 
 # ------------------------------------------------------------------- argument checking

@@ -52,6 +52,29 @@ def new_axes(ax=None, figsize=(6.0, 4.0)):
     return fig, ax
 
 
+def strip(ax, frame, *, x: str, y: str, hue: str, order, hue_order, palette, jitter: float = 0.1,
+          width: float = 0.8, size: float = 5.0, **scatter) -> None:
+    """One point per row at its ``x`` category, dodged by ``hue`` as seaborn's boxplot dodges it.
+
+    Each point moves sideways by the row's ``jitter`` column (in [-1, 1], drawn in analysis by
+    :func:`ablate.analysis.figure_data.seed_points`; 0 when absent) times ``jitter`` over the number of
+    hue levels, so the figure uses no random numbers of its own. ``size`` is the marker diameter
+    in points, like seaborn's stripplot.
+    """
+    import numpy as np
+
+    position = {c: i for i, c in enumerate(order)}
+    levels = list(hue_order)
+    step = width / max(len(levels), 1)
+    for j, level in enumerate(levels):
+        sub = frame[(frame[hue] == level) & frame[x].isin(position)]
+        if not len(sub):
+            continue
+        spread = sub["jitter"].to_numpy(dtype=float) if "jitter" in sub else np.zeros(len(sub))
+        xs = sub[x].map(position).to_numpy(dtype=float) - width / 2 + (j + 0.5) * step + spread * jitter / len(levels)
+        ax.scatter(xs, sub[y].to_numpy(dtype=float), s=size ** 2, color=palette[level], linewidths=0, **scatter)
+
+
 def save_figure(fig, path, *, dpi: int = 120) -> None:
     """Write ``fig`` to ``path`` and release it (report runs draw many figures)."""
     import matplotlib.pyplot as plt

@@ -14,7 +14,7 @@ import numpy as np
 
 from ablate.analysis.calibration import ReliabilityData
 from ablate.errors import InputError
-from ablate.analysis.figures._style import arm_order, arm_palette, new_axes, style
+from ablate.analysis.figures._style import arm_order, arm_palette, new_axes, strip, style
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,7 +122,8 @@ def temperature_effect(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
 
     Args:
         table: one row per run with columns ``arm``, ``backend``, ``ece`` (test ECE
-            before scaling) and ``ece_ts`` (test ECE after scaling).
+            before scaling) and ``ece_ts`` (test ECE after scaling); an optional ``jitter``
+            column (from :func:`ablate.analysis.figure_data.seed_points`) spreads the points.
         ax: axes to draw on; a new figure when None.
 
     Returns:
@@ -150,6 +151,9 @@ def temperature_effect(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
             "ECE": np.concatenate(
                 [table["ece"].to_numpy(dtype=float), table["ece_ts"].to_numpy(dtype=float)]
             ),
+            # the sideways spread drawn in analysis (figure_data.seed_points); none when absent
+            "jitter": np.tile(table["jitter"].to_numpy(dtype=float) if "jitter" in table.columns
+                              else np.zeros(len(table)), 2),
         }
     )
 
@@ -161,9 +165,9 @@ def temperature_effect(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
         common = {"x": "stage", "y": "ECE", "hue": "arm", "order": _STAGES,
                   "hue_order": arms, "palette": colours, "ax": ax}
         for i, backend in enumerate(backends):
-            sns.stripplot(data=long[long["backend"] == backend], dodge=True, jitter=0.08,
-                          alpha=0.55, size=5, marker=_BACKEND_MARKERS[i % len(_BACKEND_MARKERS)],
-                          legend=False, **common)
+            strip(ax, long[long["backend"] == backend], x="stage", y="ECE", hue="arm", order=_STAGES,
+                  hue_order=arms, palette=colours, jitter=0.08, alpha=0.55, size=5,
+                  marker=_BACKEND_MARKERS[i % len(_BACKEND_MARKERS)])
         sns.pointplot(data=long, dodge=0.8 - 0.8 / len(arms), errorbar=None, markers="_",
                       markersize=14, linewidth=1.6, legend=False, **common)
         ax.set_xlabel("")
