@@ -2,8 +2,8 @@
 
     import ablate
     grid = ablate.load_grid("examples/quick.yaml")        # or a dict
-    ablate.run(grid, results="results", workers=2)
-    study = ablate.load_study("results/quick")
+    study = ablate.run(grid, results="results", workers=2)  # the Study; in Jupyter, its verdict table
+    study = ablate.load_study("results/quick")                # the same, later
     study.runs                                             # the runs.csv table (pandas)
     study.comparisons()                                    # the comparisons.csv table
     study.report(out="results/quick")                      # tables, report.md, figures
@@ -42,13 +42,32 @@ def plan(grid, *, only: str | None = None, seeds: str | None = None) -> list:
 def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
         per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
         executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
-    """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
+    """Run every pending run of ``grid``; returns the :class:`~ablate.study.Study`, whose ``sweep``
+    is this sweep's summary (counts and failures).
 
+    ``grid`` may name functions where a grid file names ``module:function`` (a notebook cell's
+    model, loader or trick part); they reach the workers by value.
     ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
     ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
     GPU; None: ``auto`` on a GPU, unpacked on the CPU.
     A run that fails or diverges is stored with its status; this never raises for one.
     """
+    from ablate.execution.store import RunStore
+    from ablate.study import Study
+
+    grid = load_grid(grid)
+    summary = sweep(grid, results=results, workers=workers, gpus=gpus, per_gpu=per_gpu, retries=retries,
+                    only=only, seeds=seeds, executor=executor, address=address, pack=pack, log=log)
+    study = Study(RunStore(results, grid.study))
+    study.sweep = summary
+    return study
+
+
+def sweep(grid, *, results: str | Path = "results", workers: int | None = None,
+          gpus: str | Sequence[str] | None = None, per_gpu: int = 1, retries: int = 0, only: str | None = None,
+          seeds: str | None = None, executor: str = "local", address: str | None = None,
+          pack: int | str | None = None, log=sys.stderr):
+    """:func:`run`, returning the sweep's summary (counts and failures) rather than the study."""
     from ablate.execution import devices
     from ablate.execution.executors import EXECUTORS
     from ablate.execution.orchestrator import study_lock

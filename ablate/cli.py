@@ -231,9 +231,9 @@ def _cmd_run(args) -> int:
         if grid.analysis.sequential is not None:
             print(_SEQUENTIAL_NOTE)
         return 0
-    summary = api.run(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
-                      retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
-                      address=args.address, pack=args.pack)
+    summary = api.sweep(grid, results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
+                        retries=args.retries, only=args.only, seeds=args.seeds, executor=args.executor,
+                        address=args.address, pack=args.pack)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
     print(next_hint(args.results, grid.study), file=sys.stderr)

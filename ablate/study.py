@@ -20,7 +20,7 @@ from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
                                    check_margin_metrics, check_options, write_report)
-from ablate.config import DEFAULT_MARGINS, TRICK_PARTS
+from ablate.config import DEFAULT_MARGINS, TRICK_PARTS, portable
 from ablate.errors import ConfigError, StoreError
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
 
@@ -37,11 +37,11 @@ def _bound(grid) -> dict[str, Any]:
         out.pop("path")  # where the data lives is not what it is
         return out
 
-    return {"arms": {a.name: {"method": a.method, "train": dataclasses.asdict(grid.arm_train[a.name])}
-                     for a in grid.arms},
-            "datasets": {d.name: dataset(d) for d in grid.datasets},
-            "models": {m.name: {"torch": m.torch, "keras": m.keras} for m in grid.models},
-            "pairing": grid.pairing}
+    return portable({"arms": {a.name: {"method": a.method, "train": dataclasses.asdict(grid.arm_train[a.name])}
+                              for a in grid.arms},
+                     "datasets": {d.name: dataset(d) for d in grid.datasets},
+                     "models": {m.name: {"torch": m.torch, "keras": m.keras} for m in grid.models},
+                     "pairing": grid.pairing})
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -299,6 +299,7 @@ class Study:
         self.store = store
         self.name = store.study_dir.name
         self._loaded: LoadedStudy | None = None
+        self.sweep = None  # the SweepSummary of the `ablate.run` that returned this study, if any
 
     @classmethod
     def open(cls, path: str | Path) -> Study:

@@ -220,7 +220,7 @@ def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str) -> st
     if getattr(existing, "status", None) in FINAL_STATUSES:
         return existing.status
     try:
-        store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
+        store.write({"run_id": spec.run_id, "config": spec.to_json(), "attempt": attempt, "status": "failed",
                      "error": reason, "history": {}, "metrics": {}, "seconds": 0.0, "started_at": None,
                      "finished_at": utc_now(), "environment": environment.describe()})
     except (StoreError, OSError):
