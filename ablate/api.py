@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config import Grid
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, Interrupted
 
 
 def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
@@ -56,9 +56,18 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
     from ablate.study import Study
 
     grid = load_grid(grid)
-    summary = sweep(grid, results=results, workers=workers, gpus=gpus, per_gpu=per_gpu, retries=retries,
-                    only=only, seeds=seeds, executor=executor, address=address, pack=pack, log=log)
-    study = Study(RunStore(results, grid.study))
+    store = RunStore(results, grid.study)
+    try:
+        summary = sweep(grid, results=results, workers=workers, gpus=gpus, per_gpu=per_gpu, retries=retries,
+                        only=only, seeds=seeds, executor=executor, address=address, pack=pack, log=log)
+    except KeyboardInterrupt as exc:
+        if type(exc) is not KeyboardInterrupt:
+            raise  # SIGTERM and the like keep their own type
+        statuses, _ = store.survey() if store.runs_dir.is_dir() else ({}, {})
+        stored = sum(status in ("completed", "diverged") for status in statuses.values())
+        raise Interrupted(f"the sweep was interrupted; its workers are stopped, and its {stored} stored run(s) in "
+                          f"{store.study_dir} are kept and skipped next time") from None
+    study = Study(store)
     study.sweep = summary
     return study
 

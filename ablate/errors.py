@@ -7,9 +7,7 @@ The CLI prints an `AblateError` as one line; the traceback appears only with
 import os
 
 
-class AblateError(Exception):
-    """A failure caused by the user's input or environment, printable as one line."""
-
+class _OneLine:
     @property
     def _render_traceback_(self):
         # IPython and Jupyter show what this returns instead of a traceback page: the CLI's one
@@ -17,6 +15,14 @@ class AblateError(Exception):
         if os.environ.get("ABLATE_DEBUG") == "1":
             raise AttributeError("_render_traceback_")
         return lambda: [f"{type(self).__name__}: {self}"]
+
+
+class AblateError(_OneLine, Exception):
+    """A failure caused by the user's input or environment, printable as one line."""
+
+
+class Interrupted(_OneLine, KeyboardInterrupt):
+    """``ablate.run`` stopped by Ctrl-C or a kernel's interrupt: its workers ended, its stored runs kept."""
 
 
 class ConfigError(AblateError):
