@@ -5,7 +5,10 @@ Importing this package imports no training framework and no plotting library.
 
 __version__ = "0.1.0"
 
-__all__ = ["load_grid", "run", "plan", "load_study", "compare", "__version__"]
+from ablate.errors import AblateError, BackendError, ConfigError, DatasetError, Interrupted, StoreError
+
+__all__ = ["load_grid", "run", "plan", "load_study", "compare", "__version__",
+           "AblateError", "ConfigError", "DatasetError", "BackendError", "StoreError", "Interrupted"]
 
 
 def __getattr__(name: str):

@@ -2,8 +2,8 @@
 
     import ablate
     grid = ablate.load_grid("examples/quick.yaml")        # or a dict
-    ablate.run(grid, results="results", workers=2)
-    study = ablate.load_study("results/quick")
+    study = ablate.run(grid, results="results", workers=2)  # the Study; in Jupyter, its verdict table
+    study = ablate.load_study("results/quick")                # the same, later
     study.runs                                             # the runs.csv table (pandas)
     study.comparisons()                                    # the comparisons.csv table
     study.report(out="results/quick")                      # tables, report.md, figures
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config import Grid
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, Interrupted
 
 
 def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
@@ -125,13 +125,41 @@ def check(grid, **options) -> Prepared:
 def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
         per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
         executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
-    """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
+    """Run every pending run of ``grid``; returns the :class:`~ablate.study.Study`, whose ``sweep``
+    is this sweep's summary (counts and failures).
 
+    ``grid`` may name functions where a grid file names ``module:function`` (a notebook cell's
+    model, loader or trick part); they reach the workers by value.
     ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
     ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
     GPU; None: ``auto`` on a GPU, unpacked on the CPU.
     A run that fails or diverges is stored with its status; this never raises for one.
     """
+    from ablate.execution.store import RunStore
+    from ablate.study import Study
+
+    grid = load_grid(grid)
+    store = RunStore(results, grid.study)
+    try:
+        summary = sweep(grid, results=results, workers=workers, gpus=gpus, per_gpu=per_gpu, retries=retries,
+                        only=only, seeds=seeds, executor=executor, address=address, pack=pack, log=log)
+    except KeyboardInterrupt as exc:
+        if type(exc) is not KeyboardInterrupt:
+            raise  # SIGTERM and the like keep their own type
+        statuses, _ = store.survey() if store.runs_dir.is_dir() else ({}, {})
+        stored = sum(status in ("completed", "diverged") for status in statuses.values())
+        raise Interrupted(f"the sweep was interrupted; its workers are stopped, and its {stored} stored run(s) in "
+                          f"{store.study_dir} are kept and skipped next time") from None
+    study = Study(store)
+    study.sweep = summary
+    return study
+
+
+def sweep(grid, *, results: str | Path = "results", workers: int | None = None,
+          gpus: str | Sequence[str] | None = None, per_gpu: int = 1, retries: int = 0, only: str | None = None,
+          seeds: str | None = None, executor: str = "local", address: str | None = None,
+          pack: int | str | None = None, log=sys.stderr):
+    """:func:`run`, returning the sweep's summary (counts and failures) rather than the study."""
     from ablate.execution.orchestrator import study_lock
     from ablate.registry import resolve
     from ablate.study import bind_settings

@@ -246,7 +246,7 @@ def _cmd_run(args) -> int:
         if grid.analysis.sequential is not None:
             print(_SEQUENTIAL_NOTE)
         return 0
-    summary = api.run(grid, **options)
+    summary = api.sweep(grid, **options)
     for line in summary.failures:
         print(f"  {line}", file=sys.stderr)
     print(next_hint(args.results, grid.study), file=sys.stderr)

@@ -9,10 +9,13 @@ framework: whether a framework or dataset is *present* is checked separately by
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import hashlib
+import inspect
 import math
+import pickle
 import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +42,106 @@ def framework_of(backend: str) -> str:
     return "keras" if canonical_backend(backend).startswith("keras/") else backend
 
 
+class UserFunction:
+    """A function handed to the grid in Python (a notebook cell's ``def``) where a grid file names
+    a ``module:function``.
+
+    Its identity, and so its runs' ids, is ``token``: the qualified name plus a hash of its
+    source, so the same cell after a kernel restart finds its runs and an edited body makes new
+    ones. It travels to workers by value (cloudpickle), so functions of ``__main__`` reach
+    processes that never ran the notebook.
+    """
+
+    # Not a dataclass: dataclasses.asdict, which turns a spec into a mapping, keeps it whole.
+    __slots__ = ("fn", "token")
+
+    def __init__(self, fn: Callable[..., Any], token: str):
+        self.fn = fn
+        self.token = token  # "module.qualname@sha256:<16 hex digits>"
+
+    def __repr__(self) -> str:
+        return f"UserFunction({self.token!r})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UserFunction) and other.token == self.token
+
+    def __hash__(self) -> int:
+        return hash(self.token)
+
+    def __str__(self) -> str:
+        return self.token
+
+    def __deepcopy__(self, memo: dict) -> UserFunction:
+        return self  # dataclasses.asdict copies specs; a function is a value
+
+    def __reduce__(self):
+        import cloudpickle  # a runtime dependency; imported only when a function is sent
+
+        return (_received, (self.token, cloudpickle.dumps(self.fn)))
+
+
+_RECEIVED: dict[str, UserFunction] = {}
+
+
+def _received(token: str, blob: bytes) -> UserFunction:
+    """A sent UserFunction, unpickled once per process and token."""
+    if token not in _RECEIVED:
+        _RECEIVED[token] = UserFunction(pickle.loads(blob), token)
+    return _RECEIVED[token]
+
+
+def user_function(key: str, fn: Any) -> UserFunction:
+    """``fn`` as a UserFunction, or a one-line ConfigError naming ``key`` and the function."""
+    if isinstance(fn, UserFunction):
+        return fn
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    module = getattr(fn, "__module__", None) or "?"
+    if name == "<lambda>" or name.endswith(".<lambda>"):
+        raise ConfigError(f"`{key}`: got a lambda ({module}.{name}); expected a function written with `def`, "
+                          "whose name and source identify its runs")
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError) as exc:
+        raise ConfigError(f"`{key}`: {module}.{name} has no source that inspect.getsource can read "
+                          f"({' '.join(str(exc).split())}); expected a function written with `def` in a "
+                          "cell or a file, or a 'module:function' reference") from None
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    return UserFunction(fn, f"{module}.{name}@sha256:{digest}")
+
+
+def portable(value: Any) -> Any:
+    """``value`` (a spec's dict form) with every UserFunction replaced by its token, for JSON."""
+    if isinstance(value, UserFunction):
+        return value.token
+    if isinstance(value, Mapping):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    return value
+
+
+def user_functions(value: Any, where: str = "") -> list[tuple[str, UserFunction]]:
+    """(where, function) for each UserFunction inside a spec's dict form."""
+    if isinstance(value, UserFunction):
+        return [(where, value)]
+    if isinstance(value, Mapping):
+        return [f for k, v in value.items() for f in user_functions(v, f"{where}.{k}" if where else str(k))]
+    return []
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model name and, for a user model, a ``module:function`` factory per framework.
+    """A model name and, for a user model, a ``module:function`` factory (or a function) per framework.
 
     Built-in names leave both factories None: the models registry knows them.
     """
 
     name: str
-    torch: str | None = None
-    keras: str | None = None
+    torch: str | UserFunction | None = None
+    keras: str | UserFunction | None = None
 
     @property
     def is_user(self) -> bool:
@@ -84,10 +177,10 @@ class TrickSpec:
     """A trick declared in the grid's `tricks:` mapping: a ``module:function`` per part it gives."""
 
     name: str
-    targets: str | None = None
-    batch: str | None = None
-    torch_loss: str | None = None
-    keras_loss: str | None = None
+    targets: str | UserFunction | None = None
+    batch: str | UserFunction | None = None
+    torch_loss: str | UserFunction | None = None
+    keras_loss: str | UserFunction | None = None
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     description: str | None = None
 
@@ -119,7 +212,7 @@ class ArmSpec:
 class DatasetSpec:
     name: str  # a registered dataset, or any name when `loader` is given
     path: str | None = None  # a local copy; None uses the dataset's default location
-    loader: str | None = None  # "module:function" returning the four arrays (a user dataset)
+    loader: str | UserFunction | None = None  # "module:function" (or a function) returning the four arrays
     train_size: int | None = None  # a stratified subset of the training data
     test_size: int | None = None  # a stratified subset of the test data
     val_fraction: float = 0.1  # held out from the training data, never from the test set
@@ -185,7 +278,7 @@ class RunSpec:
     repeat: int
     train: TrainConfig
     method: str = ""  # the arm's trick (a registered one, or `trick`'s name); "" means the arm's name
-    model_factory: str | None = None  # "module:function" for a user model in this backend's framework
+    model_factory: str | UserFunction | None = None  # "module:function" or a function: a user model
     pairing: str = "within-backend"
     origin: str | None = None  # the grid file's folder: where user modules are looked up first
     params: Mapping[str, float] = field(default_factory=dict)  # the trick's params, defaults filled in
@@ -196,11 +289,20 @@ class RunSpec:
             object.__setattr__(self, "method", self.arm)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as a mapping; functions stay functions (a worker's task pickles them)."""
         return dataclasses.asdict(self)
 
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON-able data (a record's ``config``): each function as its token."""
+        return portable(self.to_dict())
+
     def identity(self) -> dict[str, Any]:
-        """What makes a run this run: everything but where the data and the grid file live."""
-        data = self.to_dict()
+        """What makes a run this run: everything but where the data and the grid file live.
+
+        A function counts as its token (name and source hash), so a spec read back from its
+        record has the run id it was stored under.
+        """
+        data = self.to_json()
         data.pop("origin")
         data["dataset"].pop("path")
         if data["pairing"] == "within-backend":
@@ -294,6 +396,13 @@ class Grid:
     base_dir: str | None = None  # the grid file's folder, absolute
     tricks: Mapping[str, TrickSpec] = field(default_factory=dict)  # the grid's own `tricks:`
     arm_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # arm -> its trick's params
+
+    def functions(self) -> list[tuple[str, UserFunction]]:
+        """(grid key, function) for each function handed to the grid in Python."""
+        out = [(f"models[{i}].{fw}", getattr(m, fw)) for i, m in enumerate(self.models) for fw in ("torch", "keras")]
+        out += [(f"datasets[{i}].loader", d.loader) for i, d in enumerate(self.datasets)]
+        out += [(f"tricks.{t.name}.{p}", getattr(t, p)) for t in self.tricks.values() for p in TRICK_PARTS]
+        return [(key, fn) for key, fn in out if isinstance(fn, UserFunction)]
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -410,10 +519,15 @@ class _Ctx:
                                  f"but got {value!r}")
         return v
 
-    def reference(self, key: str, value: Any) -> str:
+    def reference(self, key: str, value: Any) -> str | UserFunction:
+        if callable(value):  # the Python API: a function where a file names one
+            try:
+                return user_function(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: {exc}") from None
         if not isinstance(value, str) or not _REFERENCE.match(value):
-            raise self.fail(key, f"expected a reference 'module:function' (e.g. 'mymodels:tiny'), "
-                                 f"but got {value!r}")
+            raise self.fail(key, f"expected a reference 'module:function' (e.g. 'mymodels:tiny') or, "
+                                 f"from Python, a function, but got {value!r}")
         return value
 
 

@@ -1,12 +1,28 @@
 """The exception hierarchy. Every user-facing failure is an `AblateError`.
 
 The CLI prints an `AblateError` as one line; the traceback appears only with
-``ABLATE_DEBUG=1``.
+``ABLATE_DEBUG=1``. Jupyter shows the same line (``_render_traceback_``), not a traceback page.
 """
 
+import os
 
-class AblateError(Exception):
+
+class _OneLine:
+    @property
+    def _render_traceback_(self):
+        # IPython and Jupyter show what this returns instead of a traceback page: the CLI's one
+        # line. With ABLATE_DEBUG=1 the attribute is absent, so they show the whole traceback.
+        if os.environ.get("ABLATE_DEBUG") == "1":
+            raise AttributeError("_render_traceback_")
+        return lambda: [f"{type(self).__name__}: {self}"]
+
+
+class AblateError(_OneLine, Exception):
     """A failure caused by the user's input or environment, printable as one line."""
+
+
+class Interrupted(_OneLine, KeyboardInterrupt):
+    """``ablate.run`` stopped by Ctrl-C or a kernel's interrupt: its workers ended, its stored runs kept."""
 
 
 class ConfigError(AblateError):

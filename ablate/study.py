@@ -20,7 +20,7 @@ from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
                                    check_margin_metrics, check_options, measured_runs, write_report)
-from ablate.config import DEFAULT_MARGINS, TRICK_PARTS
+from ablate.config import DEFAULT_MARGINS, TRICK_PARTS, portable
 from ablate.errors import ConfigError, StoreError
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
 
@@ -37,11 +37,11 @@ def _bound(grid) -> dict[str, Any]:
         out.pop("path")  # where the data lives is not what it is
         return out
 
-    return {"arms": {a.name: {"method": a.method, "train": dataclasses.asdict(grid.arm_train[a.name])}
-                     for a in grid.arms},
-            "datasets": {d.name: dataset(d) for d in grid.datasets},
-            "models": {m.name: {"torch": m.torch, "keras": m.keras} for m in grid.models},
-            "pairing": grid.pairing}
+    return portable({"arms": {a.name: {"method": a.method, "train": dataclasses.asdict(grid.arm_train[a.name])}
+                              for a in grid.arms},
+                     "datasets": {d.name: dataset(d) for d in grid.datasets},
+                     "models": {m.name: {"torch": m.torch, "keras": m.keras} for m in grid.models},
+                     "pairing": grid.pairing})
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -335,16 +335,20 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
 
 
 class Study:
-    """A stored study, for notebooks: ``Study.open("results/quick")``.
+    """A stored study, for notebooks: ``Study.open("results/quick")``, or what ``ablate.run`` returns.
 
     ``runs`` is the runs.csv table (metrics recomputed from the stored probabilities);
-    ``comparisons()`` the comparisons.csv table; ``report(out=...)`` writes everything.
+    ``comparisons()`` the comparisons.csv table; ``summary()`` the summary.csv table;
+    ``figure(name)`` one of the report's figures, drawn and returned (nothing written);
+    ``report(out=...)`` writes everything. In Jupyter a study shows the report's verdict table.
     """
 
     def __init__(self, store: RunStore):
         self.store = store
         self.name = store.study_dir.name
         self._loaded: LoadedStudy | None = None
+        self._compared = None  # the Comparisons of the study's own settings, once computed
+        self.sweep = None  # the SweepSummary of the `ablate.run` that returned this study, if any
 
     @classmethod
     def open(cls, path: str | Path) -> Study:
@@ -368,21 +372,101 @@ class Study:
     def runs(self):
         return self._load().runs
 
-    def comparisons(self, *, margins: Mapping[str, float] | None = None, alpha: float | None = None,
-                    correction: str | None = None, pairs=None):
-        from ablate.api import compare
+    def _compare(self, *, margins: Mapping[str, float] | None = None, alpha: float | None = None,
+                 correction: str | None = None, pairs=None):
+        """The comparisons (a :class:`~ablate.analysis.compare.Comparisons`) as the report makes them."""
+        from ablate.analysis import compare
 
+        default = margins is None and alpha is None and correction is None and pairs is None
+        if default and self._compared is not None:
+            return self._compared
+        check_options(alpha=alpha)
         analysis = self.settings.get("analysis", {})
         merged = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
         runs = self.runs
+        check_margin_metrics(margins, runs)
         pairs = pairs if pairs is not None else [tuple(p) for p in analysis.get("compare", [])] or None
-        return compare(measured_runs(runs),
-                       margins={m: v for m, v in merged.items() if m in runs}, pairs=pairs,
-                       alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
-                       correction=correction or analysis.get("correction", "holm"))
+        # As the report does: the same columns, the same generator (comparisons.csv, row for row).
+        measured = measured_runs(runs)
+        result = compare.compare_runs(measured, margins={m: v for m, v in merged.items() if m in runs},
+                                      alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
+                                      correction=correction or analysis.get("correction", "holm"),
+                                      rng=np.random.default_rng(0),
+                                      **({"pairs": [tuple(p) for p in pairs]} if pairs is not None else {}))
+        if default:
+            self._compared = result
+        return result
+
+    def comparisons(self, *, margins: Mapping[str, float] | None = None, alpha: float | None = None,
+                    correction: str | None = None, pairs=None):
+        """The comparisons.csv table (pandas): one row per pair, metric and cell, with its verdict."""
+        return self._compare(margins=margins, alpha=alpha, correction=correction, pairs=pairs).table
+
+    def summary(self):
+        """The summary.csv table (pandas): per cell and metric, n, mean, std and the 95% interval."""
+        from ablate.analysis.report import SUMMARY_METRICS, summary_table
+
+        runs = self.runs
+        metrics = list(self._compare().margins)
+        return summary_table(runs, [m for m in SUMMARY_METRICS if m in runs.columns] +
+                             [m for m in metrics if m not in SUMMARY_METRICS and m in runs.columns])
+
+    def figures(self) -> tuple[str, ...]:
+        """The names of the figures the report draws for this study."""
+        return tuple(self._figure_makers())
+
+    def _figure_makers(self):
+        from ablate.analysis.report import figure_makers
+
+        loaded = self._load()
+        comparisons = self._compare()
+        return figure_makers(loaded.runs, loaded.histories, loaded.reliability, comparisons,
+                             list(comparisons.margins))
+
+    def figure(self, name: str):
+        """One figure of the report (``"accuracy"`` for ``accuracy_by_arm``), as a matplotlib Figure.
+
+        Nothing is written, and the global matplotlib state (rcParams, pyplot's open figures) is
+        as it was: the figure belongs to the caller, and Jupyter shows it when it is a cell's value.
+        """
+        makers = self._figure_makers()
+        key = name if name in makers else f"{name}_by_arm"
+        if key not in makers:
+            raise ConfigError(f"figure: expected one of {', '.join(makers) or 'none (no completed runs)'} "
+                              f"(or a metric, e.g. 'accuracy'), but got {name!r}")
+        import matplotlib.pyplot as plt
+
+        before = set(plt.get_fignums())
+        fig = makers[key]()
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)  # pyplot forgets it; the Figure object stays whole
+        return fig
 
     def report(self, *, out: str | Path | None = None, figures: bool = True, **options) -> list[Path]:
         return report_study(self.store.study_dir.parent, study=self.name, out=out, figures=figures, **options)
 
+    def _counts(self) -> dict[str, int]:
+        runs = self.runs
+        return runs["status"].value_counts().to_dict() if "status" in runs else {}
+
     def __repr__(self) -> str:
-        return f"Study({str(self.store.study_dir)!r})"
+        head = f"Study {self.name!r} ({self.store.study_dir})"
+        try:
+            counts = self._counts()
+            if not counts:
+                return f"{head}: no stored runs"
+            table = self.comparisons()
+        except Exception as exc:  # noqa: BLE001 - a repr never raises; it says why it is short
+            return f"{head}: {type(exc).__name__}: {exc}"
+        runs = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        verdicts = table["verdict"].value_counts().to_dict() if len(table) else {}
+        said = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "none"
+        return f"{head}: {sum(counts.values())} runs ({runs}); {len(table)} comparisons: {said}"
+
+    def _repr_html_(self) -> str:
+        from ablate.analysis import html
+
+        runs = self.runs
+        if not len(runs):
+            return f"<p>Study <code>{html._html.escape(self.name)}</code>: no stored runs.</p>"
+        return html.render_verdicts(title=f"Study `{self.name}`", runs=runs, comparisons=self._compare())

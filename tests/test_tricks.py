@@ -512,7 +512,7 @@ def test_the_readme_trick_example_runs_as_written(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     summary = ablate.run(str(path), results=tmp_path / "r", workers=1, seeds="0", only="backend=torch",
-                         log=open(os.devnull, "w"))
+                         log=open(os.devnull, "w")).sweep
     assert summary.completed == 4 and not summary.failed
     records = _records(tmp_path / "r", "mine")
     assert records[("strong-mix", 0)]["record"]["config"]["params"] == {"alpha": 1.0}

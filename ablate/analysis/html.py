@@ -351,31 +351,67 @@ def _figure(name: str, path: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ entry point
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("ablate.analysis", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]),
+                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+def _verdict_context(*, title: str, runs, comparisons) -> dict[str, Any]:
+    """What the header and the verdicts section show: the same in report.html and in a notebook."""
+    counts = runs["status"].value_counts().to_dict() if "status" in runs else {"completed": len(runs)}
+    verdicts = _verdict_rows(comparisons.table)
+    return dict(
+        title=title.replace("`", ""), title_html=_inline_md(title), counts=counts, n_runs=len(runs),
+        verdicts=verdicts, tally={v: sum(r["verdict"] == v for r in verdicts) for v in VERDICTS},
+        margins=", ".join(f"±{amount(v, m, v, signed=False)} {METRIC_NAMES.get(m, m)}"
+                          for m, v in comparisons.margins.items()),
+        alpha=comparisons.alpha, correction={"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(
+            comparisons.correction, comparisons.correction),
+        conf=round(100 * (1 - 2 * comparisons.alpha)))
+
+
+def scope_css(css: str, scope: str) -> str:
+    """``css`` with every rule limited to elements inside ``scope`` (a selector); ``:root``,
+    ``body`` and ``*`` rules apply to the scope itself, so a page around it keeps its own styles."""
+    out = []
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        scoped = []
+        for sel in (x.strip() for x in selectors.split(",")):
+            if sel in (":root", "body"):
+                scoped.append(scope)
+            elif sel == "*":
+                scoped.append(f"{scope}, {scope} *")
+            else:
+                scoped.append(f"{scope} {sel}")
+        out.append(f"{', '.join(scoped)} {{{body}}}")
+    return "\n".join(out)
+
+
+def render_verdicts(*, title: str, runs, comparisons) -> str:
+    """report.html's verdict table as an HTML fragment for a notebook cell: its header line and
+    verdicts section, with the report's styles limited to the fragment. Self-contained (inline
+    CSS and SVG, nothing fetched, no script) and escaped like the page."""
+    env = _environment()
+    css = env.loader.get_source(env, "report.css.j2")[0]
+    return env.get_template("notebook.html.j2").render(
+        css=scope_css(css, ".ablate-study"), **_verdict_context(title=title, runs=runs, comparisons=comparisons))
+
+
 def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path], corrupt=(),
            overrides: Mapping[str, Mapping[str, Any]] | None = None, binning=None,
            context: Mapping[str, Any] | None = None, ts_note: str = "") -> str:
     """The page as a string. ``comparisons`` is :class:`compare.Comparisons`; ``figures`` maps a
     figure name to its PNG file; ``context`` is :func:`ablate.provenance.collect`'s summary (or
     None for a table made elsewhere)."""
-    import jinja2
-
     from ablate.analysis import compare
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("ablate.analysis", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]),
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    counts = runs["status"].value_counts().to_dict() if "status" in runs else {"completed": len(runs)}
-    verdicts = _verdict_rows(comparisons.table)
     metrics_shown = ("accuracy", "ece", "nll", "brier")
     summary_head, summary_rows = _summary_rows(summary, metrics_shown)
-    tally = {v: sum(r["verdict"] == v for r in verdicts) for v in VERDICTS}
-    page = env.get_template("report.html.j2").render(
-        title=title.replace("`", ""), title_html=_inline_md(title), csp=CSP, counts=counts, n_runs=len(runs), verdicts=verdicts, tally=tally,
-        margins=", ".join(f"±{amount(v, m, v, signed=False)} {METRIC_NAMES.get(m, m)}"
-                          for m, v in comparisons.margins.items()),
-        alpha=comparisons.alpha, correction={"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(
-            comparisons.correction, comparisons.correction),
-        conf=round(100 * (1 - 2 * comparisons.alpha)),
+    page = _environment().get_template("report.html.j2").render(
+        csp=CSP, **_verdict_context(title=title, runs=runs, comparisons=comparisons),
         sections=markdown_blocks(compare.markdown(comparisons)),
         overrides={arm: ", ".join(f"{k} = {v}" for k, v in keys.items())
                    for arm, keys in (overrides or {}).items() if keys},

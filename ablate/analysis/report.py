@@ -275,40 +275,48 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     return written
 
 
-def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics) -> dict[str, Path]:
+def figure_makers(runs, histories, reliability, comparisons, metrics) -> dict[str, Any]:
+    """name -> a function of no arguments that draws that figure of the report and returns it.
+
+    The report saves each one; ``Study.figure(name)`` draws one and hands it back. Figures draw what
+    is computed here (analysis.figure_data); the points' spread comes from one seeded generator.
+    """
     from ablate.analysis import figure_data
     from ablate.analysis.figures import calibration as cal_figs
     from ablate.analysis.figures import power as power_figs
     from ablate.analysis.figures import runs as run_figs
+
+    makers: dict[str, Any] = {}
+    done = figure_data.seed_points(runs[runs["status"] == "completed"],
+                                   np.random.default_rng(figure_data.JITTER_SEED))
+    for metric in ("accuracy", "ece", "nll", "ece_ts"):
+        if metric in done and done[metric].notna().any():
+            makers[f"{metric}_by_arm"] = lambda m=metric: run_figs.metric_by_arm(done, m)
+    bands = figure_data.training_bands(histories) if histories is not None and len(histories) else None
+    if bands is not None and len(bands):
+        makers["training_curves"] = lambda: run_figs.training_curves(bands)
+    if reliability:
+        for (backend, dataset, model), cells in _group_reliability(reliability).items():
+            slug = f"{backend}_{dataset}_{model}".replace("/", "-")
+            title = f"{backend} / {dataset} / {model}: test-set reliability, pooled over seeds"
+            makers[f"reliability_{slug}"] = lambda c=cells, t=title: cal_figs.reliability_diagrams(c, title=t)
+    if "ece_ts" in done and done["ece_ts"].notna().any():
+        makers["temperature_scaling"] = lambda: cal_figs.temperature_effect(done)
+    if len(comparisons.table):
+        overview = figure_data.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy")
+        makers["power"] = lambda: power_figs.power_overview(overview)
+    return makers
+
+
+def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics) -> dict[str, Path]:
     from ablate.analysis.figures._style import save_figure
 
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-
-    def save(name: str, fig) -> None:
+    for name, make in figure_makers(runs, histories, reliability, comparisons, metrics).items():
         paths[name] = fig_dir / f"{name}.png"
-        save_figure(fig, paths[name])
-
-    # Figures draw what is computed here; the points' spread comes from one seeded generator.
-    done = figure_data.seed_points(runs[runs["status"] == "completed"],
-                                   np.random.default_rng(figure_data.JITTER_SEED))
-    for metric in ("accuracy", "ece", "nll", "ece_ts"):
-        if metric in done and done[metric].notna().any():
-            save(f"{metric}_by_arm", run_figs.metric_by_arm(done, metric))
-    bands = figure_data.training_bands(histories) if histories is not None and len(histories) else None
-    if bands is not None and len(bands):
-        save("training_curves", run_figs.training_curves(bands))
-    if reliability:
-        for (backend, dataset, model), cells in _group_reliability(reliability).items():
-            slug = f"{backend}_{dataset}_{model}".replace("/", "-")
-            save(f"reliability_{slug}", cal_figs.reliability_diagrams(
-                cells, title=f"{backend} / {dataset} / {model}: test-set reliability, pooled over seeds"))
-    if "ece_ts" in done and done["ece_ts"].notna().any():
-        save("temperature_scaling", cal_figs.temperature_effect(done))
-    if len(comparisons.table):
-        save("power", power_figs.power_overview(
-            figure_data.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy")))
+        save_figure(make(), paths[name])
     return paths
 
 

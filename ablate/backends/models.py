@@ -97,6 +97,8 @@ def factory(name: str, framework: str, reference: str | None = None,
         if reference is None:
             raise BackendError(f"model {name!r} has no {framework} factory; it is available for "
                                f"{', '.join(found.factories) or 'no framework'}")
+    if callable(reference):  # a function handed to the grid in Python
+        return reference
     try:
         return resolve(reference, search_paths)
     except BackendError:

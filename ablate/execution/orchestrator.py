@@ -224,7 +224,7 @@ def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str, *, se
     if getattr(existing, "status", None) in FINAL_STATUSES:
         return existing.status
     try:
-        store.write({"run_id": spec.run_id, "config": spec.to_dict(), "attempt": attempt, "status": "failed",
+        store.write({"run_id": spec.run_id, "config": spec.to_json(), "attempt": attempt, "status": "failed",
                      "error": reason, "history": {}, "metrics": {}, "seconds": float(seconds),
                      "started_at": None,
                      "finished_at": utc_now(), "environment": environment.describe()})

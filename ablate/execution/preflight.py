@@ -36,10 +36,11 @@ def check_environment(grid: Grid, *, fetch: bool = True) -> list[str]:
         except BackendError as exc:
             raise ConfigError(f"{grid.source}: `backends[{i}]`: {exc}") from None
     search = (grid.base_dir,) if grid.base_dir else ()
+    check_sendable(grid)
     for i, model in enumerate(grid.models):
         for framework in ("torch", "keras"):
             ref = getattr(model, framework)
-            if ref is not None and framework in {framework_of(b) for b in grid.backends}:
+            if isinstance(ref, str) and framework in {framework_of(b) for b in grid.backends}:
                 _check_module(grid, f"models[{i}].{framework}", ref, search)
     shapes = [_dataset_shape(grid, i, ds, search, fetch, notes) for i, ds in enumerate(grid.datasets)]
     for (i, ds), shape in zip(enumerate(grid.datasets), shapes):
@@ -66,6 +67,17 @@ def check_environment(grid: Grid, *, fetch: bool = True) -> list[str]:
     else:
         check_tricks(grid, search, shapes)
     return notes
+
+
+def check_sendable(grid: Grid) -> None:
+    """Every function handed to the grid in Python must reach the workers: pickled by value with
+    cloudpickle once here, so one that cannot be sent is one line naming what it holds."""
+    from ablate.execution.sending import unsendable
+
+    for key, fn in grid.functions():
+        why = unsendable(fn.fn)
+        if why is not None:
+            raise ConfigError(f"{grid.source}: `{key}`: {fn.token} cannot be sent to the workers: {why}")
 
 
 def check_tricks(grid: Grid, search: tuple[str, ...] = (), shapes: list[tuple[int, ...]] | None = None) -> None:

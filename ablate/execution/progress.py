@@ -1,6 +1,8 @@
 """The live progress display of a sweep: done / failed / remaining, running runs and an ETA.
 
-On a terminal one status line is redrawn in place; otherwise (CI, a log file) one line is
+On a terminal one status line is redrawn in place. In a Jupyter kernel, whose output is no
+terminal, a ``tqdm.auto`` progress bar takes its place (a widget where ipywidgets is installed,
+text otherwise), with one line per failed run. Anywhere else (CI, a log file) one line is
 printed per finished run, so logs stay readable.
 """
 
@@ -9,7 +11,27 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython already imported, under a kernel app)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    try:
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # noqa: BLE001 - an odd shell is not a kernel
+        return False
+
+
+def _tqdm():
+    import warnings
+
+    with warnings.catch_warnings():
+        # Without ipywidgets tqdm.auto falls back to its text bar, with a warning saying so.
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+    return tqdm
 
 
 def format_table(rows) -> str:
@@ -38,7 +60,8 @@ class Progress:
     model), so that fast torch runs never promise a time for slow Keras ones; None: one group."""
 
     def __init__(self, total: int, *, skipped: int = 0, workers: int = 1, stream: TextIO | None = None,
-                 live: bool | None = None, groups: Mapping[str, str] | None = None):
+                 live: bool | None = None, groups: Mapping[str, str] | None = None,
+                 bar: bool | None = None):
         self.total = total
         self.groups = dict(groups or {})
         self.finished_ids: set[str] = set()
@@ -47,6 +70,10 @@ class Progress:
         self.workers = max(1, workers)
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
+        # bar: a tqdm.auto bar (None: in a Jupyter kernel, when the output is no terminal).
+        self.use_bar = (not self.live and in_notebook()) if bar is None else bar
+        self.live = self.live and not self.use_bar
+        self._bar: Any = None
         self.done = self.failed = self.diverged = 0
         self.durations: list[float] = []
         self.running: dict[str, tuple[int, int]] = {}
@@ -59,6 +86,9 @@ class Progress:
         if self.skipped:
             msg += f", {self.skipped} already stored (completed or diverged) and skipped"
         self._line(msg)
+        if self.use_bar and self._bar is None:
+            self._bar = _tqdm()(total=self.total, unit="run", file=self.stream, dynamic_ncols=True,
+                                mininterval=0.5, desc="runs")
 
     def run_started(self, run_id: str) -> None:
         self.running[run_id] = (0, 0)
@@ -81,7 +111,14 @@ class Progress:
             self.failed += 1
         finished = self.done + self.failed + self.diverged
         detail = f" - {error}" if error and status != "completed" else ""
-        self._line(f"[{finished}/{self.total}] {status:<9} {name} ({seconds:.1f}s){detail}  {self._counts()}")
+        line = f"[{finished}/{self.total}] {status:<9} {name} ({seconds:.1f}s){detail}"
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
+            if status != "completed":
+                self._line(line)
+            return
+        self._line(f"{line}  {self._counts()}")
 
     def retry(self, run_id: str, name: str, error: str) -> None:
         self.running.pop(run_id, None)
@@ -91,17 +128,23 @@ class Progress:
         self._line(text)
 
     def tick(self, force: bool = False) -> None:
-        if not self.live:
+        if not self.live and self._bar is None:
             return
         now = time.monotonic()
         if not force and now - self._last_draw < 0.5:
             return
         self._last_draw = now
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix())
+            return
         epochs = " ".join(f"[{e}/{n}]" for e, n in self.running.values())
         self.stream.write("\r\033[K" + self._counts() + f" | running {len(self.running)} {epochs}")
         self.stream.flush()
 
     def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         elapsed = time.monotonic() - self.started
         self._line(f"finished in {_duration(elapsed)}: {self.done} completed, {self.failed} failed, "
                    f"{self.diverged} diverged, {self.skipped} skipped")
@@ -156,7 +199,14 @@ class Progress:
         return (f"done {self.done} | failed {self.failed} | diverged {self.diverged} | "
                 f"remaining {self.remaining} | ETA {self._eta_text()}")
 
+    def _postfix(self) -> str:
+        epochs = " ".join(f"[{e}/{n}]" for e, n in self.running.values())
+        return f"failed {self.failed} | diverged {self.diverged} | running {len(self.running)} {epochs}".rstrip()
+
     def _line(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+            return
         prefix = "\r\033[K" if self.live else ""
         self.stream.write(prefix + text + "\n")
         self.stream.flush()

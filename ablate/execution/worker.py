@@ -194,7 +194,7 @@ class RunExecutor:
         run_id = spec.run_id
         env = environment.describe(self.backend_env)
         env.update(self.worker_info, worker_run=self.served, dataset_loads=self.dataset_loads)
-        record = {"run_id": run_id, "config": spec.to_dict(), "attempt": attempt,
+        record = {"run_id": run_id, "config": spec.to_json(), "attempt": attempt,
                   **summarize_outcome(outcome), "started_at": started_at, "finished_at": utc_now(),
                   "environment": env, **(extra or {})}
         try:
