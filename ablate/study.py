@@ -331,7 +331,7 @@ class Study:
         runs = self.runs
         pairs = pairs if pairs is not None else [tuple(p) for p in analysis.get("compare", [])] or None
         return compare(runs.drop(columns=[c for c in ("attempt", "temperature", "seconds") if c in runs]),
-                       margins={m: v for m, v in merged.items() if m in runs}, pairs=pairs,
+                       margins={m: v for m, v in merged.items() if m in runs or m == "sd_ratio"}, pairs=pairs,
                        alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
                        correction=correction or analysis.get("correction", "holm"))
 
