@@ -30,6 +30,7 @@ BINNINGS: tuple[str, ...] = ("uniform", "quantile")
 # cross-backend: one numpy draw per (model, seed) shared by every backend, so they pair.
 PAIRINGS: tuple[str, ...] = ("within-backend", "cross-backend")
 DEFAULT_MARGINS: Mapping[str, float] = {"accuracy": 0.005, "ece": 0.01, "nll": 0.02}
+SD_RATIO_KEY = "sd_ratio"  # analysis.margins.sd_ratio: the SD ratio's equivalence band [1/m, m], m > 1
 
 
 def canonical_backend(name: str) -> str:
@@ -786,6 +787,10 @@ def _parse_analysis(ctx: _Ctx, raw: Any, arms: Sequence[str], names: Names, n_se
     margins = dict(DEFAULT_MARGINS)
     if "margins" in data:
         for metric, value in ctx.mapping("analysis.margins", data["margins"]).items():
+            if str(metric) == SD_RATIO_KEY:  # the SD ratio's band [1/m, m], not a metric
+                margins[SD_RATIO_KEY] = ctx.number(f"analysis.margins.{SD_RATIO_KEY}", value, low=1.0,
+                                                   open_low=True)
+                continue
             margins[str(metric)] = ctx.number(f"analysis.margins.{metric}", value, low=0.0, open_low=True)
     alpha = ctx.number("analysis.alpha", data.get("alpha", 0.05), low=0.0, high=0.5,
                        open_low=True, open_high=True)

@@ -388,7 +388,8 @@ class Study:
         pairs = pairs if pairs is not None else [tuple(p) for p in analysis.get("compare", [])] or None
         # As the report does: the same columns, the same generator (comparisons.csv, row for row).
         measured = measured_runs(runs)
-        result = compare.compare_runs(measured, margins={m: v for m, v in merged.items() if m in runs},
+        result = compare.compare_runs(measured,
+                                      margins={m: v for m, v in merged.items() if m in runs or m == "sd_ratio"},
                                       alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
                                       correction=correction or analysis.get("correction", "holm"),
                                       rng=np.random.default_rng(0),

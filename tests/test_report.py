@@ -18,7 +18,9 @@ from ablate.execution.store import RunStore
 COMPARISON_COLUMNS = ["metric", "backend", "dataset", "model", "smoothing", "arm_a", "arm_b", "n", "mean_a",
                       "mean_b", "mean_diff", "ci_low", "ci_high", "margin", "p_equivalence", "p_equivalence_adj",
                       "p_difference", "p_difference_adj", "test", "effect_dz", "p_rope", "seeds_needed",
-                      "seeds_needed_observed", "verdict", "note"]
+                      "seeds_needed_observed", "verdict", "note", "sd_a", "sd_b", "sd_ratio", "sd_ratio_low",
+                      "sd_ratio_high", "sd_margin", "p_sd_equivalence", "p_sd_equivalence_adj", "p_sd_difference",
+                      "p_sd_difference_adj", "sd_test", "sd_verdict"]
 
 
 def _probs(rng, n, k, sharpness):

@@ -71,7 +71,16 @@ COLUMNS = (
     "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "margin",
     "p_equivalence", "p_equivalence_adj", "p_difference", "p_difference_adj", "test",
     "effect_dz", "p_rope", "seeds_needed", "seeds_needed_observed", "verdict", "note",
+    "sd_a", "sd_b", "sd_ratio", "sd_ratio_low", "sd_ratio_high", "sd_margin", "p_sd_equivalence",
+    "p_sd_equivalence_adj", "p_sd_difference", "p_sd_difference_adj", "sd_test", "sd_verdict",
 )
+# The margin key for the SD ratio (analysis.margins.sd_ratio, --margin sd_ratio=1.5): equivalence
+# of spread means sd_a / sd_b inside [1/m, m]. It is not a metric.
+SD_RATIO_KEY = "sd_ratio"
+DEFAULT_SD_RATIO_MARGIN = stats.SD_RATIO_MARGIN
+_SD_TEST = {"paired": "pitman_morgan", "independent": "f_test"}
+_ADJUSTED = ("p_equivalence_adj", "p_difference_adj", "verdict", "note", "p_sd_equivalence_adj",
+             "p_sd_difference_adj", "sd_verdict")
 DEFAULT_MARGINS: Mapping[str, float] = MappingProxyType({"accuracy": 0.005, "ece": 0.01, "nll": 0.02})
 # Direction of improvement, used only for wording ("beats" / "is worse than").
 HIGHER_IS_BETTER: Mapping[str, bool] = MappingProxyType(
@@ -138,6 +147,7 @@ class Comparisons:
     references: tuple[str, ...] = ()
     flat: tuple[str, ...] = ()
     pairs: tuple[tuple[str, str], ...] = ()
+    sd_margin: float = DEFAULT_SD_RATIO_MARGIN
 
 
 # --------------------------------------------------------------------------- input
@@ -352,7 +362,14 @@ def _seed_list(seeds) -> str:
     return ", ".join(str(int(s)) for s in sorted(seeds))
 
 
-def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot):
+def _spread_row(spread: stats.SpreadComparison) -> dict:
+    return dict(sd_a=spread.sd_a, sd_b=spread.sd_b, sd_ratio=spread.ratio, sd_ratio_low=spread.low,
+                sd_ratio_high=spread.high, sd_margin=spread.margin, p_sd_equivalence=spread.p_equivalence,
+                p_sd_difference=spread.p_difference, sd_test=_SD_TEST[spread.design])
+
+
+def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot,
+                 sd_margin=DEFAULT_SD_RATIO_MARGIN):
     label = _label(*key, eps)
     sa, sb = _by_seed(side_a, metric), _by_seed(side_b, metric)
     notes = []
@@ -373,7 +390,7 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
                      f"(no {metric} value)")
     a, b = a.to_numpy()[~nan], b.to_numpy()[~nan]
     res = stats.compare_paired(a, b, margin=margin, alpha=alpha, rng=rng, n_boot=n_boot,
-                               target_power=TARGET_POWER)
+                               target_power=TARGET_POWER, sd_margin=sd_margin)
     row = dict(
         metric=metric, backend=key[0], dataset=key[1], model=key[2], smoothing=float(eps),
         arm_a=arm_a, arm_b=arm_b, n=res.n, mean_a=res.mean_a, mean_b=res.mean_b,
@@ -381,9 +398,10 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
         p_equivalence=res.tost.p_equivalence, p_difference=res.difference.p_value,
         test=res.difference.test, effect_dz=res.effect_dz, p_rope=res.posterior.p_rope,
         seeds_needed=res.seeds_needed, seeds_needed_observed=res.seeds_needed_observed,
+        **_spread_row(res.spread),
     )
     detail = dict(
-        design="paired", constant=res.constant, n_a=res.n, n_b=res.n, sd_diff=res.sd_diff,
+        design="paired", sd_state=res.spread.state, constant=res.constant, n_a=res.n, n_b=res.n, sd_diff=res.sd_diff,
         mean_abs_diff=float(np.mean(np.abs(a - b))) if res.n else math.nan,
         p_lower=res.tost.p_lower, p_upper=res.tost.p_upper, p_ttest=res.ttest.p_value,
         p_wilcoxon=res.wilcoxon.p_value, p_sign_flip=res.sign_flip.p_value,
@@ -396,10 +414,12 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
     return row, detail, row_notes, notes, res.identical, res.constant
 
 
-def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, side_b, alpha):
+def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, side_b, alpha,
+                sd_margin=DEFAULT_SD_RATIO_MARGIN):
     a = side_a[metric].dropna().to_numpy()
     b = side_b[metric].dropna().to_numpy()
-    res = stats.compare_unpaired(a, b, margin=margin, alpha=alpha, target_power=TARGET_POWER)
+    res = stats.compare_unpaired(a, b, margin=margin, alpha=alpha, target_power=TARGET_POWER,
+                                 sd_margin=sd_margin)
     row = dict(
         metric=metric, backend=f"{backend_a} vs {backend_b}", dataset=key[0], model=key[1],
         smoothing=float(eps), arm_a=arm, arm_b=arm, n=min(res.n_a, res.n_b),
@@ -408,9 +428,10 @@ def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, sid
         p_equivalence=res.tost.p_equivalence, p_difference=res.difference.p_value,
         test=res.difference.test, effect_dz=res.hedges_g, p_rope=res.posterior.p_rope,
         seeds_needed=res.seeds_needed, seeds_needed_observed=res.seeds_needed_observed,
+        **_spread_row(res.spread),
     )
     detail = dict(
-        design="welch", constant=res.constant, n_a=res.n_a, n_b=res.n_b, sd_diff=res.sd_pooled,
+        design="welch", sd_state=res.spread.state, constant=res.constant, n_a=res.n_a, n_b=res.n_b, sd_diff=res.sd_pooled,
         mean_abs_diff=abs(res.mean_diff), p_lower=res.tost.p_lower, p_upper=res.tost.p_upper,
         p_ttest=res.difference.p_value, p_wilcoxon=math.nan, p_sign_flip=math.nan,
         sign_flip_method="", bca_low=math.nan, bca_high=math.nan, hedges_g=res.hedges_g,
@@ -466,6 +487,40 @@ def _verdict(row, identical: bool, alpha: float, correction: str,
         return "inconclusive", [f"the difference is significant but its CI lies inside the "
                                 f"margin, and equivalence does not survive {corr} adjustment"]
     return "inconclusive", []
+
+
+def _sd_verdict(row, state: str, alpha: float) -> str:
+    """The spread verdict (module doc): the same rules as the mean's, on the SD ratio."""
+    if row["n"] < MIN_PAIRS:
+        return "inconclusive"
+    if state in ("identical", "no spread"):
+        return "identical"
+    if state == "one flat":
+        return "different"
+    low, high, m = row["sd_ratio_low"], row["sd_ratio_high"], row["sd_margin"]
+    if state == "degenerate":
+        return "equivalent" if 1 / m < row["sd_ratio"] < m else "different"
+    if row["p_sd_equivalence_adj"] < alpha:
+        return "equivalent"
+    if row["p_sd_difference_adj"] < alpha and not (1 / m < low and high < m):
+        return "different"
+    return "inconclusive"
+
+
+def _sd_margin(margins: Mapping[str, float] | None) -> tuple[dict, float]:
+    """(the metric margins, the SD-ratio margin) from one margins mapping."""
+    margins = dict(margins or {})
+    if SD_RATIO_KEY not in margins:
+        return margins, DEFAULT_SD_RATIO_MARGIN
+    value = margins.pop(SD_RATIO_KEY)
+    try:
+        number = float(value) if not isinstance(value, (bool, str)) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 1):
+        raise InputError(f"margin for `{SD_RATIO_KEY}` must be a number > 1 (the SD ratio's band is "
+                         f"[1/m, m]), but got {value!r}")
+    return margins, number
 
 
 def _check_options(alpha, correction, n_boot):
@@ -623,6 +678,7 @@ def compare_runs(
         example = df.loc[dup, list(RUN_KEY)].iloc[0].to_dict()
         raise InputError(f"runs table: {int(dup.sum())} rows share backend/dataset/model/arm/"
                          f"smoothing/seed/repeat with another completed run, e.g. {example}")
+    margins, sd_margin = _sd_margin(margins)
     used = _resolve_margins(df, margins, notes, text)
     for metric in _metric_columns(df):  # all of them: the summary table reads more than `used`
         infinite = np.isinf(df[metric].to_numpy(dtype=np.float64))
@@ -646,7 +702,7 @@ def compare_runs(
                 if side_a.empty or side_b.empty:
                     continue
                 row, detail, rnotes, tnotes, same, const = _paired_rows(
-                    metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot)
+                    metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, rng, n_boot, sd_margin)
                 rnotes = [*rnotes, *filter(None, [_chance_note(side_a, side_b, acc_margin)])]
                 rows.append(row), details.append(detail), row_notes.append(rnotes)
                 identical.append(same), constant.append(const)
@@ -659,22 +715,23 @@ def compare_runs(
                     if _shared_start(side_a, side_b):
                         row, detail, rnotes, tnotes, same, const = _paired_rows(
                             metric, margin, (f"{backend_a} vs {backend_b}", dataset, model), eps,
-                            side_a, side_b, arm, arm, alpha, rng, n_boot)
+                            side_a, side_b, arm, arm, alpha, rng, n_boot, sd_margin)
                         rnotes = [CROSS_PAIRED_NOTE, *rnotes]
                         notes.extend(tnotes)
                     else:
                         row, detail, rnotes, const = _welch_rows(
                             metric, margin, backend_a, backend_b, (dataset, model), arm, eps,
-                            side_a, side_b, alpha)
+                            side_a, side_b, alpha, sd_margin)
                         same = False
                     rnotes = [*rnotes, *filter(None, [_chance_note(side_a, side_b, acc_margin)])]
                     rows.append(row), details.append(detail), row_notes.append(rnotes)
                     identical.append(same), constant.append(const)
 
-    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in
-                                        ("p_equivalence_adj", "p_difference_adj", "verdict", "note")])
-    table["p_equivalence_adj"] = stats.adjust_pvalues(table["p_equivalence"].to_numpy(float), correction)
-    table["p_difference_adj"] = stats.adjust_pvalues(table["p_difference"].to_numpy(float), correction)
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in _ADJUSTED])
+    for column in ("p_equivalence", "p_difference", "p_sd_equivalence", "p_sd_difference"):
+        table[f"{column}_adj"] = stats.adjust_pvalues(table[column].to_numpy(float), correction)
+    sd_states = [d["sd_state"] for d in details]
+    table["sd_verdict"] = [_sd_verdict(row, sd_states[i], alpha) for i, row in enumerate(table.to_dict("records"))]
     verdicts, final_notes = [], []
     for i, row in enumerate(table.to_dict("records")):
         verdict, extra = _verdict(row, identical[i], alpha, correction, constant[i])
@@ -720,6 +777,7 @@ def compare_runs(
         references=tuple(references),
         flat=tuple(flat),
         pairs=tuple(chosen),
+        sd_margin=float(sd_margin),
     )
 
 
@@ -869,6 +927,60 @@ def _vacuous(row: Mapping) -> str:
         return ""
     return (f", but both arms sit at {CHANCE} accuracy (see the note), so the models did not learn and "
             f"this agreement says nothing about the arms")
+def _band(row: Mapping) -> str:
+    m = row["sd_margin"]
+    return f"[{1 / m:.2f}, {m:g}]"
+
+
+def _ratio_text(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else ("∞" if math.isinf(x) else f"{x:.2f}")
+
+
+def _spread_state(row: Mapping, corr: str) -> str:
+    """The spread verdict of one row in words (no claim without a verdict)."""
+    verdict, band = row["sd_verdict"], _band(row)
+    test = "Pitman–Morgan" if row["sd_test"] == "pitman_morgan" else "F test"
+    if row["n"] < MIN_PAIRS:
+        return f"no verdict with fewer than {MIN_PAIRS} pairs"
+    if verdict == "identical":
+        if row["sd_a"] == 0 and row["sd_b"] == 0 or not np.isfinite(row["sd_ratio"]):
+            return "identical: neither arm varies across seeds"
+        return "identical: the paired values are equal"
+    if verdict == "equivalent":
+        return f"equal within {band} (TOST {_p(row['p_sd_equivalence_adj'])}, {corr})"
+    if verdict == "different":
+        if row["sd_ratio_low"] >= row["sd_margin"] or row["sd_ratio_high"] <= 1 / row["sd_margin"]:
+            return f"different: the whole interval lies outside {band} ({test} {_p(row['p_sd_difference_adj'])}, {corr})"
+        return (f"different ({test} {_p(row['p_sd_difference_adj'])}, {corr}), though the interval reaches "
+                f"inside {band}")
+    return (f"not settled within {band} (TOST {_p(row['p_sd_equivalence_adj'])}, {test} "
+            f"{_p(row['p_sd_difference_adj'])}, {corr})")
+
+
+def _spread_numbers(row: Mapping, conf: int, a: str, b: str) -> str:
+    metric, margin = row["metric"], row["margin"]
+    how = "Pitman–Morgan, paired" if row["sd_test"] == "pitman_morgan" else "F, unpaired"
+    return (f"seed-to-seed SD {_amount(row['sd_a'], metric, margin, signed=False)} ({a}) vs "
+            f"{_amount(row['sd_b'], metric, margin, signed=False)} ({b}), ratio {_ratio_text(row['sd_ratio'])} "
+            f"({conf}% CI [{_ratio_text(row['sd_ratio_low'])}, {_ratio_text(row['sd_ratio_high'])}], {how})")
+
+
+def _spread_sentence(row: Mapping, conf: int, corr: str) -> str:
+    """The spread of a main pair, then what mean and spread say together."""
+    text = (f"Spread: {_spread_numbers(row, conf, row['arm_a'], row['arm_b'])}: "
+            f"{_spread_state(row, corr)}.")
+    mean_ok = row["verdict"] in ("equivalent", "identical")
+    spread_ok = row["sd_verdict"] in ("equivalent", "identical")
+    pair = _pair_phrase(row["arm_a"], row["arm_b"])
+    if row["n"] < MIN_PAIRS:
+        return text
+    if mean_ok and spread_ok:
+        return text + f" So {pair} have equal means and equal spread within the margins."
+    if mean_ok:
+        state = "differs" if row["sd_verdict"] == "different" else "is not shown to be equal"
+        return text + (f" The means are equivalent but the spread {state}, so equal means alone do not "
+                       f"make {pair} interchangeable.")
+    return text
 
 
 def _beyond(row: Mapping) -> bool:
@@ -1049,7 +1161,11 @@ def markdown(
              f"(first arm minus second); equivalence holds when the interval lies inside the margin. "
              f"With fewer than {MIN_PAIRS} pairs no verdict is drawn. Seed counts for "
              f"{TARGET_POWER:.0%} power are planning figures, not promises: `seeds_needed` assumes the "
-             f"arms are truly equal, `seeds_needed_observed` that the true difference is the observed one.",
+             f"arms are truly equal, `seeds_needed_observed` that the true difference is the observed one. "
+             f"Spread is the ratio of the two arms' seed-to-seed SDs (first over second), with its exact "
+             f"{conf}% interval (Pitman–Morgan for paired arms, F for unpaired ones); it counts as equal when "
+             f"that interval lies inside [{1 / comparisons.sd_margin:.2f}, {comparisons.sd_margin:g}] "
+             f"(TOST on the ratio, adjusted the same way).",
              ""]
     if t.empty:
         lines += ["No comparison could be made from these runs.", ""]
@@ -1076,7 +1192,7 @@ def markdown(
                 main, i = rows[pair], idx[pair]
                 text = f"On {_label(*key)}, " + _sentence(main, conf, corr)
                 text += f"; {clause}." if clause and j == 0 else "."
-                extra = [assay if j == 0 else "",
+                extra = [assay if j == 0 else "", _spread_sentence(main, conf, corr),
                          _power_sentence(main, float(d["sd_diff"].iloc[i]), alpha),
                          _floor_sentence(comparisons.floor, key, eps, metric, margin,
                                          float(d["mean_abs_diff"].iloc[i]), pair, flat)]
@@ -1086,6 +1202,11 @@ def markdown(
                 text = f"On {_label(*key)}" + (f", {clause}." if clause else ":")
                 extra = [assay] + [_capital(_sentence(r, conf, corr)) + "." for r in rows.values()]
                 lines.append(f"- **{name}**: " + text + " " + " ".join(e for e in extra if e))
+            links = [r for k, r in rows.items() if (k[0] in refs) != (k[1] in refs)]
+            if links:
+                lines.append(f"- **{name}, spread against the reference**: " + "; ".join(
+                    f"{r['arm_a']} vs {r['arm_b']}: {_spread_numbers(r, conf, r['arm_a'], r['arm_b'])}, "
+                    f"{_spread_state(r, corr)}" for r in links) + ".")
         lines.append("")
     for heading, rows_here in (("Across backends (paired: shared initial weights)",
                                 t[_cross(t) & (t["test"] != "welch_t")]),
@@ -1120,7 +1241,9 @@ def _across_lines(heading: str, rows: pd.DataFrame, conf: int, corr: str, flat: 
                 state = f"no verdict (fewer than {MIN_PAIRS} runs on a side)"
             counts = (r["note"].split(";")[0].removeprefix("unpaired (Welch): ") if welch
                       else f"{r['n']} seed pairs from shared initial weights")
+            spread = (f"Spread: {_spread_numbers(r, conf, backends[0], backends[1])}: "
+                      f"{_spread_state(r, corr)}.")
             lines.append(f"- **{_METRIC_NAMES.get(metric, metric)}**, {where}: {subject}: {state} "
-                         f"({nums}; {counts}).")
+                         f"({nums}; {counts}). {spread}")
         lines.append("")
     return lines

@@ -20,6 +20,8 @@ from ablate.analysis import calibration
 from ablate.config import DEFAULT_MARGINS
 from ablate.errors import ConfigError
 
+SD_RATIO_KEY = "sd_ratio"  # the SD-ratio margin's key (ablate.analysis.compare.SD_RATIO_KEY)
+
 RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
@@ -61,6 +63,9 @@ def parse_margins(items: Sequence[str]) -> dict[str, float]:
         except ValueError:
             raise ConfigError(f"--margin: expected METRIC=VALUE with a finite VALUE > 0, e.g. accuracy=0.005, "
                               f"but got {item!r}") from None
+        if metric.strip() == SD_RATIO_KEY and margin <= 1:
+            raise ConfigError(f"--margin: {SD_RATIO_KEY} is the SD ratio's band [1/m, m] and needs m > 1, "
+                              f"e.g. {SD_RATIO_KEY}=1.5, but got {item!r}")
         out[metric.strip()] = margin
     return out
 
@@ -88,6 +93,7 @@ def check_margin_metrics(margins: Mapping[str, float] | None, runs) -> None:
     """Every metric given a margin by the user must be a metric of the runs (no silent ignore)."""
     from ablate.analysis.compare import NON_METRIC
 
+    margins = {m: v for m, v in (margins or {}).items() if m != SD_RATIO_KEY}
     if not margins:
         return
     skip = NON_METRIC | {"attempt", "temperature"}
@@ -225,7 +231,9 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     analysed = mask_at_bound(runs)
     ts_note = temperature_bound_note(runs)
     # Compare before writing anything: a refused table or option leaves no folder behind.
-    comparisons = compare.compare_runs(measured, margins={m: margins[m] for m in metrics}, alpha=alpha,
+    sd_margin = {SD_RATIO_KEY: margins[SD_RATIO_KEY]} if SD_RATIO_KEY in margins else {}
+    comparisons = compare.compare_runs(measured, margins={**{m: margins[m] for m in metrics}, **sd_margin},
+                                       alpha=alpha,
                                        correction=correction, rng=np.random.default_rng(0), pairs=pairs)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -184,6 +184,7 @@ class PairedComparison:
     seeds_needed: int | None
     seeds_needed_observed: int | None = None
     constant: bool = False
+    spread: SpreadComparison | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class UnpairedComparison:
     seeds_needed: int | None
     seeds_needed_observed: int | None = None
     constant: bool = False
+    spread: SpreadComparison | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -720,6 +722,192 @@ def posterior_welch(a, b, margin: float) -> Posterior:
     return _posterior(m, se, df, margin)
 
 
+# --------------------------------------------------------------------------- spread (SD ratio)
+
+SD_RATIO_MARGIN = 1.5
+
+
+@dataclass(frozen=True)
+class SpreadComparison:
+    """The ratio of two arms' seed-to-seed SDs, ``sd_a / sd_b``, and its equivalence test.
+
+    design: "paired" (Pitman-Morgan, exact under bivariate normality) or "independent"
+    (the F distribution, exact under normality). ``[low, high]`` is the (1 - 2 alpha)
+    interval of the ratio, so ``p_equivalence < alpha`` exactly when it lies strictly
+    inside ``(1 / margin, margin)``. ``p_difference`` tests ratio = 1 (two-sided).
+    ``state``: "ok" (a test was made), "identical" (paired values all equal: the ratio
+    is exactly 1), "no spread" (both SDs zero), "one flat" (one SD zero, the other
+    not: the ratio is 0 or inf, outside any margin), "too few" (n < 3 pairs, or < 2 runs
+    on a side) or "degenerate" (|corr(a, b)| = 1 exactly at a tested ratio: 0 / 0, no
+    test). With |corr(a, b)| = 1 otherwise the ratio is known exactly: the interval is
+    that point and the t statistics are infinite.
+    """
+
+    n_a: int
+    n_b: int
+    sd_a: float
+    sd_b: float
+    ratio: float
+    low: float
+    high: float
+    margin: float
+    alpha: float
+    p_lower: float
+    p_upper: float
+    p_equivalence: float
+    p_difference: float
+    design: str
+    state: str = "ok"
+
+    @property
+    def equivalent(self) -> bool:
+        return bool(self.p_equivalence < self.alpha)
+
+
+def _check_ratio_margin(margin: float) -> None:
+    if not (np.isfinite(margin) and margin > 1):
+        raise InputError(f"Expected the SD-ratio `margin` > 1 (e.g. 1.5 for [1/1.5, 1.5]), but got {margin!r}")
+
+
+def _pm_t(var_a, var_b, cov, n, ratio0):
+    """Pitman-Morgan t for H0: sd_a / sd_b = ratio0 (arrays broadcast).
+
+    It is the t statistic of the correlation between u = a + k b and v = a - k b with
+    k = ratio0 (cov(u, v) = var_a - k^2 var_b vanishes exactly under H0), written in
+    the sample moments: t = r sqrt(n - 2) / sqrt(1 - r^2).
+    """
+    k2 = np.asarray(ratio0, dtype=np.float64) ** 2
+    s_uv = var_a - k2 * var_b
+    s_uu_vv = (var_a + k2 * var_b) ** 2 - 4.0 * k2 * cov**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # 1 - r^2 = (s_uu s_vv - s_uv^2) / (s_uu s_vv) = 4 k^2 (var_a var_b - cov^2) / (s_uu s_vv)
+        t = s_uv * np.sqrt(n - 2.0) / np.sqrt(4.0 * k2 * (var_a * var_b - cov**2))
+    return t
+
+
+def pitman_morgan(a, b, *, ratio: float = 1.0) -> SignificanceTest:
+    """Pitman-Morgan test of H0: sd(a) / sd(b) = ``ratio`` for paired a, b: (n,).
+
+    Exact under bivariate normality: with k = ratio, u = a + k b and v = a - k b are
+    uncorrelated exactly under H0, so the t-test of their correlation (t(n - 2)) is the
+    test. ``statistic`` is t (positive when sd(a) / sd(b) > ratio). Needs n >= 3; a
+    perfect correlation of a and b (|r| = 1) leaves no test (NaN), unless the SD ratio
+    is then exactly ``ratio``.
+    """
+    a, b = _vector(a, "a"), _vector(b, "b")
+    _differences(a, b)
+    if not (np.isfinite(ratio) and ratio > 0):
+        raise InputError(f"Expected `ratio` > 0, but got {ratio!r}")
+    n = a.size
+    if n < 3:
+        return SignificanceTest("pitman_morgan", math.nan, math.nan, math.nan, n, "n < 3")
+    cov = np.cov(a, b, ddof=1)
+    t = float(_pm_t(cov[0, 0], cov[1, 1], cov[0, 1], n, ratio))
+    if math.isnan(t):  # 0 / 0: perfectly correlated with exactly the tested ratio
+        return SignificanceTest("pitman_morgan", math.nan, math.nan, float(n - 2), n,
+                                "perfectly correlated at the tested ratio: no test")
+    return SignificanceTest("pitman_morgan", t, float(2 * st.t.sf(abs(t), n - 2)), float(n - 2), n,
+                            "t distribution (correlation of sums and differences)")
+
+
+def sd_ratio_paired_interval(var_a, var_b, cov, n, *, confidence: float = 0.95):
+    """The exact Pitman-Morgan interval of sd_a / sd_b, vectorised over samples.
+
+    var_a, var_b, cov: sample variances and covariance (ddof=1), any broadcastable
+    shape; n: pairs (>= 3). Inverting the Pitman-Morgan test gives, for the variance
+    ratio, ``(var_a / var_b) * (K -+ sqrt(K^2 - 1))`` with
+    ``K = 1 + 2 (1 - r^2) t^2 / (n - 2)``, t the (1 + confidence)/2 quantile of
+    t(n - 2) and r the correlation of a and b; the SD ratio's bounds are their square
+    roots. Returns (ratio, low, high) arrays.
+    """
+    var_a, var_b, cov = (np.asarray(x, dtype=np.float64) for x in (var_a, var_b, cov))
+    tq = st.t.ppf(0.5 + confidence / 2, n - 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = var_a / var_b
+        r2 = np.clip(cov**2 / (var_a * var_b), 0.0, 1.0)
+        k = 1.0 + 2.0 * (1.0 - r2) * tq**2 / (n - 2)
+        root = np.sqrt(k**2 - 1.0)
+        return np.sqrt(f), np.sqrt(f * (k - root)), np.sqrt(f * (k + root))
+
+
+def _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, design, state, ratio=math.nan):
+    nan = math.nan
+    low = high = ratio if state in ("identical", "one flat") else nan
+    p_eq = 0.0 if state == "identical" else nan
+    p_diff = 1.0 if state == "identical" else nan
+    if state == "one flat":
+        p_eq, p_diff = 1.0, 0.0
+    return SpreadComparison(n_a, n_b, sd_a, sd_b, ratio, low, high, margin, alpha, nan, nan,
+                            p_eq, p_diff, design, state)
+
+
+def sd_ratio_paired(a, b, *, margin: float = SD_RATIO_MARGIN, alpha: float = 0.05) -> SpreadComparison:
+    """SD ratio sd(a) / sd(b) of paired a, b: (n,), with its exact interval and TOST.
+
+    The interval is the (1 - 2 alpha) inversion of the Pitman-Morgan test
+    (:func:`sd_ratio_paired_interval`); equivalence is two one-sided Pitman-Morgan
+    tests at ratio 1/margin (H0: ratio <= 1/margin) and at ratio margin
+    (H0: ratio >= margin); ``p_equivalence`` is the larger p.
+    """
+    _check_ratio_margin(margin)
+    _check_alpha(alpha)
+    a, b = _vector(a, "a"), _vector(b, "b")
+    d = _differences(a, b)
+    n = a.size
+    sd_a, sd_b = _sd(a), _sd(b)
+    if n >= 1 and np.all(d == 0):
+        return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "identical", 1.0)
+    if n < 3:
+        return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "too few")
+    if sd_a == 0 and sd_b == 0:
+        return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "no spread")
+    if sd_a == 0 or sd_b == 0:
+        return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "one flat",
+                           0.0 if sd_a == 0 else math.inf)
+    cov = np.cov(a, b, ddof=1)
+    va, vb, c = cov[0, 0], cov[1, 1], cov[0, 1]
+    ratio, low, high = (float(x) for x in sd_ratio_paired_interval(va, vb, c, n, confidence=1 - 2 * alpha))
+    t_lo = float(_pm_t(va, vb, c, n, 1.0 / margin))
+    t_hi = float(_pm_t(va, vb, c, n, margin))
+    t_one = float(_pm_t(va, vb, c, n, 1.0))
+    if any(math.isnan(t) for t in (t_lo, t_hi, t_one)):  # |r| = 1 exactly at a tested ratio
+        return SpreadComparison(n, n, sd_a, sd_b, ratio, ratio, ratio, margin, alpha, math.nan, math.nan,
+                                math.nan, math.nan, "paired", "degenerate")
+    p_lo, p_hi = float(st.t.sf(t_lo, n - 2)), float(st.t.cdf(t_hi, n - 2))
+    return SpreadComparison(n, n, sd_a, sd_b, ratio, low, high, margin, alpha, p_lo, p_hi, max(p_lo, p_hi),
+                            float(2 * st.t.sf(abs(t_one), n - 2)), "paired")
+
+
+def sd_ratio_independent(a, b, *, margin: float = SD_RATIO_MARGIN, alpha: float = 0.05) -> SpreadComparison:
+    """SD ratio sd(a) / sd(b) of independent a: (n_a,), b: (n_b,), from the F distribution.
+
+    F = var(a) / var(b) / theta ~ F(n_a - 1, n_b - 1) under normality, so the
+    (1 - 2 alpha) interval of the SD ratio is sqrt(F / F_{1-alpha}) .. sqrt(F / F_{alpha})
+    and equivalence is two one-sided F tests at theta = 1/margin^2 and margin^2.
+    """
+    _check_ratio_margin(margin)
+    _check_alpha(alpha)
+    a, b = _vector(a, "a"), _vector(b, "b")
+    n_a, n_b = a.size, b.size
+    sd_a, sd_b = _sd(a), _sd(b)
+    if n_a < 2 or n_b < 2:
+        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, "independent", "too few")
+    if sd_a == 0 and sd_b == 0:
+        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, "independent", "no spread")
+    if sd_a == 0 or sd_b == 0:
+        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, "independent", "one flat",
+                           0.0 if sd_a == 0 else math.inf)
+    df1, df2 = n_a - 1, n_b - 1
+    f = (sd_a / sd_b) ** 2
+    low = math.sqrt(f / st.f.ppf(1 - alpha, df1, df2))
+    high = math.sqrt(f / st.f.ppf(alpha, df1, df2))
+    p_lo = float(st.f.sf(f * margin**2, df1, df2))  # H0: ratio <= 1/margin
+    p_hi = float(st.f.cdf(f / margin**2, df1, df2))  # H0: ratio >= margin
+    p_diff = float(min(1.0, 2 * min(st.f.cdf(f, df1, df2), st.f.sf(f, df1, df2))))
+    return SpreadComparison(n_a, n_b, sd_a, sd_b, math.sqrt(f), low, high, margin, alpha, p_lo, p_hi,
+                            max(p_lo, p_hi), p_diff, "independent")
+
+
 # --------------------------------------------------------------------------- bundles
 
 
@@ -727,6 +915,17 @@ def _noise(*arrays: np.ndarray) -> float:
     """The float-noise tolerance: NOISE_RTOL times the largest |value| (see the module doc)."""
     scale = max((float(np.max(np.abs(x))) for x in arrays if x.size), default=0.0)
     return NOISE_RTOL * scale
+
+
+def _flatten_noise(a: np.ndarray, b: np.ndarray, tol: float, *, paired: bool = True):
+    """(a, b) for the spread: an arm whose SD is float noise becomes its mean."""
+    if paired and a.size and np.all(np.abs(a - b) <= tol):
+        return a, a.copy()
+    if a.size >= 2 and _sd(a) <= tol:
+        a = np.full_like(a, _mean(a))
+    if b.size >= 2 and _sd(b) <= tol:
+        b = np.full_like(b, _mean(b))
+    return a, b
 
 
 def _nan_test(test: SignificanceTest, why: str) -> SignificanceTest:
@@ -747,11 +946,14 @@ def compare_paired(
     rng: np.random.Generator,
     n_boot: int = 2000,
     target_power: float = 0.8,
+    sd_margin: float = SD_RATIO_MARGIN,
 ) -> PairedComparison:
     """All paired statistics for arms a, b: (n,) paired by seed, at ``±margin``.
 
     Differences at float-noise level are handled as the module doc says (identical
-    or constant), so no p-value or effect size comes from rounding error.
+    or constant), so no p-value or effect size comes from rounding error. ``spread`` is
+    :func:`sd_ratio_paired` at ``[1/sd_margin, sd_margin]``, with an arm whose SD is
+    float noise taken as constant.
     """
     a, b = _vector(a, "a"), _vector(b, "b")
     d = _differences(a, b)
@@ -795,18 +997,22 @@ def compare_paired(
         seeds_needed=seeds_needed(sd, margin, power=target_power, alpha=alpha),
         seeds_needed_observed=seeds_needed(sd, margin, power=target_power, alpha=alpha, true_diff=m),
         constant=constant,
+        spread=sd_ratio_paired(*_flatten_noise(a, b, tol), margin=sd_margin, alpha=alpha),
     )
 
 
 def compare_unpaired(
-    a, b, *, margin: float, alpha: float = 0.05, target_power: float = 0.8
+    a, b, *, margin: float, alpha: float = 0.05, target_power: float = 0.8,
+    sd_margin: float = SD_RATIO_MARGIN,
 ) -> UnpairedComparison:
     """All Welch statistics for independent samples a: (n_a,), b: (n_b,) at ``±margin``.
 
     Both samples constant within float noise: see the module doc (``constant``).
+    ``spread`` is :func:`sd_ratio_independent` at ``[1/sd_margin, sd_margin]``.
     """
     a, b = _vector(a, "a"), _vector(b, "b")
     tol = _noise(a, b)
+    spread = sd_ratio_independent(*_flatten_noise(a, b, tol, paired=False), margin=sd_margin, alpha=alpha)
     flat = a.size >= 2 and b.size >= 2 and _sd(a) <= tol and _sd(b) <= tol
     if flat:  # rounding noise only: each sample is its mean
         a, b = np.full_like(a, _mean(a)), np.full_like(b, _mean(b))
@@ -839,4 +1045,5 @@ def compare_unpaired(
         seeds_needed_observed=seeds_needed(pooled, margin, power=target_power, alpha=alpha,
                                            true_diff=m, design="two-sample"),
         constant=constant,
+        spread=spread,
     )
