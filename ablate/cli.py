@@ -82,6 +82,26 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--runs", default=None, metavar="FILE.csv",
                         help="analyse a per-run table made elsewhere (columns: arm, seed, metrics, and optional "
                              "backend, dataset, model, smoothing) instead of stored runs")
+    report.add_argument("--mlflow", default=None, metavar="URI",
+                        help="analyse runs already in MLflow: a tracking URI (http://HOST:PORT, sqlite:///FILE.db "
+                             "or an ./mlruns folder); needs --experiment")
+    report.add_argument("--experiment", default=None, metavar="NAME", help="with --mlflow: the experiment to read")
+    report.add_argument("--arm", default=None, metavar="PARAM",
+                        help="with --mlflow: the param naming each run's arm (default: arm)")
+    report.add_argument("--seed", default=None, metavar="PARAM",
+                        help="with --mlflow: the param holding each run's integer seed (default: seed)")
+    report.add_argument("--by", default=None, metavar="PARAM,...",
+                        help="with --mlflow: params that define the cells (backend, dataset, model and smoothing "
+                             "fill those columns; others are shown beside the model)")
+    report.add_argument("--metrics", default=None, metavar="A,B",
+                        help="with --mlflow: metrics to read (default: every metric present on all finished runs)")
+    report.add_argument("--filter", default=None, metavar="EXPR",
+                        help="with --mlflow: an MLflow search filter, e.g. \"params.dataset = 'cifar10'\"")
+    report.add_argument("--include-parents", action="store_true",
+                        help="with --mlflow: read parent runs too (default: leaf runs only)")
+    report.add_argument("--write-back", action="store_true",
+                        help="with --mlflow: log the report and each verdict into the experiment as one run "
+                             "\"ablate verdicts\" (again with the same runs and settings: nothing changes)")
     report.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="equivalence margin in the metric's units, e.g. accuracy=0.005 (repeatable)")
     report.add_argument("--alpha", type=float, default=None, help="significance level (default: grid's, else 0.05)")
@@ -267,11 +287,15 @@ def _cmd_report(args) -> int:
     spending = sequential.check_spending_option(args.spending)
     pairs = report.parse_pairs(args.compare)
     report.check_options(alpha=args.alpha, ece_bins=args.ece_bins)
-    if args.runs:
+    _check_mlflow_flags(args)
+    if args.runs or args.mlflow:
         for flag, value in (("--ece-bins", args.ece_bins), ("--ece-binning", args.ece_binning)):
             if value is not None:
-                raise ConfigError(f"{flag}: applies to stored runs only; with --runs the metrics come "
-                                  f"from the table")
+                raise ConfigError(f"{flag}: applies to stored runs only; with {'--runs' if args.runs else '--mlflow'}"
+                                  f" the metrics come from the table")
+    if args.mlflow:
+        return _report_mlflow(args, margins=margins, looks=looks, spending=spending, pairs=pairs)
+    if args.runs:
         out = Path(args.out or Path(args.runs).with_suffix("").as_posix() + "_report")
         written = report.report_from_table(args.runs, out=out, margins=margins, alpha=args.alpha,
                                            correction=args.correction, figures=not args.no_figures,
@@ -284,6 +308,54 @@ def _cmd_report(args) -> int:
     for path in written:
         print(path)
     return 0
+
+
+_MLFLOW_ONLY = ("experiment", "arm", "seed", "by", "metrics", "filter", "include_parents", "write_back")
+
+
+def _check_mlflow_flags(args) -> None:
+    if args.mlflow and args.runs:
+        raise ConfigError("--mlflow: reads runs from MLflow instead of a table; give --mlflow or --runs, not both")
+    if not args.mlflow:
+        for name in _MLFLOW_ONLY:
+            if getattr(args, name) not in (None, False):
+                raise ConfigError(f"--{name.replace('_', '-')}: only applies with --mlflow URI")
+    elif not args.experiment:
+        raise ConfigError("--experiment: --mlflow needs the name of the experiment to read")
+
+
+def _report_mlflow(args, *, margins, looks, spending, pairs) -> int:
+    from ablate.analysis import report
+    from ablate.export import mlflow_read, tracking
+
+    selection = mlflow_read.Selection(
+        experiment=args.experiment, arm=(args.arm or "arm").strip(), seed=(args.seed or "seed").strip(),
+        by=mlflow_read.parse_names(args.by, "--by") or (), metrics=mlflow_read.parse_names(args.metrics, "--metrics"),
+        filter=args.filter, include_parents=args.include_parents)
+    out = Path(args.out or _folder_name(args.experiment) + "_report")
+    with tracking.session(args.mlflow, flag="--mlflow", read=True, write=args.write_back) as client:
+        source = mlflow_read.read_runs(client, args.mlflow, selection)
+        written = report.report_from_frame(
+            source.runs, out=out, title=f"MLflow experiment `{source.experiment_name}`", margins=margins,
+            alpha=args.alpha, correction=args.correction, figures=not args.no_figures, sequential=looks,
+            spending=spending, pairs=pairs, latex=args.latex, overrides=source.confounds, write_runs=True)
+        for path in written:
+            print(path)
+        if args.write_back:
+            from ablate.export import mlflow
+
+            settings = {"selection": selection.settings(), "margins": margins, "alpha": args.alpha,
+                        "correction": args.correction, "pairs": pairs, "sequential": looks, "spending": spending}
+            result = mlflow.write_verdicts(client, source, out, settings)
+            print(result.describe())
+    return 0
+
+
+def _folder_name(name: str) -> str:
+    """An experiment name as a folder name in the current folder (``ablate/x`` -> ``ablate_x``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "mlflow"
 
 
 # ---------------------------------------------------------------------------- export

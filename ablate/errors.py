@@ -47,3 +47,7 @@ class InputError(AblateError, ValueError):
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the run is stored as `diverged`."""
+
+
+class TrackerError(AblateError):
+    """An experiment tracker (MLflow) cannot be reached, read or written, or refuses a name."""

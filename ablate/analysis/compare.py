@@ -260,6 +260,11 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return df
 
 
+def normalise_runs(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A per-run table read elsewhere (e.g. from MLflow), validated as :func:`load_runs_table` does."""
+    return _normalise(df, source)
+
+
 def load_runs_table(path) -> pd.DataFrame:
     """Read a user-made per-run CSV for ``ablate report --runs FILE.csv``.
 

@@ -200,23 +200,40 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
     from ablate.analysis.compare import load_runs_table
 
     check_options(alpha=alpha)
-    runs = load_runs_table(path)
+    return report_from_frame(load_runs_table(path), out=out, title=f"Runs table `{Path(path).name}`",
+                             margins=margins, alpha=alpha, correction=correction, figures=figures,
+                             sequential=sequential, spending=spending, pairs=pairs, latex=latex)
+
+
+def report_from_frame(runs, *, out: str | Path, title: str, margins: Mapping[str, float] | None = None,
+                      alpha: float | None = None, correction: str | None = None, figures: bool = True,
+                      sequential: Sequence[int] | None = None, spending: str | None = None, pairs=None,
+                      latex: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                      write_runs: bool = False) -> list[Path]:
+    """Analyse a per-run table read elsewhere (``--runs`` CSV, ``--mlflow`` runs) as ``report_from_table``.
+
+    overrides: arm -> {setting: value} that differ between arms (listed as possible confounds);
+    write_runs: also write the table itself as runs.csv (its own columns), for a table the user has
+    no file of.
+    """
+    check_options(alpha=alpha)
     if "status" not in runs:
         runs = runs.assign(status="completed")  # a table made elsewhere lists finished runs
     check_margin_metrics(margins, runs)
-    return write_report(runs, out=Path(out), title=f"Runs table `{Path(path).name}`",
-                         margins={**DEFAULT_MARGINS, **(margins or {})},
-                         alpha=alpha if alpha is not None else 0.05,
-                         correction=correction or "holm", histories=None, reliability={}, corrupt=(),
-                         overrides={}, binning=None, figures=figures, external=True, sequential=sequential,
-                         spending=spending, pairs=pairs, latex=latex)
+    return write_report(runs, out=Path(out), title=title, margins={**DEFAULT_MARGINS, **(margins or {})},
+                        alpha=alpha if alpha is not None else 0.05,
+                        correction=correction or "holm", histories=None, reliability={}, corrupt=(),
+                        overrides=overrides or {}, binning=None, figures=figures, external=True,
+                        sequential=sequential, spending=spending, pairs=pairs, latex=latex,
+                        runs_table=write_runs)
 
 
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
                   histories, reliability, corrupt, overrides, binning, figures: bool,
                   external: bool = False, sequential: Sequence[int] | None = None,
                   spending: str | None = None, pairs: Sequence[tuple[str, str]] | None = None,
-                  context: Mapping[str, Any] | None = None, latex: bool = False) -> list[Path]:
+                  context: Mapping[str, Any] | None = None, latex: bool = False,
+                  runs_table: bool = False) -> list[Path]:
     from ablate.analysis import compare, html
     from ablate.analysis import latex as tex
     from ablate.analysis import sequential as seq_mod
@@ -253,6 +270,9 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
         runs_csv = out / "runs.csv"
         runs[list(RUNS_COLUMNS) + [c for c in EXTRA_RUN_COLUMNS if c in runs]].to_csv(runs_csv, index=False)
         written.append(runs_csv)
+    elif runs_table:
+        runs.to_csv(out / "runs.csv", index=False)
+        written.append(out / "runs.csv")
     for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons_csv)):
         table.to_csv(out / name, index=False)
         written.append(out / name)
@@ -437,8 +457,8 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
 
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
     parts = [f"# {title}: ablation report", ""]
-    parts.append(f"{len(runs)} run(s): " + ", ".join(f"{counts.get(s, 0)} {s}"
-                                                     for s in ("completed", "failed", "diverged")) + ".")
+    shown = ["completed", "failed", "diverged"] + sorted(set(map(str, counts)) - {"completed", "failed", "diverged"})
+    parts.append(f"{len(runs)} run(s): " + ", ".join(f"{counts.get(s, 0)} {s}" for s in shown) + ".")
     if binning:
         parts.append(f"Metrics are recomputed from the stored test-set probabilities; ECE uses {binning[0]} "
                      f"{'equal-width' if binning[1] == 'uniform' else 'equal-mass'} bins on top-label confidence (L1).")
@@ -473,9 +493,11 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
 
     if ts_note:  # every fitted temperature is at its bound: no table to put it under
         parts += ["", "## Calibration after temperature scaling", "", f"**{ts_note}**"]
-    bad = runs[runs["status"].isin(["failed", "diverged"])] if "status" in runs else runs.iloc[:0]
+    bad = runs[runs["status"] != "completed"] if "status" in runs else runs.iloc[:0]
     if len(bad):
-        parts += ["", "## Failed and diverged runs", ""]
+        others = sorted(set(bad["status"].astype(str)) - {"failed", "diverged"})
+        parts += ["", "## Failed and diverged runs" if not others else
+                  f"## Runs not analysed ({', '.join(sorted(set(bad['status'].astype(str))))})", ""]
         for _, row in bad.iterrows():
             parts.append(_failed_line(row))
     if corrupt:

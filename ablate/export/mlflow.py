@@ -23,17 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import AblateError, StoreError
+from ablate.errors import StoreError
 from ablate.execution.store import RunStore, StoredRun, studies
-
-INSTALL_HINT = "mlflow is not installed; install it with: pip install 'ablate[mlflow]' (or pip install mlflow)"
+from ablate.export import tracking
+from ablate.export.tracking import INSTALL_HINT  # noqa: F401 - re-exported for callers of this module
 DB_NAME = "mlflow.db"
 KIND_TAG, RUN_TAG, STUDY_TAG = "ablate.kind", "ablate.run_id", "ablate.study"
 # A number per verdict, so the tracker can chart and filter it; the word is a tag beside it.
 VERDICT_CODES = {"different": -1.0, "inconclusive": 0.0, "equivalent": 1.0, "identical": 2.0}
 # Report files attached to the study's parent run, when the report wrote them.
 REPORT_FILES = ("comparisons.csv", "summary.csv", "runs.csv", "report.html", "report.md",
-                "comparisons.tex", "summary.tex")
+                "comparisons.tex", "summary.tex", "sequential.csv")
 COMPARISON_METRICS = ("mean_diff", "ci_low", "ci_high", "margin", "p_equivalence_adj", "p_difference_adj",
                       "n", "seeds_needed")
 # Columns of runs.csv worth logging beside the record's own final metrics (recomputed by the report).
@@ -63,18 +63,6 @@ class ExportSummary:
 def default_tracking_uri(results: str | Path) -> str:
     """``sqlite:///<results>/mlflow.db`` (absolute), so ``mlflow ui --backend-store-uri`` finds it."""
     return f"sqlite:///{(Path(results).resolve() / DB_NAME).as_posix()}"
-
-
-def _client(tracking_uri: str):
-    import logging
-
-    try:
-        from mlflow import MlflowClient
-    except ImportError:
-        raise AblateError(INSTALL_HINT) from None
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the database migration chatter
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=tracking_uri)
 
 
 def _pick_study(results: Path, study: str | None) -> str:
@@ -201,7 +189,7 @@ def _report_rows(study_dir: Path) -> dict[str, dict[str, Any]]:
     return {str(r["run_id"]): {c: r[c] for c in cols} for r in table.to_dict("records")}
 
 
-def _export_parent(client, experiment_id: str, study: str, study_dir: Path) -> tuple[str, int]:
+def _export_parent(client, experiment_id: str, study: str, study_dir: Path, comparisons) -> tuple[str, int]:
     found = _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{study}'")
     if found:
         parent = found[0].info.run_id
@@ -211,25 +199,32 @@ def _export_parent(client, experiment_id: str, study: str, study_dir: Path) -> t
                                    tags={KIND_TAG: "study", STUDY_TAG: study}).info.run_id
         tags = {}
     logged = 0
-    table_path = study_dir / "comparisons.csv"
-    if table_path.exists():
-        digest = hashlib.sha256(table_path.read_bytes()).hexdigest()
-        if tags.get("ablate.comparisons_sha256") != digest:
-            # A new report: its values go in at the next step, so earlier versions stay in the history.
-            version = int(tags.get("ablate.report_version", "0")) + 1
-            logged = _log_comparisons(client, parent, table_path, step=version)
-            client.set_tag(parent, "ablate.comparisons_sha256", digest)
-            client.set_tag(parent, "ablate.report_version", str(version))
-    for name in REPORT_FILES:
-        if (study_dir / name).exists():
-            client.log_artifact(parent, str(study_dir / name))
-    if (study_dir / "figures").is_dir():
-        client.log_artifacts(parent, str(study_dir / "figures"), artifact_path="figures")
+    with tracking.failed_on_error(client, parent):
+        table_path = study_dir / "comparisons.csv"
+        if comparisons is not None:
+            digest = hashlib.sha256(table_path.read_bytes()).hexdigest()
+            if tags.get("ablate.comparisons_sha256") != digest:
+                # A new report: its values go in at the next step, so earlier versions stay in the history.
+                version = int(tags.get("ablate.report_version", "0")) + 1
+                logged = log_comparisons(client, parent, comparisons, step=version)
+                client.set_tag(parent, "ablate.comparisons_sha256", digest)
+                client.set_tag(parent, "ablate.report_version", str(version))
+        log_report_files(client, parent, study_dir)
     client.set_terminated(parent, status="FINISHED")
     return parent, logged
 
 
-def _log_comparisons(client, parent: str, table_path: Path, *, step: int) -> int:
+def log_report_files(client, run_id: str, folder: Path) -> None:
+    """The report's files (and figures/) in ``folder`` as artifacts of ``run_id``."""
+    for name in REPORT_FILES:
+        if (folder / name).exists():
+            client.log_artifact(run_id, str(folder / name))
+    if (folder / "figures").is_dir():
+        client.log_artifacts(run_id, str(folder / "figures"), artifact_path="figures")
+
+
+def comparison_payload(table_path: Path) -> tuple[list[tuple[str, float]], dict[str, str], int]:
+    """comparisons.csv -> (metrics, verdict tags, rows): each comparison's estimate, interval and verdict."""
     import pandas as pd
 
     table = pd.read_csv(table_path)
@@ -240,42 +235,70 @@ def _log_comparisons(client, parent: str, table_path: Path, *, step: int) -> int
         prefix = _key(f"{r['metric']}/{r['backend']}/{r['dataset']}/{r['model']}/eps{eps:g}/{arms}")
         for col in COMPARISON_METRICS:
             if (x := _number(r.get(col))) is not None and math.isfinite(x):
-                metrics.append((f"{prefix}/{col}", x, step))
-        metrics.append((f"{prefix}/verdict_code", VERDICT_CODES.get(r["verdict"], 0.0), step))
-        tags[f"verdict/{prefix}"] = r["verdict"]
-    _log(client, parent, metrics=metrics)
-    _log(client, parent, tags=tags)
-    return len(table)
+                metrics.append((f"{prefix}/{col}", x))
+        metrics.append((f"{prefix}/verdict_code", VERDICT_CODES.get(r["verdict"], 0.0)))
+        tags[f"verdict/{prefix}"] = str(r["verdict"])
+    return metrics, tags, len(table)
+
+
+def log_comparisons(client, run_id: str, payload, *, step: int) -> int:
+    metrics, tags, rows = payload
+    _log(client, run_id, metrics=[(k, x, step) for k, x in metrics])
+    _log(client, run_id, tags=tags)
+    return rows
 
 
 def export_study(results: str | Path, *, study: str | None = None, tracking_uri: str | None = None,
                  experiment: str | None = None) -> ExportSummary:
-    """Export one study; returns what was added, replaced and left alone."""
+    """Export one study; returns what was added, replaced and left alone.
+
+    Every name and value is checked against MLflow's limits before anything is logged; an error
+    after the parent run exists ends it FAILED.
+    """
     results = Path(results)
     study = _pick_study(results, study)
     tracking_uri = tracking_uri or default_tracking_uri(results)
-    client = _client(tracking_uri)
     store = RunStore(results, study)
     name = experiment or f"ablate/{study}"
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        experiment_id = found.experiment_id
-    else:
-        # A local store keeps its artifacts beside the database, not in the current folder.
-        location = None
-        if tracking_uri.startswith("sqlite:///"):
-            location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-        experiment_id = client.create_experiment(name, artifact_location=location)
-
-    parent, logged = _export_parent(client, experiment_id, study, store.study_dir)
-    existing: dict[str, Any] = {}
-    for run in _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'run' and tags.`{STUDY_TAG}` = '{study}'"):
-        existing.setdefault(run.data.tags.get(RUN_TAG), run)
     extras = _report_rows(store.study_dir)
-    added = replaced = unchanged = 0
+    planned = []
     for item in store.scan():
         if not isinstance(item, StoredRun):
             continue
+        params, metrics = run_params(item.config), run_metrics(item.record, extras.get(item.run_id))
+        tracking.check_names(metrics={k for k, _, _ in metrics}, params=params, what=f"run {item.run_id}")
+        planned.append((item, params, metrics))
+    table_path = store.study_dir / "comparisons.csv"
+    comparisons = comparison_payload(table_path) if table_path.exists() else None
+    if comparisons is not None:
+        tracking.check_names(metrics={k for k, _ in comparisons[0]}, tags=comparisons[1], what="comparisons")
+
+    with tracking.session(tracking_uri, flag="--tracking-uri", read=False, write=True) as client:
+        experiment_id = _experiment_id(client, name, tracking_uri)
+        parent, logged = _export_parent(client, experiment_id, study, store.study_dir, comparisons)
+        with tracking.failed_on_error(client, parent):
+            counts = _export_runs(client, experiment_id, study, parent, planned)
+    return ExportSummary(study, tracking_uri, experiment_id, parent, *counts, logged)
+
+
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    """The experiment called ``name``, created when missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    # A local store keeps its artifacts beside the database, not in the current folder.
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _export_runs(client, experiment_id: str, study: str, parent: str, planned) -> tuple[int, int, int]:
+    existing: dict[str, Any] = {}
+    for run in _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'run' and tags.`{STUDY_TAG}` = '{study}'"):
+        existing.setdefault(run.data.tags.get(RUN_TAG), run)
+    added = replaced = unchanged = 0
+    for item, params, metrics in planned:
         rec = item.record
         tags = {KIND_TAG: "run", RUN_TAG: item.run_id, STUDY_TAG: study, "ablate.status": rec["status"],
                 "ablate.attempt": str(rec.get("attempt", 1)), "ablate.finished_at": str(rec.get("finished_at")),
@@ -296,8 +319,60 @@ def export_study(results: str | Path, *, study: str | None = None, tracking_uri:
         start = _ms(rec.get("started_at"))
         created = client.create_run(experiment_id, start_time=start, tags=tags,
                                     run_name=_run_name(item.config)).info.run_id
-        _log(client, created, params=run_params(item.config),
-             metrics=run_metrics(rec, extras.get(item.run_id)), timestamp=start or 0)
+        with tracking.failed_on_error(client, created):
+            _log(client, created, params=params, metrics=metrics, timestamp=start or 0)
         client.set_terminated(created, status="FINISHED" if rec["status"] == "completed" else "FAILED",
                               end_time=_ms(rec.get("finished_at")))
-    return ExportSummary(study, tracking_uri, experiment_id, parent, added, replaced, unchanged, logged)
+    return added, replaced, unchanged
+
+
+# ------------------------------------------------------------------ report --mlflow --write-back
+VERDICTS_NAME = "ablate verdicts"
+SOURCE_TAG = "ablate.source_sha256"
+
+
+@dataclass(frozen=True)
+class VerdictsSummary:
+    experiment: str
+    run_id: str
+    created: bool
+    comparisons: int
+
+    def describe(self) -> str:
+        if not self.created:
+            return (f"write-back: unchanged; run {self.run_id} ({VERDICTS_NAME!r}) in experiment "
+                    f"{self.experiment!r} already holds these runs' verdicts with these settings")
+        return (f"write-back: run {self.run_id} ({VERDICTS_NAME!r}) in experiment {self.experiment!r}: "
+                f"{self.comparisons} comparison(s) and the report's files")
+
+
+def source_digest(source, settings: Mapping[str, Any]) -> str:
+    """What a verdicts run stands for: the source experiment, the runs read and the analysis settings."""
+    text = json.dumps({"experiment": source.experiment_id, "runs": source.fingerprint, "settings": settings},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_verdicts(client, source, folder: str | Path, settings: Mapping[str, Any]) -> VerdictsSummary:
+    """Log the report in ``folder`` as one run "ablate verdicts" in the source experiment.
+
+    source: :class:`ablate.export.mlflow_read.MlflowRuns`. Idempotent: a finished verdicts run whose
+    tag ``ablate.source_sha256`` matches (same experiment, same runs, same settings) is left alone.
+    Names are checked before the run is created; an error after that ends it FAILED.
+    """
+    folder = Path(folder)
+    digest = source_digest(source, settings)
+    for run in _search(client, source.experiment_id,
+                       f"tags.`{KIND_TAG}` = 'verdicts' and tags.`{SOURCE_TAG}` = '{digest}'"):
+        if run.info.status == "FINISHED":
+            return VerdictsSummary(source.experiment_name, run.info.run_id, False, 0)
+    payload = comparison_payload(folder / "comparisons.csv")
+    tags = {KIND_TAG: "verdicts", SOURCE_TAG: digest, "ablate.source_experiment": source.experiment_name,
+            "ablate.settings": json.dumps(settings, sort_keys=True, default=str)}
+    tracking.check_names(metrics={k for k, _ in payload[0]}, tags={**payload[1], **tags}, what="verdicts")
+    run_id = client.create_run(source.experiment_id, run_name=VERDICTS_NAME, tags=tags).info.run_id
+    with tracking.failed_on_error(client, run_id):
+        rows = log_comparisons(client, run_id, payload, step=0)
+        log_report_files(client, run_id, folder)
+    client.set_terminated(run_id, status="FINISHED")
+    return VerdictsSummary(source.experiment_name, run_id, True, rows)
