@@ -34,6 +34,10 @@ Set ABLATE_DEBUG=1 to see full tracebacks.
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The option vocabularies come from their owners, so a choice here can never drift from them.
+    from ablate.analysis.sequential import SPENDINGS
+    from ablate.config import BINNINGS, CORRECTIONS
+
     parser = argparse.ArgumentParser(
         prog="python -m ablate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Ablation grids (label smoothing: none / explicit / loss / both, or arms of your own) over "
@@ -105,10 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="equivalence margin in the metric's units, e.g. accuracy=0.005 (repeatable)")
     report.add_argument("--alpha", type=float, default=None, help="significance level (default: grid's, else 0.05)")
-    report.add_argument("--correction", choices=("holm", "bh"), default=None,
+    report.add_argument("--correction", choices=CORRECTIONS, default=None,
                         help="multiplicity correction (default: holm)")
     report.add_argument("--ece-bins", type=int, default=None, metavar="N", help="ECE bins (default: 15)")
-    report.add_argument("--ece-binning", choices=("uniform", "quantile"), default=None,
+    report.add_argument("--ece-binning", choices=BINNINGS, default=None,
                         help="equal-width (default) or equal-mass bins")
     report.add_argument("--compare", action="append", default=[], metavar="ARM_A:ARM_B",
                         help="compare these two arms (differences are ARM_A minus ARM_B; repeatable; "
@@ -119,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
                              "e.g. 5,10,15,20: comparisons.csv gains decision and decided_at, report.md the "
                              "runs saved, plus sequential.csv and figures/sequential.png")
     report.add_argument("--spending", default=None, metavar="NAME",
-                        help="alpha spending for --sequential: obrien-fleming (default) or pocock")
+                        help=f"alpha spending for --sequential: {' or '.join(SPENDINGS)} (the first is the default)")
     report.add_argument("--latex", action="store_true",
                         help="also write comparisons.tex and summary.tex (booktabs tables for a paper)")
 

@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.analysis import stats
+from ablate.config import CORRECTIONS, PAIRINGS
 from ablate.errors import InputError
 
 COLUMNS = (
@@ -93,7 +94,6 @@ REQUIRED = ("arm", "seed")
 OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0,
      "pairing": "within-backend"})
-PAIRINGS = ("within-backend", "cross-backend")
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
@@ -530,7 +530,7 @@ def _sd_margin(margins: Mapping[str, float] | None) -> tuple[dict, float]:
 
 def _check_options(alpha, correction, n_boot):
     if correction not in _CORRECTION_NAME:
-        raise InputError(f"Expected argument `correction` to be one of ('holm', 'bh'), but got {correction!r}")
+        raise InputError(f"Expected argument `correction` to be one of {CORRECTIONS}, but got {correction!r}")
     if not 0.0 < alpha < 0.5:
         raise InputError(f"Expected argument `alpha` in (0, 0.5), but got {alpha!r}")
     if int(n_boot) < 100:

@@ -56,6 +56,7 @@ import numpy as np
 from scipy import special
 from scipy import stats as st
 
+from ablate.config import CORRECTIONS
 from ablate.errors import InputError
 
 NORMALITY_ALPHA = 0.05
@@ -550,8 +551,8 @@ def adjust_pvalues(p, method: Correction = "holm") -> np.ndarray:
     Returns (m,) adjusted p-values, equal to statsmodels ``multipletests`` with
     ``"holm"`` / ``"fdr_bh"`` on the finite entries.
     """
-    if method not in ("holm", "bh"):
-        raise InputError(f"Expected argument `method` to be one of ('holm', 'bh'), but got {method!r}")
+    if method not in CORRECTIONS:
+        raise InputError(f"Expected argument `method` to be one of {CORRECTIONS}, but got {method!r}")
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1:
         raise InputError(f"`p` must be a 1-D array of shape (m,), got shape {p.shape}")

@@ -85,3 +85,15 @@ def save_figure(fig, path, *, dpi: int = 120) -> None:
             text.set_parse_math(False)
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def detached(make):
+    """Call ``make()`` (it draws and returns a Figure) and leave pyplot as it was: the figure
+    belongs to the caller, and pyplot's list of open figures does not grow."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    fig = make()
+    for number in set(plt.get_fignums()) - before:
+        plt.close(number)  # pyplot forgets it; the Figure object stays whole
+    return fig
