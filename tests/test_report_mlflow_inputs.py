@@ -1,0 +1,156 @@
+"""`report --mlflow` bad inputs: one line each, exit code 2, no report folder and nothing written to the tracker."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.mlflow_table import known_table, log_table
+from tests.test_report_mlflow import cli
+
+mlflow = pytest.importorskip("mlflow")
+
+DEAD = "http://127.0.0.1:9"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One SQLite store: the known table, plus experiments with broken params and many experiment names."""
+    tmp = tmp_path_factory.mktemp("inputs")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    location = (tmp / "artifacts").as_uri()
+    table = known_table()
+    log_table(client, "good", table, artifact_location=location)
+    broken = table.copy()
+    broken.loc[[0, 4], "arm"] = None
+    _log_rows(client, "no arm on two runs", broken, location)
+    seedless = table.copy().astype({"seed": object})
+    seedless.loc[[2], "seed"] = None
+    _log_rows(client, "no seed on one run", seedless, location)
+    floats = table.copy()
+    floats["seed"] = floats["seed"].astype(str)
+    floats.loc[[3], "seed"] = "1.5"
+    floats.loc[[5], "seed"] = "abc"
+    _log_rows(client, "float seeds", floats, location)
+    for i in range(12):
+        client.create_experiment(f"other {i:02d}", artifact_location=location)
+    return tmp, uri, client
+
+
+def _log_rows(client, name, table, location):
+    """Like log_table, but a None param is left out of that run."""
+    experiment_id = client.create_experiment(name, artifact_location=location)
+    for row in table.to_dict("records"):
+        run = client.create_run(experiment_id).info.run_id
+        for key in ("arm", "seed", "dataset", "lr"):
+            if not pd.isna(row[key]):
+                client.log_param(run, key, str(row[key]))
+        if row["status"] == "completed":
+            for key in ("accuracy", "nll", "ece"):
+                client.log_metric(run, key, float(row[key]))
+            client.set_terminated(run, status="FINISHED")
+
+
+def _count_runs(client) -> int:
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return len(client.search_runs(ids, max_results=5000))
+
+
+def _refused(store, *argv: str) -> str:
+    tmp, uri, client = store
+    before = _count_runs(client)
+    out = tmp / "out"
+    code, stdout, err = cli("report", "--mlflow", uri, *argv, "--out", str(out), "--no-figures", "--write-back")
+    assert code == 2, (stdout, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ablate: error: "), err
+    assert not out.exists() and _count_runs(client) == before  # nothing written anywhere
+    return lines[0]
+
+
+def test_everything_the_report_writes_follows(store, tmp_path):
+    _, uri, _ = store
+    out = tmp_path / "o"
+    code, _, err = cli("report", "--mlflow", uri, "--experiment", "good", "--out", str(out), "--latex",
+                       "--sequential", "4,8")
+    assert code == 0, err
+    for name in ("runs.csv", "summary.csv", "comparisons.csv", "sequential.csv", "report.md", "report.html",
+                 "comparisons.tex", "summary.tex", "figures/accuracy_by_arm.png", "figures/sequential.png"):
+        assert (out / name).is_file(), name
+    assert "decision" in pd.read_csv(out / "comparisons.csv")
+
+
+def test_write_back_with_other_settings_is_another_verdicts_run(store, tmp_path):
+    _, uri, client = store
+    experiment = client.get_experiment_by_name("good").experiment_id
+
+    def verdicts():
+        runs = client.search_runs([experiment], filter_string="tags.`ablate.kind` = 'verdicts'")
+        return sorted((r.info.run_id, r.data.tags["ablate.source_sha256"]) for r in runs)
+
+    before = verdicts()
+    argv = ["report", "--mlflow", uri, "--experiment", "good", "--no-figures", "--write-back"]
+    assert cli(*argv, "--out", str(tmp_path / "a"))[0] == 0
+    once = verdicts()
+    assert cli(*argv, "--out", str(tmp_path / "b"))[0] == 0
+    assert verdicts() == once and len(once) == len(before) + 1  # the same analysis again: nothing new
+    assert cli(*argv, "--out", str(tmp_path / "c"), "--margin", "accuracy=0.02")[0] == 0
+    assert len(verdicts()) == len(once) + 1  # a new margin is a new analysis
+
+
+def test_a_server_that_does_not_answer(tmp_path):
+    code, _, err = cli("report", "--mlflow", DEAD, "--experiment", "good", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and "connection refused" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_experiment_lists_up_to_ten_known_ones(store):
+    line = _refused(store, "--experiment", "nope")
+    assert "no experiment 'nope'" in line
+    listed = line.split("experiments there: ")[1]
+    assert listed.count("'") == 2 * 10 and listed.endswith(", ...")
+
+
+def test_an_arm_param_missing_from_some_runs(store):
+    line = _refused(store, "--experiment", "no arm on two runs")
+    assert "--arm: param 'arm' is missing from 2 of 24 finished runs" in line
+    ids = line.split("(run ids ")[1].split(")")[0].split(", ")
+    assert len(ids) == 2 and all(len(i) == 32 for i in ids)
+
+
+def test_a_seed_param_missing_from_some_runs(store):
+    line = _refused(store, "--experiment", "no seed on one run")
+    assert "--seed: param 'seed' is missing from 1 of 24 finished runs (run id " in line
+
+
+def test_a_by_param_missing_from_the_runs(store):
+    line = _refused(store, "--experiment", "good", "--by", "dataset,optimizer")
+    assert "--by: param 'optimizer' is missing from 24 of 24 finished runs" in line
+
+
+def test_seeds_that_are_not_integers(store):
+    line = _refused(store, "--experiment", "float seeds")
+    assert "--seed: param 'seed' must hold integers" in line and "'1.5'" in line and "'abc'" in line
+
+
+def test_a_metric_that_no_run_has(store):
+    line = _refused(store, "--experiment", "good", "--metrics", "accuracy,top5")
+    assert "--metrics: no finished run has metric 'top5'; metrics: accuracy, ece, nll" in line
+
+
+def test_fewer_than_two_arms(store):
+    line = _refused(store, "--experiment", "good", "--filter", "params.arm = 'base'")
+    assert "--arm: param 'arm' takes 1 value(s) ('base')" in line and "at least two arms" in line
+
+
+def test_parents_included_must_carry_the_params_too(store):
+    line = _refused(store, "--experiment", "good", "--include-parents")
+    assert "param 'arm' is missing from 1 of 25 finished runs" in line
+
+
+def test_mlflow_only_flags_need_mlflow(tmp_path):
+    code, _, err = cli("report", "--runs", str(tmp_path / "t.csv"), "--write-back")
+    assert code == 2 and "--write-back: only applies with --mlflow URI" in err
+    code, _, err = cli("report", "--mlflow", DEAD)
+    assert code == 2 and "--experiment: --mlflow needs the name" in err
