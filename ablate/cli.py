@@ -262,6 +262,11 @@ def _cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------- report
 def _cmd_report(args) -> int:
+    _check_mlflow_flags(args)
+    if args.mlflow:  # a tracker that cannot answer is said first, before the analysis' imports
+        from ablate.export import tracking
+
+        tracking.check_location(args.mlflow, flag="--mlflow", read=True, write=args.write_back)
     from ablate import study
     from ablate.analysis import report
 
@@ -274,7 +279,6 @@ def _cmd_report(args) -> int:
     spending = sequential.check_spending_option(args.spending)
     pairs = report.parse_pairs(args.compare)
     report.check_options(alpha=args.alpha, ece_bins=args.ece_bins)
-    _check_mlflow_flags(args)
     if args.runs or args.mlflow:
         for flag, value in (("--ece-bins", args.ece_bins), ("--ece-binning", args.ece_binning)):
             if value is not None:

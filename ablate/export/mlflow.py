@@ -258,6 +258,7 @@ def export_study(results: str | Path, *, study: str | None = None, tracking_uri:
     results = Path(results)
     study = _pick_study(results, study)
     tracking_uri = tracking_uri or default_tracking_uri(results)
+    tracking.check_location(tracking_uri, flag="--tracking-uri", read=False, write=True)  # fail first, and fast
     store = RunStore(results, study)
     name = experiment or f"ablate/{study}"
     extras = _report_rows(store.study_dir)
