@@ -154,3 +154,45 @@ def test_mlflow_only_flags_need_mlflow(tmp_path):
     assert code == 2 and "--write-back: only applies with --mlflow URI" in err
     code, _, err = cli("report", "--mlflow", DEAD)
     assert code == 2 and "--experiment: --mlflow needs the name" in err
+
+
+def test_a_write_back_that_fails_ends_its_run_failed_and_the_next_one_logs_again(store, tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from ablate.export import mlflow as export
+
+    _, uri, client = store
+    experiment = client.get_experiment_by_name("good").experiment_id
+    argv = ["report", "--mlflow", uri, "--experiment", "good", "--no-figures", "--write-back",
+            "--margin", "ece=0.005"]
+
+    def broken(*args, **kwargs):
+        raise MlflowException("simulated upload failure")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(export, "log_report_files", broken)
+        code, _, err = cli(*argv, "--out", str(tmp_path / "a"))
+    assert code == 2 and "simulated upload failure" in err and err.count("\n") == 1
+    settings = "tags.`ablate.kind` = 'verdicts' and tags.`ablate.settings` LIKE '%0.005%'"
+    assert [r.info.status for r in client.search_runs([experiment], filter_string=settings)] == ["FAILED"]
+    assert cli(*argv, "--out", str(tmp_path / "b"))[0] == 0
+    statuses = sorted(r.info.status for r in client.search_runs([experiment], filter_string=settings))
+    assert statuses == ["FAILED", "FINISHED"]
+
+
+def test_confounds_name_params_that_differ_between_arms_or_runs_of_a_cell():
+    from types import SimpleNamespace
+
+    from ablate.export.mlflow_read import Selection, confounds
+
+    def run(arm, seed, **params):
+        return SimpleNamespace(data=SimpleNamespace(params={"arm": arm, "seed": str(seed), "dataset": "d", **params}))
+
+    runs = [run("a", s, lr="0.1", commit=f"c{s}", opt="sgd") for s in range(2)]
+    runs += [run("b", s, lr="0.1", commit=f"c{s}", opt="sgd") for s in range(2)]
+    runs += [run("c", s, lr="0.5", commit=f"c{s}", opt="sgd") for s in range(2)]
+    found = confounds(runs, Selection(experiment="x", by=("dataset",)))
+    assert found["c"]["lr"] == "0.5" and "lr" not in found.get("a", {})
+    assert found["a"]["commit"] == "c0, c1 (differs between its runs)"
+    assert all("opt" not in keys for keys in found.values())
+    assert confounds(runs, Selection(experiment="x", by=("dataset", "lr", "commit"))) == {}
