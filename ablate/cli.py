@@ -25,6 +25,8 @@ examples:
   python -m ablate status examples/quick.yaml         what is done, failed and pending
   python -m ablate report --study quick               tables, report.md, report.html and figures
   python -m ablate export mlflow --study quick        runs and verdicts into MLflow (results/mlflow.db)
+  python -m ablate report --mlflow http://127.0.0.1:5000 --experiment NAME --write-back
+                                                      verdicts on runs already in MLflow, logged back there
   python -m ablate datasets                           which datasets are available here
   python -m ablate models --input 32x32x3             parameter counts per backend
   python -m ablate plugins                            every registered method, model, dataset, backend

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ablate.errors import ConfigError
+from ablate.export import tracking
 
 STATUSES = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
             "SCHEDULED": "scheduled"}
@@ -73,17 +74,6 @@ def parse_names(text: str | None, flag: str) -> tuple[str, ...] | None:
 def _ids(runs) -> str:
     shown = ", ".join(r.info.run_id for r in runs[:SHOWN_RUN_IDS])
     return f"run id{'s' if len(runs) > 1 else ''} {shown}" + (", ..." if len(runs) > SHOWN_RUN_IDS else "")
-
-
-def _search(client, experiment_id: str, filter_string: str | None) -> list:
-    out, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string or "", max_results=1000,
-                                  page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
 
 
 def _experiment(client, name: str, uri: str):
@@ -210,7 +200,7 @@ def read_runs(client, uri: str, selection: Selection) -> MlflowRuns:
     import pandas as pd
 
     experiment = _experiment(client, selection.experiment, uri)
-    runs = [r for r in _search(client, experiment.experiment_id, selection.filter)
+    runs = [r for r in tracking.search_runs(client, experiment.experiment_id, selection.filter)
             if r.data.tags.get("ablate.kind") not in OWN_KINDS]
     left_out = 0
     if not selection.include_parents:

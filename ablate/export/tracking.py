@@ -186,6 +186,18 @@ def check_names(*, metrics: Iterable[str] = (), params: dict[str, str] | None = 
                                f"{MAX_TAG_VALUE_LENGTH} allowed")
 
 
+def search_runs(client, experiment_id: str, filter_string: str | None = None) -> list:
+    """Every active run of an experiment that matches ``filter_string``, page by page."""
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string or "", max_results=1000,
+                                  page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
 @contextlib.contextmanager
 def failed_on_error(client, run_id: str) -> Iterator[None]:
     """On any error inside, end ``run_id`` FAILED (best effort) and re-raise: no run stays RUNNING."""
