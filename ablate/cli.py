@@ -331,7 +331,8 @@ def _report_mlflow(args, *, margins, looks, spending, pairs) -> int:
         written = report.report_from_frame(
             source.runs, out=out, title=f"MLflow experiment `{source.experiment_name}`", margins=margins,
             alpha=args.alpha, correction=args.correction, figures=not args.no_figures, sequential=looks,
-            spending=spending, pairs=pairs, latex=args.latex, overrides=source.confounds, write_runs=True)
+            spending=spending, pairs=pairs, latex=args.latex, overrides=source.confounds, write_runs=True,
+            source=source.describe())
         for path in written:
             print(path)
         if args.write_back:

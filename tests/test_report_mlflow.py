@@ -141,6 +141,7 @@ def test_only_finished_leaf_runs_are_analysed_and_the_others_are_named(reported)
     assert f"{3 * SEEDS + 3} run(s): {3 * SEEDS} completed, 1 failed, 0 diverged, 1 killed, 1 running." in text
     runs = pd.read_csv(tmp / "from_mlflow" / "runs.csv")
     assert reported["parent"] not in set(runs["run_id"])  # the sweep's parent is not a seed
+    assert "leaf runs only (1 parent run(s) left out; --include-parents reads them)" in text
     for status in ("failed", "killed", "running"):
         run_id = runs.loc[runs["status"] == status, "run_id"].item()
         assert f"- `{run_id}` {status}: digits" in text

@@ -196,3 +196,29 @@ def test_confounds_name_params_that_differ_between_arms_or_runs_of_a_cell():
     assert found["a"]["commit"] == "c0, c1 (differs between its runs)"
     assert all("opt" not in keys for keys in found.values())
     assert confounds(runs, Selection(experiment="x", by=("dataset", "lr", "commit"))) == {}
+
+
+def test_a_parent_stays_out_when_the_filter_leaves_out_its_children(store):
+    line = _refused(store, "--experiment", "good", "--filter", "metrics.accuracy < 0.6")  # the parent's 0.5
+    assert "has no runs matching --filter 'metrics.accuracy < 0.6'" in line
+
+
+def test_by_smoothing_fills_the_smoothing_column(store, tmp_path):
+    _, uri, client = store
+    experiment = client.create_experiment("eps sweep", artifact_location=(tmp_path / "a").as_uri())
+    for seed in range(5):
+        for arm, eps, acc in (("none", "0", 0.9), ("loss", "0.1", 0.91)):
+            run = client.create_run(experiment).info.run_id
+            for key, value in (("arm", arm), ("seed", str(seed)), ("smoothing", eps)):
+                client.log_param(run, key, value)
+            client.log_metric(run, "accuracy", acc + 0.001 * seed)
+            client.set_terminated(run)
+    crashed = client.create_run(experiment).info.run_id  # failed before it logged its smoothing
+    client.log_param(crashed, "arm", "loss")
+    client.set_terminated(crashed, status="FAILED")
+    code, _, err = cli("report", "--mlflow", uri, "--experiment", "eps sweep", "--by", "smoothing",
+                       "--out", str(tmp_path / "o"), "--no-figures")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "o" / "comparisons.csv")
+    assert set(table["smoothing"]) == {0.1} and set(zip(table["arm_a"], table["arm_b"])) == {("none", "loss")}
+    assert f"- `{crashed}` failed: loss eps=0 seed=-1" in (tmp_path / "o" / "report.md").read_text()
