@@ -25,6 +25,8 @@ examples:
   python -m ablate status examples/quick.yaml         what is done, failed and pending
   python -m ablate report --study quick               tables, report.md, report.html and figures
   python -m ablate export mlflow --study quick        runs and verdicts into MLflow (results/mlflow.db)
+  python -m ablate report --mlflow http://127.0.0.1:5000 --experiment NAME --write-back
+                                                      verdicts on runs already in MLflow, logged back there
   python -m ablate datasets                           which datasets are available here
   python -m ablate models --input 32x32x3             parameter counts per backend
   python -m ablate plugins                            every registered method, model, dataset, backend
@@ -279,6 +281,11 @@ def _cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------- report
 def _cmd_report(args) -> int:
+    _check_mlflow_flags(args)
+    if args.mlflow:  # a tracker that cannot answer is said first, before the analysis' imports
+        from ablate.export import tracking
+
+        tracking.check_location(args.mlflow, flag="--mlflow", read=True, write=args.write_back)
     from ablate import study
     from ablate.analysis import report
 
@@ -291,7 +298,6 @@ def _cmd_report(args) -> int:
     spending = sequential.check_spending_option(args.spending)
     pairs = report.parse_pairs(args.compare)
     report.check_options(alpha=args.alpha, ece_bins=args.ece_bins)
-    _check_mlflow_flags(args)
     if args.runs or args.mlflow:
         for flag, value in (("--ece-bins", args.ece_bins), ("--ece-binning", args.ece_binning)):
             if value is not None:
@@ -342,7 +348,8 @@ def _report_mlflow(args, *, margins, looks, spending, pairs) -> int:
         written = report.report_from_frame(
             source.runs, out=out, title=f"MLflow experiment `{source.experiment_name}`", margins=margins,
             alpha=args.alpha, correction=args.correction, figures=not args.no_figures, sequential=looks,
-            spending=spending, pairs=pairs, latex=args.latex, overrides=source.confounds, write_runs=True)
+            spending=spending, pairs=pairs, latex=args.latex, overrides=source.confounds, write_runs=True,
+            source=source.describe())
         for path in written:
             print(path)
         if args.write_back:

@@ -58,12 +58,12 @@ def test_an_unreachable_server_is_one_line(study, command):
     assert not (study / "out").exists()
 
 
-def test_the_session_turns_off_retries_for_the_call_only(monkeypatch):
+def test_the_session_turns_off_retries_for_the_call_only(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     from mlflow.store.db import utils as db_utils
 
     before = db_utils.MAX_RETRY_COUNT
-    with tracking.session(DEAD, flag="--mlflow", read=False):
+    with tracking.session(f"sqlite:///{tmp_path / 'm.db'}", flag="--mlflow", read=False, write=True):
         assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
         assert int(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) <= 5
         assert db_utils.MAX_RETRY_COUNT == 1

@@ -320,6 +320,8 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
 def _provenance(runs, context: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     ctx = context or {}
     rows: list[tuple[str, str]] = []
+    if ctx.get("source"):
+        rows.append(("source", str(ctx["source"])))
     if ctx.get("ablate_version"):
         rows.append(("ablate", f"{ctx['ablate_version']}, commit {ctx.get('report_commit') or 'unknown'} "
                                f"(this report)"))

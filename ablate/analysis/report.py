@@ -209,12 +209,12 @@ def report_from_frame(runs, *, out: str | Path, title: str, margins: Mapping[str
                       alpha: float | None = None, correction: str | None = None, figures: bool = True,
                       sequential: Sequence[int] | None = None, spending: str | None = None, pairs=None,
                       latex: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                      write_runs: bool = False) -> list[Path]:
+                      write_runs: bool = False, source: str | None = None) -> list[Path]:
     """Analyse a per-run table read elsewhere (``--runs`` CSV, ``--mlflow`` runs) as ``report_from_table``.
 
     overrides: arm -> {setting: value} that differ between arms (listed as possible confounds);
     write_runs: also write the table itself as runs.csv (its own columns), for a table the user has
-    no file of.
+    no file of; source: one sentence on where the table came from (report.md and report.html).
     """
     check_options(alpha=alpha)
     if "status" not in runs:
@@ -225,7 +225,7 @@ def report_from_frame(runs, *, out: str | Path, title: str, margins: Mapping[str
                         correction=correction or "holm", histories=None, reliability={}, corrupt=(),
                         overrides=overrides or {}, binning=None, figures=figures, external=True,
                         sequential=sequential, spending=spending, pairs=pairs, latex=latex,
-                        runs_table=write_runs)
+                        runs_table=write_runs, context={"source": source} if source else None)
 
 
 def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], alpha: float, correction: str,
@@ -290,7 +290,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
 
     md = _markdown(runs, summary, comparisons, title=title, alpha=alpha, correction=correction,
                    corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out,
-                   ts_note=ts_note)
+                   ts_note=ts_note, source=(context or {}).get("source"))
     if seq is not None:
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
     (out / "report.md").write_text(md)
@@ -452,13 +452,15 @@ def _arms_line(runs) -> str:
 
 
 def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, overrides, binning,
-              figures, out: Path, ts_note: str = "") -> str:
+              figures, out: Path, ts_note: str = "", source: str | None = None) -> str:
     from ablate.analysis import compare
 
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
     parts = [f"# {title}: ablation report", ""]
     shown = ["completed", "failed", "diverged"] + sorted(set(map(str, counts)) - {"completed", "failed", "diverged"})
     parts.append(f"{len(runs)} run(s): " + ", ".join(f"{counts.get(s, 0)} {s}" for s in shown) + ".")
+    if source:
+        parts.append(source)
     if binning:
         parts.append(f"Metrics are recomputed from the stored test-set probabilities; ECE uses {binning[0]} "
                      f"{'equal-width' if binning[1] == 'uniform' else 'equal-mass'} bins on top-label confidence (L1).")

@@ -153,17 +153,6 @@ def _run_name(config: Mapping[str, Any]) -> str:
     return f"{config.get('backend')} {name} {config.get('model')} {config.get('arm')}{eps} seed={config.get('seed')}{rep}"
 
 
-def _search(client, experiment_id: str, filter_string: str) -> list:
-    out, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000,
-                                  page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
-
-
 def _log(client, run_id: str, *, params=None, metrics=(), tags=None, timestamp: int = 0) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
@@ -190,7 +179,8 @@ def _report_rows(study_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _export_parent(client, experiment_id: str, study: str, study_dir: Path, comparisons) -> tuple[str, int]:
-    found = _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{study}'")
+    found = tracking.search_runs(client, experiment_id,
+                                 f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{study}'")
     if found:
         parent = found[0].info.run_id
         tags = found[0].data.tags
@@ -258,6 +248,7 @@ def export_study(results: str | Path, *, study: str | None = None, tracking_uri:
     results = Path(results)
     study = _pick_study(results, study)
     tracking_uri = tracking_uri or default_tracking_uri(results)
+    tracking.check_location(tracking_uri, flag="--tracking-uri", read=False, write=True)  # fail first, and fast
     store = RunStore(results, study)
     name = experiment or f"ablate/{study}"
     extras = _report_rows(store.study_dir)
@@ -295,7 +286,8 @@ def _experiment_id(client, name: str, tracking_uri: str) -> str:
 
 def _export_runs(client, experiment_id: str, study: str, parent: str, planned) -> tuple[int, int, int]:
     existing: dict[str, Any] = {}
-    for run in _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'run' and tags.`{STUDY_TAG}` = '{study}'"):
+    for run in tracking.search_runs(client, experiment_id,
+                                    f"tags.`{KIND_TAG}` = 'run' and tags.`{STUDY_TAG}` = '{study}'"):
         existing.setdefault(run.data.tags.get(RUN_TAG), run)
     added = replaced = unchanged = 0
     for item, params, metrics in planned:
@@ -362,7 +354,7 @@ def write_verdicts(client, source, folder: str | Path, settings: Mapping[str, An
     """
     folder = Path(folder)
     digest = source_digest(source, settings)
-    for run in _search(client, source.experiment_id,
+    for run in tracking.search_runs(client, source.experiment_id,
                        f"tags.`{KIND_TAG}` = 'verdicts' and tags.`{SOURCE_TAG}` = '{digest}'"):
         if run.info.status == "FINISHED":
             return VerdictsSummary(source.experiment_name, run.info.run_id, False, 0)

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ablate.errors import ConfigError
+from ablate.export import tracking
 
 STATUSES = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
             "SCHEDULED": "scheduled"}
@@ -58,6 +59,21 @@ class MlflowRuns:
     confounds: Mapping[str, Mapping[str, str]]  # arm -> {param: its value(s)} where the cell's arms differ
     fingerprint: str  # sha256 of what was read: run ids, statuses, params and metrics
     left_out: int  # parent runs not read (leaf runs only)
+    selection: Selection
+
+    def describe(self) -> str:
+        """One sentence for the report: where the runs came from and what was left out."""
+        sel = self.selection
+        parts = [f"Read from MLflow experiment `{self.experiment_name}` (id {self.experiment_id}): arm from "
+                 f"param `{sel.arm}`, seed from param `{sel.seed}`"]
+        if sel.by:
+            parts.append(f"cells by {', '.join(f'`{p}`' for p in sel.by)}")
+        if sel.filter:
+            parts.append(f"runs matching `{sel.filter}`")
+        parts.append(f"final values of {', '.join(f'`{m}`' for m in self.metrics)}")
+        if self.left_out:
+            parts.append(f"leaf runs only ({self.left_out} parent run(s) left out; --include-parents reads them)")
+        return "; ".join(parts) + "."
 
 
 def parse_names(text: str | None, flag: str) -> tuple[str, ...] | None:
@@ -73,17 +89,6 @@ def parse_names(text: str | None, flag: str) -> tuple[str, ...] | None:
 def _ids(runs) -> str:
     shown = ", ".join(r.info.run_id for r in runs[:SHOWN_RUN_IDS])
     return f"run id{'s' if len(runs) > 1 else ''} {shown}" + (", ..." if len(runs) > SHOWN_RUN_IDS else "")
-
-
-def _search(client, experiment_id: str, filter_string: str | None) -> list:
-    out, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string or "", max_results=1000,
-                                  page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
 
 
 def _experiment(client, name: str, uri: str):
@@ -161,7 +166,10 @@ def _cell(params: Mapping[str, str], by: Sequence[str]) -> dict[str, Any]:
         if p in CELL_PARAMS:
             row[p] = value
         elif p == "smoothing":
-            row["smoothing"] = value
+            try:  # a number, so that the table's column is numeric; text is refused by the table's check
+                row["smoothing"] = float(value) if p in params else math.nan  # an unfinished run may lack it
+            except ValueError:
+                row["smoothing"] = value
         else:
             extra.append(f"{p}={value}")
     if extra:
@@ -210,11 +218,13 @@ def read_runs(client, uri: str, selection: Selection) -> MlflowRuns:
     import pandas as pd
 
     experiment = _experiment(client, selection.experiment, uri)
-    runs = [r for r in _search(client, experiment.experiment_id, selection.filter)
+    runs = [r for r in tracking.search_runs(client, experiment.experiment_id, selection.filter)
             if r.data.tags.get("ablate.kind") not in OWN_KINDS]
     left_out = 0
     if not selection.include_parents:
-        parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+        # A parent is a parent even when --filter leaves out its children.
+        every = tracking.search_runs(client, experiment.experiment_id) if selection.filter else runs
+        parents = {r.data.tags.get("mlflow.parentRunId") for r in every}
         leaves = [r for r in runs if r.info.run_id not in parents]
         left_out, runs = len(runs) - len(leaves), leaves
     where = f" matching --filter {selection.filter!r}" if selection.filter else ""
@@ -259,4 +269,4 @@ def read_runs(client, uri: str, selection: Selection) -> MlflowRuns:
         [[r.info.run_id, r.info.status, r.info.end_time, r.data.params, r.data.metrics]
          for r in sorted(runs, key=lambda r: r.info.run_id)], sort_keys=True, default=str).encode()).hexdigest()
     return MlflowRuns(table, experiment.experiment_id, experiment.name, metrics, confounds(finished, selection),
-                      digest, left_out)
+                      digest, left_out, selection)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -51,9 +52,28 @@ def _local_path(uri: str) -> Path:
     return Path(urlparse(uri).path if uri.startswith("file:") else uri)
 
 
+def check_reachable(uri: str, *, flag: str) -> None:
+    """An http(s) tracking server must take a TCP connection: refused or silent is one line at once.
+
+    Done before MLflow is imported (seconds on a loaded machine), so the answer comes first.
+    """
+    parsed = urlparse(uri)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=HTTP_TIMEOUT_S):
+            pass
+    except socket.timeout:
+        raise TrackerError(f"{flag} {uri}: no answer within {HTTP_TIMEOUT_S} s") from None
+    except OSError as exc:
+        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else (exc.strerror or str(exc))
+        raise TrackerError(f"{flag} {uri}: {reason}") from None
+
+
 def check_location(uri: str, *, flag: str, read: bool, write: bool) -> None:
-    """A SQLite database or a file store must exist to be read, and its folder be writable to write."""
-    if uri.startswith("sqlite:///"):
+    """A server must answer; a SQLite database or a file store must exist to be read, and take writes to write."""
+    if urlparse(uri).scheme in ("http", "https"):
+        check_reachable(uri, flag=flag)
+    elif uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if str(path) in ("", ":memory:"):
             return
@@ -115,14 +135,17 @@ def session(uri: str, *, flag: str = "--tracking-uri", read: bool = True, write:
             import requests
             from mlflow import MlflowClient
             from mlflow.exceptions import MlflowException
-            from mlflow.store.db import utils as db_utils
             from sqlalchemy.exc import SQLAlchemyError
         except ImportError:
             raise AblateError(INSTALL_HINT) from None
         logging.getLogger("mlflow").setLevel(logging.ERROR)  # not the retry warnings or migration chatter
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        patched, db_utils.MAX_RETRY_COUNT = (db_utils, db_utils.MAX_RETRY_COUNT), 1  # no sleeping retries
         logging.disable(logging.WARNING)  # the file store logs a traceback per odd folder on the root logger
+        patched = (None, None)
+        if uri.startswith("sqlite:"):
+            from mlflow.store.db import utils as db_utils
+
+            patched, db_utils.MAX_RETRY_COUNT = (db_utils, db_utils.MAX_RETRY_COUNT), 1  # no sleeping retries
         try:
             yield MlflowClient(tracking_uri=uri)
         except AblateError:
@@ -133,8 +156,9 @@ def session(uri: str, *, flag: str = "--tracking-uri", read: bool = True, write:
             raise TrackerError(f"{flag} {uri}: {describe(exc)}") from exc
     finally:
         if patched is not None:
-            patched[0].MAX_RETRY_COUNT = patched[1]
             logging.disable(logging.NOTSET)
+            if patched[0] is not None:
+                patched[0].MAX_RETRY_COUNT = patched[1]
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -160,6 +184,18 @@ def check_names(*, metrics: Iterable[str] = (), params: dict[str, str] | None = 
         if len(str(value)) > MAX_TAG_VALUE_LENGTH:
             raise TrackerError(f"MLflow tag {key!r}{where}: value has {len(str(value))} characters, at most "
                                f"{MAX_TAG_VALUE_LENGTH} allowed")
+
+
+def search_runs(client, experiment_id: str, filter_string: str | None = None) -> list:
+    """Every active run of an experiment that matches ``filter_string``, page by page."""
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string or "", max_results=1000,
+                                  page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
 
 
 @contextlib.contextmanager
