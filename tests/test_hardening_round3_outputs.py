@@ -165,12 +165,15 @@ def compare_ts(results):
     return Study.open(results / "tb").comparisons(margins={"nll_ts": 0.02})
 
 
-def test_without_bound_temperatures_the_report_says_nothing_about_them(tmp_path):
+def test_without_bound_temperatures_the_report_says_none_hit_it(tmp_path):
     from ablate.study import report_study
 
     _bound_study(tmp_path, at_bound=())
     report_study(tmp_path, study="tb", figures=False)
-    assert "search bound" not in (tmp_path / "tb" / "report.md").read_text()
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / "tb" / name).read_text()
+        assert "0 of 12 run(s) hit the temperature search bound" in text, name
+        assert "left out" not in text, name
 
 
 def test_temperature_at_bound_is_a_pure_check():

@@ -131,15 +131,21 @@ def measured_runs(runs):
 
 
 def temperature_bound_note(runs) -> str:
-    """One sentence on the runs whose temperature hit its search bound ("" when none did)."""
+    """One sentence on how many runs' temperature hit its search bound, and why that matters.
+
+    "" when no run has a fitted temperature (or a ``temperature_at_bound`` column) at all.
+    """
     flags = at_bound(runs)
     n = int(flags.sum())
-    if not n:
-        return ""
     fitted = runs["temperature"].notna() if "temperature" in runs else flags
     if "status" in runs:
         fitted = fitted & (runs["status"] == "completed")
     low, high = calibration.TEMPERATURE_BOUNDS
+    if not n:
+        if "temperature_at_bound" not in runs or not fitted.any():
+            return ""
+        return (f"0 of {int(fitted.sum())} run(s) hit the temperature search bound (T = {low:g} or {high:g}), "
+                f"so every run's temperature-scaled values are used.")
     where = ""
     if "temperature" in runs:
         temps = runs.loc[flags, "temperature"].astype(float)
@@ -426,13 +432,13 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
                   "by minimising NLL; test metrics are then recomputed. If smoothing's ECE advantage over `none` "
                   "disappears here, a post-hoc temperature buys the same calibration.", ""]
         if ts_note:
-            parts += [f"**{ts_note}**", ""]
+            parts += [f"**{ts_note}**" if at_bound(runs).any() else ts_note, ""]
             ts_note = ""
         ts = summary[summary["metric"].isin(["ece", "ece_ts", "nll", "nll_ts"])]
         wide = ts.pivot_table(index=list(CELL), columns="metric", values="mean").reset_index()
         parts.append(_md_table(wide, [c for c in list(CELL) + ["ece", "ece_ts", "nll", "nll_ts"] if c in wide]))
 
-    if ts_note:  # every fitted temperature is at its bound: no table to put it under
+    if ts_note and at_bound(runs).any():  # every fitted temperature is at its bound: no table to put it under
         parts += ["", "## Calibration after temperature scaling", "", f"**{ts_note}**"]
     bad = runs[runs["status"].isin(["failed", "diverged"])] if "status" in runs else runs.iloc[:0]
     if len(bad):
