@@ -336,3 +336,59 @@ def test_dollar_labels_from_a_runs_table_and_user_matplotlib_state_are_untouched
     written = report_from_table(tmp_path / "t.csv", out=tmp_path / "out")
     assert any(p.suffix == ".png" for p in written)
     assert matplotlib.rcParams["text.parse_math"] == before  # styling never leaks
+
+
+# ----------------------------------------------------------------------- item 11: a full disk
+def full_disk_worker(*args, **kwargs):
+    """A worker process whose every store write meets a full disk (runs in the spawned child)."""
+    import errno
+
+    from ablate.execution import store as store_mod
+    from ablate.execution import worker
+
+    def full(self, record, arrays=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store_mod.RunStore.write = full
+    return worker.worker_main(*args, **kwargs)
+
+
+def test_a_full_disk_stops_the_sweep_at_once_with_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    from ablate import cli
+    from ablate.execution import orchestrator
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("study: full\ndatasets: [{name: digits, train_size: 200, test_size: 100}]\nmodels: [mlp]\n"
+                    "backends: [torch]\narms: [none, loss]\nsmoothing: [0.1]\nseeds: 4\n"
+                    "train: {epochs: 1, batch_size: 32, monitor_size: 0}\n")
+    monkeypatch.setattr(orchestrator, "worker_main", full_disk_worker)
+    code = cli.main(["run", str(grid), "--results", str(tmp_path / "results"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("ablate: error:")]
+    folder = str(tmp_path / "results" / "full")
+    assert errors == [errors[0]] and errors[0].startswith(f"ablate: error: {folder}: No space left on device")
+    assert "the sweep stopped" in errors[0]
+    assert "worker process died" not in err and "Traceback" not in err
+    # It stopped at the first run: no run is reported done or failed, one started (its log), seven never did.
+    assert not [line for line in err.splitlines() if line.startswith("[")], err
+    logs = list((tmp_path / "results" / "full" / "runs").glob("*/log.txt"))
+    assert len(logs) == 1
+    assert not list((tmp_path / "results" / "full" / "runs").glob("*/record.json"))
+
+
+def test_a_store_write_on_a_full_disk_raises_disk_full_naming_the_study_folder(tmp_path, monkeypatch):
+    import errno
+
+    from ablate.errors import StoreError
+    from ablate.execution import store as store_mod
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "atomic_write", full)
+    store = RunStore(tmp_path, "s")
+    with pytest.raises(store_mod.DiskFull, match=f"^{tmp_path / 's'}: No space left on device") as info:
+        store.write(_record(_spec(0)), _arrays())
+    assert isinstance(info.value, StoreError) and info.value.folder == str(tmp_path / "s")
