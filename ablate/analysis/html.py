@@ -391,6 +391,6 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
 
 def write_html(path: str | Path, **kwargs) -> Path:
     """Render and write ``report.html``; returns its path."""
-    path = Path(path)
-    path.write_text(render(**kwargs), encoding="utf-8")
-    return path
+    from ablate import files
+
+    return files.write_text(Path(path), render(**kwargs))

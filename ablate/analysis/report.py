@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ablate.analysis import calibration
+from ablate import files
+from ablate.analysis import calibration, escape
 from ablate.config import DEFAULT_MARGINS
 from ablate.errors import ConfigError
 
@@ -185,6 +186,12 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
     return pd.DataFrame(out, columns=list(CELL) + ["metric", "n", "mean", "std", "ci_low", "ci_high"])
 
 
+def write_csv(table, path: Path) -> Path:
+    """One of the report's CSV tables, atomically, with formula-like text cells neutralised
+    (:func:`ablate.analysis.escape.csv_table`; read back with :func:`ablate.analysis.escape.read_csv`)."""
+    return files.write_text(path, escape.csv_table(table).to_csv(index=False))
+
+
 # ------------------------------------------------------------------------------ entry points
 def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str, float] | None = None,
                       alpha: float | None = None, correction: str | None = None,
@@ -244,15 +251,15 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                                              spending=spending)
         # Rows only the sequential analysis has (arms the fixed table does not pair) are appended.
         comparisons_csv = seq_mod.with_decisions(comparisons.table, seq)
-        seq.looks.to_csv(out / "sequential.csv", index=False)
+        write_csv(seq.looks, out / "sequential.csv")
         written.append(out / "sequential.csv")
 
     if not external:
         runs_csv = out / "runs.csv"
-        runs[list(RUNS_COLUMNS) + [c for c in EXTRA_RUN_COLUMNS if c in runs]].to_csv(runs_csv, index=False)
+        write_csv(runs[list(RUNS_COLUMNS) + [c for c in EXTRA_RUN_COLUMNS if c in runs]], runs_csv)
         written.append(runs_csv)
     for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons_csv)):
-        table.to_csv(out / name, index=False)
+        write_csv(table, out / name)
         written.append(out / name)
 
     figure_paths: dict[str, Path] = {}
@@ -271,7 +278,8 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                    ts_note=ts_note)
     if seq is not None:
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
-    (out / "report.md").write_text(md)
+    # Names are free text: neutralise HTML and link syntax in the whole page (see analysis.escape).
+    files.write_text(out / "report.md", escape.markdown_document(md))
     written.append(out / "report.md")
     written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
                                    comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
@@ -303,7 +311,7 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics)
         save("training_curves", run_figs.training_curves(histories))
     if reliability:
         for (backend, dataset, model), cells in _group_reliability(reliability).items():
-            slug = f"{backend}_{dataset}_{model}".replace("/", "-")
+            slug = escape.slug(f"{backend}_{dataset}_{model}".replace("/", "-"))
             save(f"reliability_{slug}", cal_figs.reliability_diagrams(
                 cells, title=f"{backend} / {dataset} / {model}: test-set reliability, pooled over seeds"))
     if "ece_ts" in done and done["ece_ts"].notna().any():
@@ -346,7 +354,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return str(value)
+    return escape.md_cell(value)  # a name: no pipe, backslash or line break can break the table
 
 
 def _md_table(df, columns: Sequence[str], digits: int = 4) -> str:
@@ -451,7 +459,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
     if figures:
         parts += ["", "## Figures", ""]
         for name, path in figures.items():
-            parts.append(f"![{name}]({path.relative_to(out).as_posix()})")
+            parts.append(escape.figure_line(name, path.relative_to(out).as_posix()))
     parts += ["", "Tables: `runs.csv` (one row per run), `summary.csv` (per cell), `comparisons.csv` "
                   "(paired tests; columns documented in the README).", ""]
     return "\n".join(parts)

@@ -22,7 +22,6 @@ import datetime as _dt
 import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ablate.errors import StoreError
+from ablate.files import atomic_write  # noqa: F401 - the store's writes; also used by the study file
 
 Status = Literal["completed", "failed", "diverged"]
 STATUSES: tuple[str, ...] = ("completed", "failed", "diverged")
@@ -96,35 +96,6 @@ class StoredRun:
 class CorruptRecord:
     path: Path
     reason: str
-
-
-def _umask() -> int:
-    # Reading the umask means setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``.
-
-    The file gets the mode a plain ``open`` would give (0666 less the umask), not mkstemp's
-    0600: on a shared results folder (a Ray cluster) the group must be able to read records.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _is_number(value: Any) -> bool:
