@@ -393,7 +393,10 @@ def _cmd_probe(args) -> int:
     out = Path(args.out) if args.out else Path(args.results) / grid.study / "probe"
     written = [probe.write_csv(result, out / "probe.csv")]
     text = probe.summary_text(result)
-    (out / "probe.md").write_text(text)
+    from ablate import files
+    from ablate.analysis.escape import markdown_document
+
+    files.write_text(out / "probe.md", markdown_document(text))
     written.append(out / "probe.md")
     if not args.no_figures:
         import pandas as pd

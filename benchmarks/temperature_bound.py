@@ -44,14 +44,13 @@ def main(argv=None) -> int:
         data = dict(base)
         data["datasets"] = [{"name": "digits", "val_fraction": fraction}]
         data["study"] = f"tbound-{fraction:g}"
-        data["source"] = args.grid
         with tempfile.TemporaryDirectory() as tmp:
             grid_path = Path(tmp) / "grid.yaml"
-            data.pop("source")
             grid_path.write_text(yaml.safe_dump(data))
             start = time.perf_counter()
+            # The sweep's progress lines go to stderr (2>/dev/null to hide them).
             ablate.run(str(grid_path), results=Path(tmp) / "results", workers=args.workers, seeds=args.seeds,
-                       log=open("/dev/null", "w"))
+                       log=None)
             minutes = (time.perf_counter() - start) / 60
             runs = ablate.load_study(Path(tmp) / "results" / data["study"]).runs
         done = runs[runs["status"] == "completed"]

@@ -165,12 +165,15 @@ def compare_ts(results):
     return Study.open(results / "tb").comparisons(margins={"nll_ts": 0.02})
 
 
-def test_without_bound_temperatures_the_report_says_nothing_about_them(tmp_path):
+def test_without_bound_temperatures_the_report_says_none_hit_it(tmp_path):
     from ablate.study import report_study
 
     _bound_study(tmp_path, at_bound=())
     report_study(tmp_path, study="tb", figures=False)
-    assert "search bound" not in (tmp_path / "tb" / "report.md").read_text()
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / "tb" / name).read_text()
+        assert "0 of 12 run(s) hit the temperature search bound" in text, name
+        assert "left out" not in text, name
 
 
 def test_temperature_at_bound_is_a_pure_check():
@@ -333,3 +336,220 @@ def test_dollar_labels_from_a_runs_table_and_user_matplotlib_state_are_untouched
     written = report_from_table(tmp_path / "t.csv", out=tmp_path / "out")
     assert any(p.suffix == ".png" for p in written)
     assert matplotlib.rcParams["text.parse_math"] == before  # styling never leaks
+
+
+# ----------------------------------------------------------------------- item 11: a full disk
+def full_disk_worker(*args, **kwargs):
+    """A worker process whose every store write meets a full disk (runs in the spawned child)."""
+    import errno
+
+    from ablate.execution import store as store_mod
+    from ablate.execution import worker
+
+    def full(self, record, arrays=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store_mod.RunStore.write = full
+    return worker.worker_main(*args, **kwargs)
+
+
+def test_a_full_disk_stops_the_sweep_at_once_with_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    from ablate import cli
+    from ablate.execution import orchestrator
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("study: full\ndatasets: [{name: digits, train_size: 200, test_size: 100}]\nmodels: [mlp]\n"
+                    "backends: [torch]\narms: [none, loss]\nsmoothing: [0.1]\nseeds: 4\n"
+                    "train: {epochs: 1, batch_size: 32, monitor_size: 0}\n")
+    monkeypatch.setattr(orchestrator, "worker_main", full_disk_worker)
+    code = cli.main(["run", str(grid), "--results", str(tmp_path / "results"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("ablate: error:")]
+    folder = str(tmp_path / "results" / "full")
+    assert errors == [errors[0]] and errors[0].startswith(f"ablate: error: {folder}: No space left on device")
+    assert "the sweep stopped" in errors[0]
+    assert "worker process died" not in err and "Traceback" not in err
+    # It stopped at the first run: no run is reported done or failed, one started (its log), seven never did.
+    assert not [line for line in err.splitlines() if line.startswith("[")], err
+    logs = list((tmp_path / "results" / "full" / "runs").glob("*/log.txt"))
+    assert len(logs) == 1
+    assert not list((tmp_path / "results" / "full" / "runs").glob("*/record.json"))
+
+
+def test_a_store_write_on_a_full_disk_raises_disk_full_naming_the_study_folder(tmp_path, monkeypatch):
+    import errno
+
+    from ablate.errors import StoreError
+    from ablate.execution import store as store_mod
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "atomic_write", full)
+    store = RunStore(tmp_path, "s")
+    with pytest.raises(store_mod.DiskFull, match=f"^{tmp_path / 's'}: No space left on device") as info:
+        store.write(_record(_spec(0)), _arrays())
+    assert isinstance(info.value, StoreError) and info.value.folder == str(tmp_path / "s")
+
+
+def test_a_report_that_fails_on_a_full_disk_leaves_the_previous_files_intact(tmp_path, monkeypatch):
+    import errno
+    import os
+    import subprocess
+    import sys
+
+    from ablate import files
+    from ablate.study import report_study
+
+    _bound_study(tmp_path, at_bound=(), seeds=3)
+    report_study(tmp_path, study="tb", figures=False)
+    out = tmp_path / "tb"
+    before = {name: (out / name).read_bytes() for name in ("runs.csv", "summary.csv", "comparisons.csv",
+                                                           "report.md", "report.html")}
+    real_replace = os.replace
+
+    def full_after(n):
+        calls = {"n": 0}
+
+        def replace(src, dst):
+            calls["n"] += 1
+            if calls["n"] > n:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_replace(src, dst)
+        return replace
+
+    monkeypatch.setattr(files.os, "replace", full_after(0))
+    with pytest.raises(OSError) as info:
+        report_study(tmp_path, study="tb", figures=False, alpha=0.1)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(out / "runs.csv")
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name  # not truncated, not half-written
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # From the command line: one line naming the file, exit 2 (the first write is refused).
+    monkeypatch.undo()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = ("import errno, os, sys; from ablate import files, cli\n"
+            "def full(src, dst): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+            "files.os.replace = full\n"
+            f"sys.exit(cli.main(['report', '--results', {str(tmp_path)!r}, '--study', 'tb', '--no-figures']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"ablate: error: {out / 'runs.csv'}: No space left on device"
+    assert (out / "runs.csv").read_bytes() == before["runs.csv"]
+
+
+# ----------------------------------------------------------------------- items 18, 19: hostile names
+HOSTILE = "<img src=x onerror=alert(1)>|=1+1"
+
+
+def test_escape_csv_cells_round_trip():
+    from ablate.analysis import escape
+
+    for text in ("=1+1", "+x", "-rf", "@SUM(A1)", "\tx", "\rx", "'=x", "''+y", "plain", "'quoted", "", "a=b"):
+        cell = escape.csv_cell(text)
+        assert not cell.startswith(escape.FORMULA_STARTS)
+        assert escape.csv_uncell(cell) == text
+    assert escape.csv_cell("=1+1") == "'=1+1" and escape.csv_cell("plain") == "plain"
+    assert escape.csv_cell(-1.5) == -1.5  # numbers are not text cells
+
+
+def test_escape_markdown_outside_code_spans_only():
+    from ablate.analysis import escape
+
+    line = "arm <b>x</b> and `<b>y</b>` and ``a`b<i>`` [l](javascript:x) ` <img>"
+    out = escape.markdown_document(line)
+    assert "<" not in out.replace("`<b>y</b>`", "").replace("``a`b<i>``", "")
+    assert "`<b>y</b>`" in out and "``a`b<i>``" in out  # code spans are literal already
+    assert "\\[l\\](javascript:x)" in out and "&lt;img&gt;" in out
+    # A backtick in a name cannot open a way out: whatever ends up outside a span is escaped.
+    assert "<" not in escape.markdown_document("`x` <img src=x onerror=alert(1)> ``")
+    assert escape.md_cell("a|b\\c\nd") == "a\\|b\\\\c d"
+    assert escape.figure_line("reliability_x", "figures/reliability_x.png") == \
+        "![reliability_x](figures/reliability_x.png)"
+
+
+def _hostile_study(tmp_path):
+    import dataclasses
+
+    study = "s<img src=x onerror=alert(2)>"
+    store = RunStore(tmp_path, study)
+    for name, method in (("none", "none"), (HOSTILE, "loss"), ("-cmd", "explicit")):
+        for seed in range(5):
+            base = _spec(seed, "none" if method == "none" else "loss")
+            spec = dataclasses.replace(base, arm=name, method=method,
+                                       dataset=DatasetSpec("d<script>x</script>|y", loader="m:f"))
+            record = _record(spec)
+            store.write(record, _study_arrays(seed + 7 * len(name), False))
+    return study
+
+
+def _outside_code_spans(text):
+    import re
+
+    return re.sub(r"(`+)(?:(?!\1).)+?\1", "", text)
+
+
+def test_report_md_and_csvs_neutralise_hostile_names_and_a_report_of_a_report_matches(tmp_path):
+    import pandas as pd
+
+    from ablate.analysis.report import report_from_table
+    from ablate.study import report_study
+
+    study = _hostile_study(tmp_path)
+    report_study(tmp_path, study=study)
+    out = tmp_path / study
+    md = (out / "report.md").read_text()
+    assert "<img" not in _outside_code_spans(md) and "<script" not in _outside_code_spans(md)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md
+    # Table rows keep their columns: the pipe in a name is escaped.
+    width, rows = None, 0
+    for line in md.splitlines():
+        if line.startswith("| backend"):
+            width = line.count(" | ")
+        elif line.startswith("| ") and "onerror=alert(1)" in line:
+            rows += 1
+            assert line.replace("\\|", "").count(" | ") == width, line
+    assert rows >= 2
+    # Every CSV: no text cell begins like a formula.
+    for name in ("runs.csv", "summary.csv", "comparisons.csv"):
+        raw = pd.read_csv(out / name, dtype=str, keep_default_na=False)
+        for column in raw.columns:
+            bad = raw[column][raw[column].str.match(r"^[=+\-@\t\r]")]
+            numeric = pd.to_numeric(bad, errors="coerce").notna()
+            assert bad[~numeric].empty, (name, column, bad[~numeric].tolist())
+    runs = pd.read_csv(out / "runs.csv")
+    assert "'-cmd" in set(runs["arm"]) and "'=1+1" not in " ".join(runs["arm"])
+    # `report --runs` reads the prefixed cells back to the original names: same comparisons.
+    again = tmp_path / "again"
+    report_from_table(out / "runs.csv", out=again, figures=False)
+    first = pd.read_csv(out / "comparisons.csv")
+    second = pd.read_csv(again / "comparisons.csv")
+    assert set(first["arm_a"]) | set(first["arm_b"]) == set(second["arm_a"]) | set(second["arm_b"])
+    assert "'-cmd" in set(first["arm_a"]) | set(first["arm_b"])
+    from ablate.analysis.escape import read_csv
+    names = set(read_csv(again / "comparisons.csv")["arm_b"]) | set(read_csv(again / "comparisons.csv")["arm_a"])
+    assert {HOSTILE, "-cmd", "none"} <= names
+    keys = ["metric", "arm_a", "arm_b", "smoothing", "n", "verdict"]
+    assert first[keys].sort_values(keys).to_numpy().tolist() == second[keys].sort_values(keys).to_numpy().tolist()
+    assert "<img" not in _outside_code_spans((again / "report.md").read_text())
+
+
+# ----------------------------------------------------------------------- item 15: class_names length
+def test_a_class_names_list_of_the_wrong_length_names_both_lengths():
+    from ablate.data.catalogue import load_dataset
+    from ablate.errors import DatasetError
+
+    rng = np.random.default_rng(0)
+
+    def loader():
+        return {"x_train": rng.normal(size=(30, 4)), "y_train": np.arange(30) % 3,
+                "x_test": rng.normal(size=(9, 4)), "y_test": np.arange(9) % 3, "class_names": ["only"]}
+
+    with pytest.raises(DatasetError) as info:
+        load_dataset("wrong-names", loader=loader)
+    message = str(info.value)
+    assert message == ("wrong-names: class_names has 1 name(s), but the labels span 0..2, which is 3 classes; "
+                       "give one name per class")
+    assert "\n" not in message

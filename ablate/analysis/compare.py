@@ -275,9 +275,11 @@ def load_runs_table(path) -> pd.DataFrame:
     comparison notes them as not compared). Any problem raises :class:`InputError` with one line
     naming the file, the columns, what is allowed and what was given.
     """
+    from ablate.analysis.escape import read_csv
+
     path = Path(path)
     try:
-        df = pd.read_csv(path)
+        df = read_csv(path)  # cells ablate neutralised for spreadsheets read back to the names
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as exc:

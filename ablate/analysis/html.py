@@ -419,7 +419,7 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
                    for arm, keys in (overrides or {}).items() if keys},
         figures=[_figure(name, path) for name, path in figures.items()],
         summary_head=summary_head, summary_rows=summary_rows, ts_rows=_ts_rows(summary),
-        ts_note=_inline_md(ts_note) if ts_note else "",
+        ts_note=_inline_md(ts_note) if ts_note else "", ts_warn=bool(ts_note) and not ts_note.startswith("0 of"),
         problems=_problem_runs(runs, corrupt),
         methods=methods_paragraph(runs=runs, comparisons=comparisons, binning=binning, context=context,
                                   overrides=overrides or {}, target_power=compare.TARGET_POWER),
@@ -429,6 +429,6 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
 
 def write_html(path: str | Path, **kwargs) -> Path:
     """Render and write ``report.html``; returns its path."""
-    path = Path(path)
-    path.write_text(render(**kwargs), encoding="utf-8")
-    return path
+    from ablate import files
+
+    return files.write_text(Path(path), render(**kwargs))

@@ -127,6 +127,8 @@ def write_tables(out: str | Path, *, comparisons, summary, arms: Mapping[str, st
     """Write ``comparisons.tex`` and ``summary.tex`` into ``out``; returns their paths."""
     out = Path(out)
     paths = [out / "comparisons.tex", out / "summary.tex"]
-    paths[0].write_text(comparisons_tex(comparisons))
-    paths[1].write_text(summary_tex(summary, arms=arms))
+    from ablate import files
+
+    files.write_text(paths[0], comparisons_tex(comparisons))
+    files.write_text(paths[1], summary_tex(summary, arms=arms))
     return paths

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ablate.analysis import calibration
+from ablate import files
+from ablate.analysis import calibration, escape
 from ablate.config import DEFAULT_MARGINS
 from ablate.errors import ConfigError
 
@@ -137,15 +138,21 @@ def measured_runs(runs):
 
 
 def temperature_bound_note(runs) -> str:
-    """One sentence on the runs whose temperature hit its search bound ("" when none did)."""
+    """One sentence on how many runs' temperature hit its search bound, and why that matters.
+
+    "" when no run has a fitted temperature (or a ``temperature_at_bound`` column) at all.
+    """
     flags = at_bound(runs)
     n = int(flags.sum())
-    if not n:
-        return ""
     fitted = runs["temperature"].notna() if "temperature" in runs else flags
     if "status" in runs:
         fitted = fitted & (runs["status"] == "completed")
     low, high = calibration.TEMPERATURE_BOUNDS
+    if not n:
+        if "temperature_at_bound" not in runs or not fitted.any():
+            return ""
+        return (f"0 of {int(fitted.sum())} run(s) hit the temperature search bound (T = {low:g} or {high:g}), "
+                f"so every run's temperature-scaled values are used.")
     where = ""
     if "temperature" in runs:
         temps = runs.loc[flags, "temperature"].astype(float)
@@ -183,6 +190,12 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
                         "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
                         "ci_low": interval.low, "ci_high": interval.high})
     return pd.DataFrame(out, columns=list(CELL) + ["metric", "n", "mean", "std", "ci_low", "ci_high"])
+
+
+def write_csv(table, path: Path) -> Path:
+    """One of the report's CSV tables, atomically, with formula-like text cells neutralised
+    (:func:`ablate.analysis.escape.csv_table`; read back with :func:`ablate.analysis.escape.read_csv`)."""
+    return files.write_text(path, escape.csv_table(table).to_csv(index=False))
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -263,18 +276,18 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                                              spending=spending)
         # Rows only the sequential analysis has (arms the fixed table does not pair) are appended.
         comparisons_csv = seq_mod.with_decisions(comparisons.table, seq)
-        seq.looks.to_csv(out / "sequential.csv", index=False)
+        write_csv(seq.looks, out / "sequential.csv")
         written.append(out / "sequential.csv")
 
     if not external:
         runs_csv = out / "runs.csv"
-        runs[list(RUNS_COLUMNS) + [c for c in EXTRA_RUN_COLUMNS if c in runs]].to_csv(runs_csv, index=False)
+        write_csv(runs[list(RUNS_COLUMNS) + [c for c in EXTRA_RUN_COLUMNS if c in runs]], runs_csv)
         written.append(runs_csv)
     elif runs_table:
-        runs.to_csv(out / "runs.csv", index=False)
+        write_csv(runs, out / "runs.csv")
         written.append(out / "runs.csv")
     for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons_csv)):
-        table.to_csv(out / name, index=False)
+        write_csv(table, out / name)
         written.append(out / name)
 
     figure_paths: dict[str, Path] = {}
@@ -293,7 +306,8 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                    ts_note=ts_note, source=(context or {}).get("source"))
     if seq is not None:
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
-    (out / "report.md").write_text(md)
+    # Names are free text: neutralise HTML and link syntax in the whole page (see analysis.escape).
+    files.write_text(out / "report.md", escape.markdown_document(md))
     written.append(out / "report.md")
     written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
                                    comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
@@ -325,7 +339,7 @@ def figure_makers(runs, histories, reliability, comparisons, metrics) -> dict[st
         makers["training_curves"] = lambda: run_figs.training_curves(bands)
     if reliability:
         for (backend, dataset, model), cells in _group_reliability(reliability).items():
-            slug = f"{backend}_{dataset}_{model}".replace("/", "-")
+            slug = escape.slug(f"{backend}_{dataset}_{model}".replace("/", "-"))
             title = f"{backend} / {dataset} / {model}: test-set reliability, pooled over seeds"
             makers[f"reliability_{slug}"] = lambda c=cells, t=title: cal_figs.reliability_diagrams(c, title=t)
     if "ece_ts" in done and done["ece_ts"].notna().any():
@@ -381,7 +395,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return str(value)
+    return escape.md_cell(value)  # a name: no pipe, backslash or line break can break the table
 
 
 def _md_table(df, columns: Sequence[str], digits: int = 4) -> str:
@@ -487,13 +501,13 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
                   "by minimising NLL; test metrics are then recomputed. If smoothing's ECE advantage over `none` "
                   "disappears here, a post-hoc temperature buys the same calibration.", ""]
         if ts_note:
-            parts += [f"**{ts_note}**", ""]
+            parts += [f"**{ts_note}**" if at_bound(runs).any() else ts_note, ""]
             ts_note = ""
         ts = summary[summary["metric"].isin(["ece", "ece_ts", "nll", "nll_ts"])]
         wide = ts.pivot_table(index=list(CELL), columns="metric", values="mean").reset_index()
         parts.append(_md_table(wide, [c for c in list(CELL) + ["ece", "ece_ts", "nll", "nll_ts"] if c in wide]))
 
-    if ts_note:  # every fitted temperature is at its bound: no table to put it under
+    if ts_note and at_bound(runs).any():  # every fitted temperature is at its bound: no table to put it under
         parts += ["", "## Calibration after temperature scaling", "", f"**{ts_note}**"]
     bad = runs[runs["status"] != "completed"] if "status" in runs else runs.iloc[:0]
     if len(bad):
@@ -508,7 +522,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
     if figures:
         parts += ["", "## Figures", ""]
         for name, path in figures.items():
-            parts.append(f"![{name}]({path.relative_to(out).as_posix()})")
+            parts.append(escape.figure_line(name, path.relative_to(out).as_posix()))
     parts += ["", "Tables: `runs.csv` (one row per run), `summary.csv` (per cell), `comparisons.csv` "
                   "(paired tests; columns documented in the README).", ""]
     return "\n".join(parts)

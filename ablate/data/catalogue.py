@@ -380,6 +380,9 @@ def _check_user_arrays(name, x_train, y_train, x_test, y_test, *, class_names) -
                            f"{arrays[2].shape[1:]} differ in shape")
     y_all = np.concatenate([arrays[1], arrays[3]])
     k = int(y_all.max()) + 1 if class_names is None else len(class_names)
+    if class_names is not None and y_all.min() >= 0 and y_all.max() >= k:
+        raise DatasetError(f"{name}: class_names has {k} name(s), but the labels span 0..{y_all.max()}, "
+                           f"which is {int(y_all.max()) + 1} classes; give one name per class")
     if y_all.min() < 0 or y_all.max() >= k:
         raise DatasetError(f"{name}: labels span {y_all.min()}..{y_all.max()}, outside 0..{k - 1}")
     if k < 2:

@@ -123,6 +123,7 @@ class Ledger:
         self.broken: dict[str, str] = {}
         self.counts: collections.Counter[str] = collections.Counter()
         self.failures: list[str] = []
+        self.full: str | None = None  # the one line of the first full-disk report: the sweep stops
         for group in plan_packs(todo, pack):
             self.pending[group[0].backend].append(group)
         for spec in todo:
@@ -189,6 +190,13 @@ class Ledger:
         while self.pending[backend]:
             for spec in self.pending[backend].popleft():
                 self.crashed(spec.run_id, f"backend could not start: {reason}")
+
+    def disk_full(self, line: str) -> None:
+        """A worker could not store a run: the disk is full. Nothing more is dispatched; the runs
+        in hand are not stored (they run again next time) and the sweep ends with ``line``."""
+        if self.full is None:
+            self.full = line
+        self.pending.clear()
 
     def has_work(self) -> bool:
         return any(q for b, q in self.pending.items() if b not in self.broken)
@@ -325,6 +333,8 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
                 dispatch(worker)
             elif kind == "broken":
                 worker.error = payload
+            elif kind == "full":
+                ledger.disk_full(payload)
 
     def reap(worker: _Worker) -> None:
         receive(worker)  # whatever it said before dying
@@ -333,7 +343,7 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
         del live[worker.wid]
         free.append(worker.slot)
         ran = time.monotonic() - worker.began if worker.began is not None else 0.0
-        for run_id in worker.current or ():
+        for run_id in () if ledger.full else worker.current or ():
             ledger.crashed(run_id, worker.killed_for or
                            f"worker process died (exit code {worker.process.exitcode}) during the run",
                            seconds=ran)
@@ -352,7 +362,7 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
 
     try:
         fill_slots()
-        while live:
+        while live and ledger.full is None:
             handles = ({w.conn: w for w in live.values() if not w.hung_up}
                        | {w.process.sentinel: w for w in live.values()})
             for handle in wait_any(list(handles), timeout=0.5):
@@ -385,4 +395,6 @@ def run_local(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, 
                 worker.process.terminate()
                 worker.process.join(timeout=5)
         progress.finish()
+    if ledger.full is not None:
+        raise StoreError(ledger.full)  # one line, naming the folder (see store.DiskFull)
     return ledger.summary(skipped, time.perf_counter() - started)

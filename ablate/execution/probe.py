@@ -289,12 +289,18 @@ def probe(grid: Grid, *, steps: int = 200, every: int = 10, device: str = "cpu",
 
 
 def write_csv(result: ProbeResult, path: Path) -> Path:
+    """probe.csv, atomically, with formula-like text cells neutralised (see ablate.analysis.escape)."""
+    import io
+
+    from ablate import files
+    from ablate.analysis.escape import csv_cell
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(result.rows)
-    return path
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in result.rows)
+    return files.write_text(path, buffer.getvalue())
 
 
 def summary_text(result: ProbeResult) -> str:

@@ -19,9 +19,9 @@ never deleted.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ablate.errors import StoreError
+from ablate.files import atomic_write  # noqa: F401 - the store's writes; also used by the study file
 
 Status = Literal["completed", "failed", "diverged"]
 STATUSES: tuple[str, ...] = ("completed", "failed", "diverged")
@@ -42,6 +43,26 @@ RECORD = "record.json"
 ARRAYS = "arrays.npz"
 LOG = "log.txt"
 ARRAY_KEYS = ("test_probs", "test_labels", "val_probs", "val_labels")
+
+
+# A full disk, or a full quota: nothing more can be stored, so a sweep stops at the first one.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFull(StoreError):
+    """The results folder has no space left: the sweep stops; stored runs are kept."""
+
+    def __init__(self, folder: str | Path, exc: BaseException | None = None):
+        self.folder = str(folder)
+        why = getattr(exc, "strerror", None) or "No space left on device"
+        super().__init__(f"{folder}: {why}; the sweep stopped at the first run it could not store. Free some "
+                         "space there (or choose another --results folder) and run again: stored runs are "
+                         "kept and skipped")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an exception is the disk (or the quota) being full."""
+    return isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS)
 
 
 @dataclass(frozen=True)
@@ -75,35 +96,6 @@ class StoredRun:
 class CorruptRecord:
     path: Path
     reason: str
-
-
-def _umask() -> int:
-    # Reading the umask means setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``.
-
-    The file gets the mode a plain ``open`` would give (0666 less the umask), not mkstemp's
-    0600: on a shared results folder (a Ray cluster) the group must be able to read records.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _is_number(value: Any) -> bool:
@@ -242,11 +234,17 @@ class RunStore:
             raise StoreError(f"{folder}: run {run_id} is already {existing.status}; refusing to overwrite it")
         if isinstance(existing, CorruptRecord):
             self.move_aside(run_id)  # an unusable record is kept beside the new one, not replaced
-        if arrays:
-            atomic_write(folder / ARRAYS, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
         payload = json.dumps({"schema": SCHEMA_VERSION, **record}, indent=1, sort_keys=True,
                              allow_nan=True).encode()
-        atomic_write(folder / RECORD, lambda fh: fh.write(payload))
+        try:
+            if arrays:
+                atomic_write(folder / ARRAYS,
+                             lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
+            atomic_write(folder / RECORD, lambda fh: fh.write(payload))
+        except OSError as exc:
+            if disk_full(exc):
+                raise DiskFull(self.study_dir, exc) from exc
+            raise
         return folder
 
     def read_record(self, run_id: str) -> StoredRun | CorruptRecord | None:

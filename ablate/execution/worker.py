@@ -187,9 +187,10 @@ class RunExecutor:
     def _store(self, spec, attempt: int, outcome, started_at: str, extra: Mapping[str, Any] | None = None
                ) -> dict[str, Any]:
         """Write one run's record (atomically, last) and return the driver's summary of it."""
-        from ablate.execution import environment
         from ablate.errors import StoreError
+        from ablate.execution import environment
         from ablate.execution.runner import summarize_outcome
+        from ablate.execution.store import DiskFull, disk_full
 
         run_id = spec.run_id
         env = environment.describe(self.backend_env)
@@ -199,7 +200,9 @@ class RunExecutor:
                   "environment": env, **(extra or {})}
         try:
             self.store.write(record, outcome.arrays or None)
-        except (StoreError, OSError) as exc:  # a full disk fails this run, not the worker
+        except (StoreError, OSError) as exc:  # e.g. a permission error fails this run, not the worker
+            if disk_full(exc):  # nothing more can be stored: the worker tells the driver, which stops
+                raise exc if isinstance(exc, DiskFull) else DiskFull(self.store.study_dir, exc) from exc
             return {"run_id": run_id, "status": "failed", "seconds": outcome.seconds,
                     "error": f"could not store the run: {exc}"}
         error_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
@@ -330,6 +333,22 @@ def worker_main(worker_id: int, backend_name: str, gpu: str | None, threads: int
 
 def _serve(worker_id: int, backend_name: str, gpu: str | None, threads: int | None,
            results: str, study: str, conn) -> None:
+    """The worker's life; a full disk anywhere (a record, a log) is sent as one ("full", line)."""
+    from ablate.execution.store import DiskFull, disk_full
+
+    try:
+        _serve_tasks(worker_id, backend_name, gpu, threads, results, study, conn)
+    except (OSError, DiskFull) as exc:
+        if not disk_full(exc):
+            raise
+        with contextlib.suppress(OSError):
+            conn.send(("full", str(exc if isinstance(exc, DiskFull) else DiskFull(Path(results) / study, exc))))
+
+
+def _serve_tasks(worker_id: int, backend_name: str, gpu: str | None, threads: int | None,
+                 results: str, study: str, conn) -> None:
+    from ablate.execution.store import disk_full
+
     pin_environment(backend=backend_name, gpu=gpu, threads=threads)
     # Framework start-up chatter goes to the worker's log, not over the driver's progress display.
     log_dir = Path(results) / study / "logs"
@@ -339,6 +358,8 @@ def _serve(worker_id: int, backend_name: str, gpu: str | None, threads: int | No
             executor = RunExecutor(backend_name, device="cuda" if gpu is not None else "cpu",
                                    threads=threads, results=results, study=study)
     except BaseException as exc:  # noqa: BLE001 - report why this worker cannot start
+        if disk_full(exc):
+            raise
         conn.send(("broken", f"{type(exc).__name__}: {exc}"))
         return
     try:
@@ -363,7 +384,9 @@ def _serve(worker_id: int, backend_name: str, gpu: str | None, threads: int | No
                                   on_epoch=lambda epoch, epochs, row, _rid=task["run_id"]: send_epoch(_rid, epoch,
                                                                                                       epochs))
             conn.send(("done", result))
-    except (EOFError, OSError, DriverGone):
+    except (EOFError, OSError, DriverGone) as exc:
+        if disk_full(exc):
+            raise
         # The driver was killed: stop without recording the run in hand, which the next
         # driver runs again.
         return

@@ -171,9 +171,9 @@ def _report_rows(study_dir: Path) -> dict[str, dict[str, Any]]:
     path = study_dir / "runs.csv"
     if not path.exists():
         return {}
-    import pandas as pd
+    from ablate.analysis.escape import read_csv
 
-    table = pd.read_csv(path)
+    table = read_csv(path)  # names the report neutralised for spreadsheets, read back as they are
     cols = [c for c in REPORT_RUN_METRICS if c in table]
     return {str(r["run_id"]): {c: r[c] for c in cols} for r in table.to_dict("records")}
 
@@ -215,9 +215,9 @@ def log_report_files(client, run_id: str, folder: Path) -> None:
 
 def comparison_payload(table_path: Path) -> tuple[list[tuple[str, float]], dict[str, str], int]:
     """comparisons.csv -> (metrics, verdict tags, rows): each comparison's estimate, interval and verdict."""
-    import pandas as pd
+    from ablate.analysis.escape import read_csv
 
-    table = pd.read_csv(table_path)
+    table = read_csv(table_path)  # the arm names as they are, not as neutralised for spreadsheets
     metrics, tags = [], {}
     for r in table.to_dict("records"):
         arms = f"{r['arm_a']} vs {r['arm_b']}" if r["arm_a"] != r["arm_b"] else str(r["arm_a"])

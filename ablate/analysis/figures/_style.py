@@ -76,15 +76,21 @@ def strip(ax, frame, *, x: str, y: str, hue: str, order, hue_order, palette, jit
 
 
 def save_figure(fig, path, *, dpi: int = 120) -> None:
-    """Write ``fig`` to ``path`` and release it (report runs draw many figures)."""
+    """Write ``fig`` to ``path`` (atomically: a failed write leaves the old file) and release it."""
+    import io
+
     import matplotlib.pyplot as plt
+
+    from ablate import files
 
     # Tick labels are made while drawing: they too must be plain text.
     with plt.rc_context(PLAIN_TEXT):
         for text in fig.findobj(lambda a: hasattr(a, "set_parse_math")):
             text.set_parse_math(False)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+    files.write_bytes(path, buffer.getvalue())
 
 
 def detached(make):

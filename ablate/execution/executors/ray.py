@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config import RunSpec
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, StoreError
 from ablate.execution.orchestrator import Ledger, SweepSummary, pending_runs, task_results, task_run_ids
 from ablate.execution.progress import Progress, eta_groups
 from ablate.execution.store import RunStore
@@ -53,10 +53,17 @@ class RunActor:
         return self.error
 
     def run(self, task: dict[str, Any]) -> dict[str, Any]:
-        if "specs" in task:  # a pack: this actor trains all of it within its GPU share
-            return {"pack": self.executor.run_pack(task["specs"], attempts=task["attempts"],
-                                                   fit=task.get("fit", False))}
-        return self.executor.run(task["spec"], attempt=task["attempt"])
+        from ablate.execution.store import DiskFull, disk_full
+
+        try:
+            if "specs" in task:  # a pack: this actor trains all of it within its GPU share
+                return {"pack": self.executor.run_pack(task["specs"], attempts=task["attempts"],
+                                                       fit=task.get("fit", False))}
+            return self.executor.run(task["spec"], attempt=task["attempt"])
+        except (OSError, DiskFull) as exc:  # a full disk stops the sweep (see orchestrator.Ledger.disk_full)
+            if not disk_full(exc):
+                raise
+            return {"full": str(exc if isinstance(exc, DiskFull) else DiskFull(self.executor.store.study_dir, exc))}
 
 
 @dataclass
@@ -137,6 +144,8 @@ def run_ray(runs: Sequence[RunSpec], *, store: RunStore, results: str | Path, ad
                    env_for=lambda b: worker_environment(b, gpu=None, threads=threads),
                    use_gpu="num_gpus" in request)
         progress.finish()
+        if ledger.full is not None:
+            raise StoreError(ledger.full)  # one line, naming the folder (see store.DiskFull)
         return ledger.summary(skipped, time.perf_counter() - started)
     finally:
         if ours:
@@ -200,7 +209,7 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
 
     try:
         fill()
-        while live:
+        while live and ledger.full is None:
             done, _ = ray.wait(list(waiting), num_returns=1, timeout=0.5)
             for ref in done:
                 wid, kind = waiting.pop(ref)
@@ -226,6 +235,9 @@ def _drive(ray, ledger: Ledger, *, slots: int, request: dict[str, float], thread
                         ledger.abandon(slot.backend, value)
                         continue
                     slot.started = True
+                elif "full" in value:
+                    ledger.disk_full(value["full"])
+                    break
                 else:
                     slot.current = None
                     for result in task_results(value):
