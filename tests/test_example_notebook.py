@@ -10,14 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat  # the test extra: nbclient, ipykernel, nbformat (`make install`)
 import pandas as pd
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
 pytest.importorskip("torch")
 pytest.importorskip("keras")
+
+from tests import kernels
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "examples" / "label_smoothing.ipynb"
@@ -51,15 +51,7 @@ def executed(tmp_path_factory):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        # Raises CellExecutionError if any cell raises.
-        nbclient.NotebookClient(nb, timeout=1200, kernel_name="python3",
-                                resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    kernels.execute(nb, folder, env=env)  # raises CellExecutionError if any cell raises
     report = subprocess.run([sys.executable, "-m", "ablate", "report", "--results", str(folder / "results"),
                              "--study", STUDY, "--no-figures"], capture_output=True, text=True, env=env,
                             cwd=folder, timeout=600)
