@@ -57,6 +57,18 @@ def test_a_function_counts_as_its_name_and_source_hash():
     assert not {s.run_id for s in other.runs()} & {s.run_id for s in grid.runs()}
 
 
+def test_functions_made_by_another_differ_by_what_they_closed_over():
+    def make(width):
+        def model(input_shape, num_classes):
+            return width
+        return model
+
+    narrow, wide, again = (ablate.load_grid(_grid(torch=make(w))).models[0].torch.token for w in (8, 16, 8))
+    assert narrow.split("@")[0] == wide.split("@")[0]
+    assert narrow.split("@")[0].endswith(".make.<locals>.model")
+    assert narrow != wide and narrow == again
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     assert "\n" not in text
