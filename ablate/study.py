@@ -388,13 +388,9 @@ class Study:
         if key not in makers:
             raise ConfigError(f"figure: expected one of {', '.join(makers) or 'none (no completed runs)'} "
                               f"(or a metric, e.g. 'accuracy'), but got {name!r}")
-        import matplotlib.pyplot as plt
+        from ablate.analysis.figures._style import detached
 
-        before = set(plt.get_fignums())
-        fig = makers[key]()
-        for number in set(plt.get_fignums()) - before:
-            plt.close(number)  # pyplot forgets it; the Figure object stays whole
-        return fig
+        return detached(makers[key])
 
     def report(self, *, out: str | Path | None = None, figures: bool = True, **options) -> list[Path]:
         return report_study(self.store.study_dir.parent, study=self.name, out=out, figures=figures, **options)

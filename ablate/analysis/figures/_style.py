@@ -52,3 +52,15 @@ def save_figure(fig, path, *, dpi: int = 120) -> None:
 
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def detached(draw):
+    """``draw()``'s figure, released by pyplot (which opened it) but whole: a figure handed to a
+    caller who owns it, with pyplot's list of open figures as it was before."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    fig = draw()
+    for number in set(plt.get_fignums()) - before:
+        plt.close(number)
+    return fig
