@@ -109,8 +109,40 @@ def user_function(key: str, fn: Any) -> UserFunction:
         raise ConfigError(f"`{key}`: {module}.{name} has no source that inspect.getsource can read "
                           f"({' '.join(str(exc).split())}); expected a function written with `def` in a "
                           "cell or a file, or a 'module:function' reference") from None
+    captured = _captured(fn)
+    if captured:  # a function made by another (in a loop, say): what it closed over counts too
+        source += "\0" + captured
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     return UserFunction(fn, f"{module}.{name}@sha256:{digest}")
+
+
+def _plain(value: Any) -> str:
+    """A stable text for a captured value: plain data by repr, a function by its source, else its type."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}({', '.join(_plain(v) for v in value)})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_plain(k)}: {_plain(v)}" for k, v in value.items()) + "}"
+    if inspect.isfunction(value):
+        try:
+            return inspect.getsource(value)
+        except (OSError, TypeError):
+            pass
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def _captured(fn: Any) -> str:
+    """What ``fn`` closed over (closure cells) and its default values, as text; "" for none."""
+    parts = [_plain(v) for v in (getattr(fn, "__defaults__", None) or ())]
+    parts += [f"{k}={_plain(v)}" for k, v in sorted((getattr(fn, "__kwdefaults__", None) or {}).items())]
+    code = getattr(fn, "__code__", None)
+    for name, cell in zip(code.co_freevars if code else (), getattr(fn, "__closure__", None) or ()):
+        try:
+            parts.append(f"{name}={_plain(cell.cell_contents)}")
+        except ValueError:  # an empty cell
+            parts.append(f"{name}=<empty>")
+    return "\n".join(parts)
 
 
 def portable(value: Any) -> Any:

@@ -29,7 +29,9 @@ def collect(items: Iterable[StoredRun | CorruptRecord]) -> dict[str, Any]:
 
     Returns ``{"ablate_version", "report_commit", "run_commits": [...], "environments": [{...}],
     "arms": {arm: {"method": str | None, "smoothing": [eps...], "train": [{...}, ...]}},
-    "datasets": [...], "models": [...], "backends": [...], "hosts": n}``. ``environments``
+    "datasets": [...], "models": [...], "backends": [...], "functions": [...], "hosts": n}``;
+    ``functions`` names each function defined in Python (a notebook cell's) that the runs used,
+    with the hash of its source. ``environments``
     holds each distinct software/device description once (hostnames and per-worker
     counters dropped); ``train`` lists each distinct training setting an arm's completed runs used.
     """
@@ -40,6 +42,7 @@ def collect(items: Iterable[StoredRun | CorruptRecord]) -> dict[str, Any]:
     datasets: dict[str, None] = {}
     models: dict[str, None] = {}
     backends: dict[str, None] = {}
+    functions: dict[str, None] = {}
     for item in items:
         if not isinstance(item, StoredRun):
             continue
@@ -66,6 +69,8 @@ def collect(items: Iterable[StoredRun | CorruptRecord]) -> dict[str, Any]:
             datasets[str(dataset["name"] if isinstance(dataset, Mapping) else dataset)] = None
             models[str(cfg["model"])] = None
             backends[str(cfg["backend"])] = None
+            for token in _function_tokens(cfg):
+                functions[token] = None
         except (KeyError, TypeError, ValueError):
             continue  # the report lists unusable records; nothing to describe here
     for entry in arms.values():
@@ -73,4 +78,12 @@ def collect(items: Iterable[StoredRun | CorruptRecord]) -> dict[str, Any]:
     return {"ablate_version": ablate.__version__, "report_commit": git_commit(),
             "run_commits": list(commits), "environments": list(envs.values()), "arms": arms,
             "datasets": list(datasets), "models": list(models), "backends": list(backends),
-            "hosts": len(hosts)}
+            "functions": sorted(functions), "hosts": len(hosts)}
+
+
+def _function_tokens(cfg: Mapping[str, Any]) -> list[str]:
+    """The functions handed to the grid in Python that a run used, as their ``name@sha256:...`` tokens."""
+    dataset = cfg.get("dataset") if isinstance(cfg.get("dataset"), Mapping) else {}
+    trick = cfg.get("trick") if isinstance(cfg.get("trick"), Mapping) else {}
+    values = [cfg.get("model_factory"), dataset.get("loader"), *trick.values()]
+    return [v for v in values if isinstance(v, str) and "@sha256:" in v]

@@ -57,6 +57,18 @@ def test_a_function_counts_as_its_name_and_source_hash():
     assert not {s.run_id for s in other.runs()} & {s.run_id for s in grid.runs()}
 
 
+def test_functions_made_by_another_differ_by_what_they_closed_over():
+    def make(width):
+        def model(input_shape, num_classes):
+            return width
+        return model
+
+    narrow, wide, again = (ablate.load_grid(_grid(torch=make(w))).models[0].torch.token for w in (8, 16, 8))
+    assert narrow.split("@")[0] == wide.split("@")[0]
+    assert narrow.split("@")[0].endswith(".make.<locals>.model")
+    assert narrow != wide and narrow == again
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     assert "\n" not in text
@@ -166,7 +178,15 @@ def test_functions_of_main_reach_local_workers_and_a_restart_resumes(tmp_path):
     assert "SWEEP 4 0 0 ()" in _session(tmp_path, 8)
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "nb" / "runs").glob("*/record.json")]
     assert {r["status"] for r in records} == {"completed"} and len(records) == 4
-    assert {r["config"]["model_factory"].split("@")[0] for r in records} == {"__main__.tiny"}
+    tokens = {r["config"]["model_factory"] for r in records}
+    assert {t.split("@")[0] for t in tokens} == {"__main__.tiny"} and len(tokens) == 1
+    # The report says which functions (and which versions of them) made the runs.
+    report = subprocess.run([sys.executable, "-m", "ablate", "report", "--results", str(tmp_path / "results"),
+                             "--study", "nb", "--no-figures"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=600)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (tmp_path / "results" / "nb" / "report.html").read_text()
+    assert "functions from Python" in page and tokens.pop() in page and "__main__.half_soft@sha256:" in page
     # A fresh process (a kernel restart) with the same cells finds every run stored.
     assert "SWEEP 0 0 4 ()" in _session(tmp_path, 8)
     # An edited body is another model: not mixed into the study's runs, and the line says which.

@@ -6,17 +6,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
 import time
 from pathlib import Path
 
+import nbformat  # the test extra: nbclient, ipykernel, nbformat (`make install`)
 import pytest
 
 from ablate.execution.progress import Progress, in_notebook
+from tests import kernels
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,16 +43,7 @@ def _kernel_env() -> dict[str, str]:
 
 def _execute(cells: list[str], cwd: Path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                                     resources={"metadata": {"path": str(cwd)}})
-    old = dict(os.environ)
-    os.environ.update(_kernel_env())
-    try:
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    return nb
+    return kernels.execute(nb, cwd, env=_kernel_env(), allow_errors=True)
 
 
 def test_in_a_kernel_bad_input_is_one_line_and_progress_is_a_bar(tmp_path):
@@ -108,9 +97,11 @@ def _reply(client, msg_id: str, timeout: float = 600) -> tuple[dict, list[dict]]
 
 
 def test_interrupting_the_kernel_stops_the_sweep_and_keeps_its_runs(tmp_path):
-    from jupyter_client.manager import start_new_kernel
-
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env=_kernel_env())
+    manager = kernels.kernel_manager()
+    manager.start_kernel(cwd=str(tmp_path), env=_kernel_env())
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=120)
     try:
         msg_id = client.execute(SWEEP)
         runs = tmp_path / "results" / "stop" / "runs"

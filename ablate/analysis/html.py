@@ -332,6 +332,8 @@ def _provenance(runs, context: Mapping[str, Any] | None) -> list[tuple[str, str]
         rows.append((label, ", ".join(f"{k} {v}" for k, v in env.items() if v not in (None, ""))))
     if ctx.get("hosts"):
         rows.append(("machines", str(ctx["hosts"])))
+    if ctx.get("functions"):
+        rows.append(("functions from Python (name@source hash)", ", ".join(ctx["functions"])))
     for col, label in (("started_at", "first run started"), ("finished_at", "last run finished")):
         if col in runs and runs[col].notna().any():
             stamps = sorted(str(s) for s in runs[col].dropna())

@@ -135,7 +135,9 @@ class Progress:
             return
         self._last_draw = now
         if self._bar is not None:
-            self._bar.set_postfix_str(self._postfix())
+            # Shown at the bar's next redraw (a finished run): tqdm's text form, which a kernel
+            # without ipywidgets gets, would otherwise send a line of output every half second.
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
             return
         epochs = " ".join(f"[{e}/{n}]" for e, n in self.running.values())
         self.stream.write("\r\033[K" + self._counts() + f" | running {len(self.running)} {epochs}")
