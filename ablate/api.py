@@ -124,15 +124,20 @@ def check(grid, **options) -> Prepared:
 
 def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
         per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
-        executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
+        executor: str = "local", address: str | None = None, pack: int | str | None = None, log: Any = "stderr"):
     """Run every pending run of ``grid``; returns the sweep's summary (counts and failures).
 
     ``gpus``: None or "all" (every GPU found), "none" (CPU), or ids ("0,2" or ["0", "2"]).
     ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
     GPU; None: ``auto`` on a GPU, unpacked on the CPU.
     A run that fails or diverges is stored with its status; this never raises for one.
+    ``log``: a text stream for the sweep's opening line, None for none; by default the
+    ``sys.stderr`` of the moment of the call.
     """
     from ablate.execution.orchestrator import study_lock
+
+    if log == "stderr":
+        log = sys.stderr
     from ablate.registry import resolve
     from ablate.study import bind_settings
 

@@ -237,6 +237,8 @@ class KerasBackend(Backend):
         keras.utils.set_random_seed(seed)
         net = keras_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
+            if callable(initial_weights):  # a plug-in model: drawn for the layout it built
+                initial_weights = initial_weights(shared_layout(net))
             load_shared_weights(net, initial_weights)
         return KerasTrainer(net, train, loss_smoothing, loss)
 

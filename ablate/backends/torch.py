@@ -215,6 +215,8 @@ class TorchBackend(Backend):
         torch.manual_seed(seed)  # the same seed gives every arm the same initial weights
         net = torch_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
+            if callable(initial_weights):  # a plug-in model: drawn for the layout it built
+                initial_weights = initial_weights(shared_layout(net))
             load_shared_weights(net, initial_weights)
         return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets, loss)
 
