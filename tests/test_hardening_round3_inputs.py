@@ -357,6 +357,20 @@ def torch_wide(input_shape, num_classes):
     return _torch(input_shape, num_classes, width=num_classes + 3)
 
 
+def torch_pair(input_shape, num_classes):  # returns (logits, features), as some hubs' models do
+    from torch import nn
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _torch(input_shape, num_classes)
+
+        def forward(self, x):
+            return self.net(x), x
+
+    return Pair()
+
+
 def keras_mlp(input_shape, num_classes):
     return _keras(input_shape, num_classes)
 
@@ -406,6 +420,15 @@ def test_a_model_of_the_wrong_width_is_refused_naming_both_widths(write_grid, tm
     assert code == 2, err
     assert "`models[0]`: 'mine' (torch): outputs 13 values per example, but `datasets[0]` (digits) has 10 " \
            "classes" in err
+
+
+def test_a_model_that_returns_no_tensor_is_one_line(write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    grid = _model_grid(write_grid, tmp_path, torch="torch_pair")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    assert code == 2 and "\n" not in err.strip(), err
+    assert "'mine' (torch), called once on a batch of `datasets[0]` (digits): returned tuple, not a tensor " \
+           "of logits (batch, K)" in err
 
 
 def test_a_keras_model_with_a_softmax_head_is_refused(write_grid, tmp_path, capsys):

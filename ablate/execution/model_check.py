@@ -186,7 +186,10 @@ def _call_once(framework: str, check: Mapping[str, Any], search: Sequence[str], 
             xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy() if x.ndim == 4 else x)
             with torch.no_grad():
                 y = net(xt)
-            y = y.detach().double().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+            if not isinstance(y, torch.Tensor):
+                answer["error"] = f"returned {type(y).__name__}, not a tensor of logits (batch, K)"
+                return answer
+            y = y.detach().double().cpu().numpy()
             read_layout = tb.shared_layout
         else:
             import keras
@@ -196,7 +199,11 @@ def _call_once(framework: str, check: Mapping[str, Any], search: Sequence[str], 
 
             keras.utils.set_random_seed(0)
             net = keras_models.build_model(check["name"], shape, k, check["factory"], search)
-            y = np.asarray(keras.ops.convert_to_numpy(net(x, training=False)), np.float64)
+            y = net(x, training=False)
+            if isinstance(y, (tuple, list, dict)):
+                answer["error"] = f"returned {type(y).__name__}, not a tensor of logits (batch, K)"
+                return answer
+            y = np.asarray(keras.ops.convert_to_numpy(y), np.float64)
             read_layout = kb.shared_layout
     except Exception as exc:  # noqa: BLE001 - the user's model, named in one line by the driver
         answer["error"] = f"raised {type(exc).__name__}: {' '.join(str(exc).split())}"
