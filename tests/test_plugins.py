@@ -164,7 +164,7 @@ def test_a_factory_that_returns_no_model_is_refused_before_any_run(tmp_path):
     (folder / "grid.yaml").write_text(grid)
     out = _ablate("run", folder / "grid.yaml", "--results", tmp_path / "r", "--workers", "1")
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "`models[0]`: 'tiny' (torch), called once on a batch of `datasets[0]`" \
+    assert out.stderr.count("\n") == 1 and "`models[0]`: 'tiny' (torch), called once on a batch of `datasets[0]` (cancer): model 'tiny': " \
         in out.stderr and "the torch factory returned str, not an nn.Module" in out.stderr
     assert not (tmp_path / "r" / "plug").exists() or not any((tmp_path / "r").rglob("record.json"))
 

@@ -85,6 +85,15 @@ class Backend(ABC):
         already bound, returning the batch mean; None is the framework's cross-entropy above.
         """
 
+    def call_model(self, *, model: str, input_shape: tuple[int, ...], num_classes: int, x: np.ndarray,
+                   factory: str | None = None, search_paths: Sequence[str] = (),
+                   layout: bool = False) -> tuple[np.ndarray, list[tuple[str, tuple[int, ...]]] | str | None]:
+        """Build ``model`` (seeded with 0) and call it once in inference mode on ``x`` (as
+        :class:`Trainer` inputs), for preflight. Returns its raw outputs as float64 numpy and,
+        with ``layout``, its neutral weight layout (or why it has none). An output that is not a
+        tensor is a one-line BackendError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot call a model once")
+
     def free_device_memory(self) -> int | None:
         """Free bytes on this backend's accelerator, for `--pack auto`; None on the CPU."""
         return None

@@ -16,7 +16,8 @@ each dataset of the grid and called once, in inference mode, on the first
   refused naming the first differing layer.
 
 Each backend's child is a fresh process (Keras' engine is fixed per process, and importing a
-framework in the driver would start it there), on the CPU. ablate's built-in models are not
+framework in the driver would start it there), on the CPU; the backend builds and calls the
+model (``Backend.call_model``), so this module imports no framework. ablate's built-in models are not
 called: the conformance suite (``tests/backends``) shows that they return logits of width K and
 share their layouts.
 """
@@ -160,51 +161,20 @@ def _child(job_path: str) -> dict[str, Any]:
     from ablate import backends
 
     job = json.loads(Path(job_path).read_text())
-    backend = job["backend"]
-    backends.load(backend)  # fixes Keras' engine before Keras is imported, as a worker does
-    framework = framework_of(backend)
-    out: dict[str, Any] = {}
-    for check in job["checks"]:
-        out[check["key"]] = _call_once(framework, check, job["search"], job["layout"])
-    return out
+    backend = backends.load(job["backend"])  # fixes Keras' engine before Keras is imported, as a worker does
+    return {check["key"]: _call_once(backend, check, job["search"], job["layout"]) for check in job["checks"]}
 
 
-def _call_once(framework: str, check: Mapping[str, Any], search: Sequence[str], layout: bool) -> dict[str, Any]:
+def _call_once(backend, check: Mapping[str, Any], search: Sequence[str], layout: bool) -> dict[str, Any]:
     x = np.load(check["batch"])
-    shape, k = tuple(check["input_shape"]), int(check["num_classes"])
     answer: dict[str, Any] = {"n": len(x)}
     try:
-        if framework == "torch":
-            import torch
-
-            from ablate.backends import torch as tb
-            from ablate.backends import torch_models
-
-            torch.manual_seed(0)
-            net = torch_models.build_model(check["name"], shape, k, check["factory"], search)
-            net.eval()
-            xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy() if x.ndim == 4 else x)
-            with torch.no_grad():
-                y = net(xt)
-            if not isinstance(y, torch.Tensor):
-                answer["error"] = f"returned {type(y).__name__}, not a tensor of logits (batch, K)"
-                return answer
-            y = y.detach().double().cpu().numpy()
-            read_layout = tb.shared_layout
-        else:
-            import keras
-
-            from ablate.backends import keras as kb
-            from ablate.backends import keras_models
-
-            keras.utils.set_random_seed(0)
-            net = keras_models.build_model(check["name"], shape, k, check["factory"], search)
-            y = net(x, training=False)
-            if isinstance(y, (tuple, list, dict)):
-                answer["error"] = f"returned {type(y).__name__}, not a tensor of logits (batch, K)"
-                return answer
-            y = np.asarray(keras.ops.convert_to_numpy(y), np.float64)
-            read_layout = kb.shared_layout
+        y, found = backend.call_model(model=check["name"], input_shape=tuple(check["input_shape"]),
+                                      num_classes=int(check["num_classes"]), x=x, factory=check["factory"],
+                                      search_paths=search, layout=layout)
+    except BackendError as exc:  # ablate's own words about the model
+        answer["error"] = " ".join(str(exc).split())
+        return answer
     except Exception as exc:  # noqa: BLE001 - the user's model, named in one line by the driver
         answer["error"] = f"raised {type(exc).__name__}: {' '.join(str(exc).split())}"
         return answer
@@ -213,11 +183,10 @@ def _call_once(framework: str, check: Mapping[str, Any], search: Sequence[str], 
     answer.update(finite=finite, min=float(np.min(y)) if y.size and finite else 0.0,
                   max_sum_error=float(np.max(np.abs(y.sum(axis=-1) - 1.0))) if y.size and finite and y.ndim == 2
                   else float("inf"))
-    if layout:
-        try:
-            answer["layout"] = [[name, list(s)] for name, s in read_layout(net)]
-        except Exception as exc:  # noqa: BLE001 - a model the shared layout cannot fill
-            answer["layout_error"] = " ".join(str(exc).split())
+    if isinstance(found, str):
+        answer["layout_error"] = " ".join(found.split())
+    elif found is not None:
+        answer["layout"] = [[name, list(s)] for name, s in found]
     return answer
 
 
