@@ -371,6 +371,12 @@ def torch_pair(input_shape, num_classes):  # returns (logits, features), as some
     return Pair()
 
 
+def torch_exit(input_shape, num_classes):  # a factory that kills its process
+    import os
+
+    os._exit(3)
+
+
 def keras_mlp(input_shape, num_classes):
     return _keras(input_shape, num_classes)
 
@@ -429,6 +435,14 @@ def test_a_model_that_returns_no_tensor_is_one_line(write_grid, tmp_path, capsys
     assert code == 2 and "\n" not in err.strip(), err
     assert "'mine' (torch), called once on a batch of `datasets[0]` (digits): returned tuple, not a tensor " \
            "of logits (batch, K)" in err
+
+
+def test_a_factory_that_kills_its_process_is_one_line(write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    grid = _model_grid(write_grid, tmp_path, torch="torch_exit")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    assert code == 2 and "\n" not in err.strip(), err
+    assert "`models`: calling the plug-in models once with torch failed (exit code 3)" in err
 
 
 def test_a_keras_model_with_a_softmax_head_is_refused(write_grid, tmp_path, capsys):

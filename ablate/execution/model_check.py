@@ -94,21 +94,25 @@ def _run_children(grid, backends, targets, data, batches, search, tmp: Path) -> 
         procs[backend] = subprocess.Popen([sys.executable, "-m", "ablate.execution.model_check", str(path)],
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out: dict[str, dict[str, Any]] = {}
-    for backend, proc in procs.items():
-        try:
-            stdout, stderr = proc.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for other in procs.values():
-                other.kill()
-            raise ConfigError(f"{grid.source}: `models`: calling the plug-in models once with {backend} took more "
-                              f"than {TIMEOUT} s; check that their factories return") from None
-        answer = (stdout.strip().splitlines() or [""])[-1]
-        try:
-            out[backend] = json.loads(answer)
-        except json.JSONDecodeError:
-            tail = (stderr.strip().splitlines() or ["no output"])[-1]
-            raise ConfigError(f"{grid.source}: `models`: calling the plug-in models once with {backend} "
-                              f"failed (exit code {proc.returncode}): {tail}") from None
+    try:
+        for backend, proc in procs.items():
+            try:
+                stdout, stderr = proc.communicate(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise ConfigError(f"{grid.source}: `models`: calling the plug-in models once with {backend} took "
+                                  f"more than {TIMEOUT} s; check that their factories return") from None
+            answer = (stdout.strip().splitlines() or [""])[-1]
+            try:
+                out[backend] = json.loads(answer)
+            except json.JSONDecodeError:
+                tail = (stderr.strip().splitlines() or ["no output"])[-1]
+                raise ConfigError(f"{grid.source}: `models`: calling the plug-in models once with {backend} "
+                                  f"failed (exit code {proc.returncode}): {tail}") from None
+    finally:  # a refusal, or Ctrl-C, leaves no child behind
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return out
 
 
