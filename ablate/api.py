@@ -124,7 +124,7 @@ def check(grid, **options) -> Prepared:
 
 def run(grid, *, results: str | Path = "results", workers: int | None = None, gpus: str | Sequence[str] | None = None,
         per_gpu: int = 1, retries: int = 0, only: str | None = None, seeds: str | None = None,
-        executor: str = "local", address: str | None = None, pack: int | str | None = None, log=sys.stderr):
+        executor: str = "local", address: str | None = None, pack: int | str | None = None, log: Any = "stderr"):
     """Run every pending run of ``grid``; returns the :class:`~ablate.study.Study`, whose ``sweep``
     is this sweep's summary (counts and failures).
 
@@ -134,6 +134,8 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
     ``pack``: train up to K runs as one vectorised model (torch), ``"auto"`` to size packs to the
     GPU; None: ``auto`` on a GPU, unpacked on the CPU.
     A run that fails or diverges is stored with its status; this never raises for one.
+    ``log``: a text stream for the sweep's opening line, None for none; by default the
+    ``sys.stderr`` of the moment of the call.
     """
     from ablate.execution.store import RunStore
     from ablate.study import Study
@@ -158,11 +160,14 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
 def sweep(grid, *, results: str | Path = "results", workers: int | None = None,
           gpus: str | Sequence[str] | None = None, per_gpu: int = 1, retries: int = 0, only: str | None = None,
           seeds: str | None = None, executor: str = "local", address: str | None = None,
-          pack: int | str | None = None, log=sys.stderr):
+          pack: int | str | None = None, log: Any = "stderr"):
     """:func:`run`, returning the sweep's summary (counts and failures) rather than the study."""
     from ablate.execution.orchestrator import study_lock
     from ablate.registry import resolve
     from ablate.study import bind_settings
+
+    if isinstance(log, str) and log == "stderr":
+        log = sys.stderr  # the stderr of the moment of the call (a notebook swaps it per cell)
 
     prepared = prepare(grid, results=results, workers=workers, gpus=gpus, per_gpu=per_gpu, retries=retries,
                        only=only, seeds=seeds, executor=executor, address=address, pack=pack)

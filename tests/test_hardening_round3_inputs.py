@@ -322,3 +322,176 @@ def test_the_probe_labels_pairs_by_arm_name_and_says_at_once_that_steps_are_capp
     assert "- **explicit vs loss** (arms mine vs theirs):" in text
     assert "- **none vs explicit** (arms base vs mine):" in text
     assert {r["arms"] for r in result.rows} == {"mine vs theirs", "base vs mine", "base (twice)"}
+
+
+# ------------------------------- items 2 and 12: plug-in models called once on a real batch
+USER_MODELS = '''\
+import math
+
+
+def _torch(input_shape, num_classes, *, width=None, softmax=False, hidden=16):
+    from torch import nn
+
+    layers = [nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.ReLU(),
+              nn.Linear(hidden, width or num_classes)]
+    return nn.Sequential(*layers, *([nn.Softmax(dim=1)] if softmax else []))
+
+
+def _keras(input_shape, num_classes, *, activation=None, hidden=16):
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(hidden, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation=activation)(x))
+
+
+def torch_mlp(input_shape, num_classes):
+    return _torch(input_shape, num_classes)
+
+
+def torch_softmax(input_shape, num_classes):
+    return _torch(input_shape, num_classes, softmax=True)
+
+
+def torch_wide(input_shape, num_classes):
+    return _torch(input_shape, num_classes, width=num_classes + 3)
+
+
+def torch_pair(input_shape, num_classes):  # returns (logits, features), as some hubs' models do
+    from torch import nn
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _torch(input_shape, num_classes)
+
+        def forward(self, x):
+            return self.net(x), x
+
+    return Pair()
+
+
+def torch_exit(input_shape, num_classes):  # a factory that kills its process
+    import os
+
+    os._exit(3)
+
+
+def keras_mlp(input_shape, num_classes):
+    return _keras(input_shape, num_classes)
+
+
+def keras_softmax(input_shape, num_classes):  # keras.applications' default head
+    return _keras(input_shape, num_classes, activation="softmax")
+
+
+def keras_wider(input_shape, num_classes):
+    return _keras(input_shape, num_classes, hidden=24)
+'''
+
+MODEL_GRID = """\
+study: plug
+datasets: [{name: digits, train_size: 100, test_size: 50}]
+models: [{name: mine, torch: "usermodels:TORCH", keras: "usermodels:KERAS"}]
+backends: BACKENDS
+arms: [none]
+seeds: 1
+pairing: PAIRING
+train: {epochs: 1, batch_size: 32, monitor_size: 0}
+"""
+
+
+def _model_grid(write_grid, tmp_path, torch="torch_mlp", keras="keras_mlp", backends="[torch]",
+                pairing="within-backend"):
+    (tmp_path / "usermodels.py").write_text(USER_MODELS)
+    return write_grid(MODEL_GRID.replace("TORCH", torch).replace("KERAS", keras).replace("BACKENDS", backends)
+                      .replace("PAIRING", pairing))
+
+
+def test_a_torch_model_ending_in_softmax_is_refused_saying_return_logits(write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    grid = _model_grid(write_grid, tmp_path, torch="torch_softmax")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r")
+    line = err.strip()
+    assert code == 2 and "\n" not in line, err
+    assert line.startswith(f"ablate: error: {grid}: `models[0]`: 'mine' (torch): outputs probabilities")
+    assert "return logits" in line and "classifier_activation=None" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_of_the_wrong_width_is_refused_naming_both_widths(write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    grid = _model_grid(write_grid, tmp_path, torch="torch_wide")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    assert code == 2, err
+    assert "`models[0]`: 'mine' (torch): outputs 13 values per example, but `datasets[0]` (digits) has 10 " \
+           "classes" in err
+
+
+def test_a_model_that_returns_no_tensor_is_one_line(write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    grid = _model_grid(write_grid, tmp_path, torch="torch_pair")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    assert code == 2 and "\n" not in err.strip(), err
+    assert "'mine' (torch), called once on a batch of `datasets[0]` (digits): returned tuple, not a tensor " \
+           "of logits (batch, K)" in err
+
+
+def test_a_factory_that_kills_its_process_is_one_line(write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    grid = _model_grid(write_grid, tmp_path, torch="torch_exit")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    assert code == 2 and "\n" not in err.strip(), err
+    assert "`models`: calling the plug-in models once with torch failed (exit code 3)" in err
+
+
+def test_a_keras_model_with_a_softmax_head_is_refused(write_grid, tmp_path, capsys):
+    pytest.importorskip("keras")
+    grid = _model_grid(write_grid, tmp_path, keras="keras_softmax", backends="[keras]")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    assert code == 2, err
+    assert "'mine' (keras/tensorflow): outputs probabilities" in err and "classifier_activation=None" in err
+
+
+def test_cross_backend_pairing_of_a_user_model_with_different_layouts_names_the_first_differing_layer(
+        write_grid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    grid = _model_grid(write_grid, tmp_path, keras="keras_wider", backends="[torch, keras]",
+                       pairing="cross-backend")
+    code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
+    line = err.strip()
+    assert code == 2 and "\n" not in line, err
+    assert "`models[0]`: pairing: cross-backend: model 'mine' builds different layers in torch and " \
+           "keras/tensorflow, first layer dense0 (dense0.kernel: (64, 16) vs (64, 24))" in line
+
+
+def test_cross_backend_pairing_of_a_matching_user_mlp_runs_from_the_same_weights(write_grid, tmp_path, capsys):
+    """The README's promise: `run` takes a user model written in both frameworks under
+    cross-backend pairing, and both backends start from the same drawn weights."""
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    import numpy as np
+
+    from ablate import backends
+    from ablate.api import load_grid
+    from ablate.data.catalogue import load_dataset
+    from ablate.execution.runner import trainer_options
+    from ablate.execution.store import RunStore
+
+    grid_path = _model_grid(write_grid, tmp_path, backends="[torch, keras]", pairing="cross-backend")
+    code, out, err = _cli(capsys, "run", grid_path, "--results", tmp_path / "r", "--workers", "2")
+    assert code == 0, err
+    statuses = RunStore(tmp_path / "r", "plug").statuses()
+    assert sorted(statuses.values()) == ["completed", "completed"]
+    grid = load_grid(grid_path)
+    ds = grid.datasets[0]
+    data = load_dataset(ds.name, train_size=ds.train_size, test_size=ds.test_size, val_fraction=ds.val_fraction)
+    start = {}
+    for spec in grid.runs():
+        backend = backends.load(spec.backend)
+        start[spec.backend] = dict(backend.create_trainer(**trainer_options(spec, data)).shared_weights())
+    torch_w, keras_w = start["torch"], start["keras/tensorflow"]
+    assert sorted(torch_w) == sorted(keras_w) == ["dense0.bias", "dense0.kernel", "dense1.bias", "dense1.kernel"]
+    for name in torch_w:
+        np.testing.assert_array_equal(torch_w[name], keras_w[name])

@@ -38,20 +38,19 @@ def test_run_ids_keep_their_value_within_backend_and_change_across():
     assert RunSpec.from_dict(cross.to_dict()) == cross and RunSpec.from_dict(within.to_dict()) == within
 
 
-def test_preflight_refuses_a_model_without_a_shared_layout():
+def test_preflight_leaves_a_user_models_layout_to_the_model_check():
+    """Every built-in model has a planned layout; a user model's is read off the built models and
+    compared when preflight calls them (tests/test_hardening_round3_inputs.py), not refused here."""
     import dataclasses
 
     from ablate.execution.preflight import check_pairing
 
     grid = parse_grid({**BASE, "pairing": "cross-backend", "models": ["mlp", "fastai-cnn"]})
-    check_pairing(grid)  # every built-in model has a layout
+    check_pairing(grid)
     from ablate.config import ModelSpec
 
     user = ModelSpec("resnet", torch="mine:resnet", keras="mine:resnet_k")
-    check_pairing(dataclasses.replace(grid, models=(user,), pairing="within-backend"))
-    with pytest.raises(ConfigError, match=r"^<grid>: `models\[0\]`: pairing: cross-backend needs a shared "
-                                          r"weight layout, which exists for .*, but got 'resnet'$"):
-        check_pairing(dataclasses.replace(grid, models=(user,)))
+    check_pairing(dataclasses.replace(grid, models=(user,)))
 
 
 def _cross(runs: pd.DataFrame) -> pd.DataFrame:

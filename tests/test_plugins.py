@@ -154,15 +154,19 @@ def test_user_data_problems_are_one_line_before_any_run(tmp_path):
         check_environment(load_grid(folder / "grid.yaml"))
 
 
-def test_a_factory_that_returns_no_model_fails_the_run_not_the_sweep(tmp_path):
+def test_a_factory_that_returns_no_model_is_refused_before_any_run(tmp_path):
+    """Preflight calls each plug-in model once on a real batch (ablate.execution.model_check), so a
+    factory that returns no model is one line before any run, not a failed run per cell."""
     folder = write_user_package(tmp_path / "proj")
     grid = GRID.replace("backends: [torch, keras]", "backends: [torch]").replace("seeds: 3", "seeds: 1")
     grid = grid.replace("mymodels:tiny_torch", "mymodels:not_a_model")
     grid = grid.replace("analysis: {compare: [[explicit, loss], [none, calm]], ", "analysis: {")
     (folder / "grid.yaml").write_text(grid)
     out = _ablate("run", folder / "grid.yaml", "--results", tmp_path / "r", "--workers", "1")
-    assert out.returncode == 1
-    assert "the torch factory returned str, not an nn.Module" in out.stderr
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "`models[0]`: 'tiny' (torch), called once on a batch of `datasets[0]` (cancer): model 'tiny': " \
+        in out.stderr and "the torch factory returned str, not an nn.Module" in out.stderr
+    assert not (tmp_path / "r" / "plug").exists() or not any((tmp_path / "r").rglob("record.json"))
 
 
 def _install_plugpkg(tmp_path: Path) -> dict[str, str]:

@@ -69,7 +69,7 @@ class Backend(ABC):
     def create_trainer(self, *, model: str, input_shape: tuple[int, ...], num_classes: int,
                        train: TrainConfig, loss_smoothing: float, seed: int, soft_targets: bool = False,
                        factory: str | None = None, search_paths: Sequence[str] = (),
-                       initial_weights: list[tuple[str, np.ndarray]] | None = None,
+                       initial_weights: list[tuple[str, np.ndarray]] | Callable[..., list] | None = None,
                        loss: Callable[..., object] | None = None) -> Trainer:
         """Build a model with weights drawn from ``seed`` and its optimiser.
 
@@ -79,10 +79,20 @@ class Backend(ABC):
         ``module:function`` (looked up in ``search_paths`` first); None builds the registered
         model ``model``. The framework is seeded with ``seed`` before the factory is called.
         ``initial_weights`` (``pairing: cross-backend``): named arrays in the neutral layout of
-        :mod:`ablate.backends.weights` that replace the drawn weights; a mismatch is a one-line
-        BackendError. ``loss``: a trick's loss in this framework's argument order, its params
+        :mod:`ablate.backends.weights` that replace the drawn weights, or a callable that takes
+        the built model's neutral ``(name, shape)`` layout and returns them (a plug-in model);
+        a mismatch is a one-line BackendError. ``loss``: a trick's loss in this framework's argument order, its params
         already bound, returning the batch mean; None is the framework's cross-entropy above.
         """
+
+    def call_model(self, *, model: str, input_shape: tuple[int, ...], num_classes: int, x: np.ndarray,
+                   factory: str | None = None, search_paths: Sequence[str] = (),
+                   layout: bool = False) -> tuple[np.ndarray, list[tuple[str, tuple[int, ...]]] | str | None]:
+        """Build ``model`` (seeded with 0) and call it once in inference mode on ``x`` (as
+        :class:`Trainer` inputs), for preflight. Returns its raw outputs as float64 numpy and,
+        with ``layout``, its neutral weight layout (or why it has none). An output that is not a
+        tensor is a one-line BackendError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot call a model once")
 
     def free_device_memory(self) -> int | None:
         """Free bytes on this backend's accelerator, for `--pack auto`; None on the CPU."""

@@ -237,8 +237,25 @@ class KerasBackend(Backend):
         keras.utils.set_random_seed(seed)
         net = keras_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
+            if callable(initial_weights):  # a plug-in model: drawn for the layout it built
+                initial_weights = initial_weights(shared_layout(net))
             load_shared_weights(net, initial_weights)
         return KerasTrainer(net, train, loss_smoothing, loss)
+
+    def call_model(self, *, model: str, input_shape: tuple[int, ...], num_classes: int, x: np.ndarray,
+                   factory: str | None = None, search_paths: Sequence[str] = (), layout: bool = False):
+        keras.utils.set_random_seed(0)
+        net = keras_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
+        out = net(np.asarray(x, np.float32), training=False)
+        if isinstance(out, (tuple, list, dict)):
+            raise BackendError(f"returned {type(out).__name__}, not a tensor of logits (batch, K)")
+        values = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+        if not layout:
+            return values, None
+        try:
+            return values, shared_layout(net)
+        except BackendError as exc:
+            return values, str(exc)
 
     def environment(self) -> Mapping[str, str]:
         engine = keras.backend.backend()

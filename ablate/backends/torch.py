@@ -177,6 +177,13 @@ def shared_layout(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(name, neutral(kind, tuple(t.shape))) for name, t, kind in _shared_slots(model)]
 
 
+def _layout_or_reason(model: nn.Module):
+    try:
+        return shared_layout(model)
+    except BackendError as exc:
+        return str(exc)
+
+
 def export_shared_weights(model: nn.Module) -> list[tuple[str, np.ndarray]]:
     """The model's weights in the neutral layout, batch-norm statistics included."""
     return [(name, _from_torch(kind, t.detach().cpu().numpy())) for name, t, kind in _shared_slots(model)]
@@ -215,8 +222,22 @@ class TorchBackend(Backend):
         torch.manual_seed(seed)  # the same seed gives every arm the same initial weights
         net = torch_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
         if initial_weights is not None:  # pairing: cross-backend
+            if callable(initial_weights):  # a plug-in model: drawn for the layout it built
+                initial_weights = initial_weights(shared_layout(net))
             load_shared_weights(net, initial_weights)
         return TorchTrainer(net, train, loss_smoothing, self.device, soft_targets, loss)
+
+    def call_model(self, *, model: str, input_shape: tuple[int, ...], num_classes: int, x: np.ndarray,
+                   factory: str | None = None, search_paths: Sequence[str] = (), layout: bool = False):
+        torch.manual_seed(0)
+        net = torch_models.build_model(model, tuple(input_shape), num_classes, factory, search_paths)
+        net.eval()
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x, np.float32))
+        with torch.no_grad():
+            out = net(xt)
+        if not isinstance(out, torch.Tensor):
+            raise BackendError(f"returned {type(out).__name__}, not a tensor of logits (batch, K)")
+        return out.detach().double().cpu().numpy(), (_layout_or_reason(net) if layout else None)
 
     def free_device_memory(self) -> int | None:
         """Free memory of this backend's GPU (other workers on it count as used); None on the CPU."""

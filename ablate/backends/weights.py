@@ -104,11 +104,14 @@ def check_same_layout(a: Sequence[tuple[str, tuple[int, ...]]], b: Sequence[tupl
     da, db = {n: tuple(s) for n, s in a}, {n: tuple(s) for n, s in b}
     if da == db:
         return
-    diff = sorted(n for n in set(da) | set(db) if da.get(n) != db.get(n))
-    first = diff[0]
+    # The first differing layer in build order (``a``'s, then what only ``b`` builds).
+    order = list(dict.fromkeys([n for n, _ in a] + [n for n, _ in b]))
+    first = next(n for n in order if da.get(n) != db.get(n))
+    layer = first.partition(".")[0]
     raise BackendError(f"pairing: cross-backend: model {model!r} builds different layers in {names[0]} and "
-                       f"{names[1]} ({first}: {da.get(first, 'absent')} vs {db.get(first, 'absent')}); "
-                       f"build the same layers in the same order, or use pairing: within-backend")
+                       f"{names[1]}, first layer {layer} ({first}: {da.get(first, 'absent')} vs "
+                       f"{db.get(first, 'absent')}); build the same layers in the same order, or use "
+                       f"pairing: within-backend")
 
 
 def draw_layers(layers: Sequence[_Layer], seed: int) -> NamedArrays:

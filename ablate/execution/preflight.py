@@ -4,7 +4,9 @@ The grid's own values were checked when it was parsed; what is checked here need
 machine or the data: frameworks are installed, datasets are here (a downloadable one is
 fetched once, now), user modules can be found, and every model, dataset and option fits
 the others (an image model on feature vectors, a subset larger than the data, a model too
-small for the input). Each failure is one line naming the grid key.
+small for the input). Plug-in models are called once on a real batch
+(:mod:`ablate.execution.model_check`), and tricks' parts once on real data. Each failure is
+one line naming the grid key.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def check_environment(grid: Grid, *, fetch: bool = True) -> list[str]:
             ref = getattr(model, framework)
             if isinstance(ref, str) and framework in {framework_of(b) for b in grid.backends}:
                 _check_module(grid, f"models[{i}].{framework}", ref, search)
-    shapes = [_dataset_shape(grid, i, ds, search, fetch, notes) for i, ds in enumerate(grid.datasets)]
+    loaded: dict[int, catalogue.Dataset] = {}  # dataset index -> its data, once loaded here
+    shapes = [_dataset_shape(grid, i, ds, search, fetch, notes, loaded) for i, ds in enumerate(grid.datasets)]
     for (i, ds), shape in zip(enumerate(grid.datasets), shapes):
         is_image = len(shape) == 3
         if not is_image:
@@ -59,13 +62,23 @@ def check_environment(grid: Grid, *, fetch: bool = True) -> list[str]:
             except BackendError as exc:
                 raise ConfigError(f"{grid.source}: `models[{j}]`: {exc} (`datasets[{i}]`, {ds.name})") from None
     check_pairing(grid)
-    if any(note.startswith("`datasets[0]`") for note in notes):
+    unfetched = {i for i in range(len(grid.datasets)) if any(n.startswith(f"`datasets[{i}]`") for n in notes)}
+    from ablate.execution import model_check
+
+    if not all(model_check.is_builtin(m) for m in grid.models):
+        for i in range(len(grid.datasets)):
+            if i not in unfetched:
+                _load(grid, i, search, loaded)
+        if unfetched:
+            notes.append("the plug-in models are called once on the datasets not here when `run` has fetched them")
+        model_check.check_models(grid, loaded, search)
+    if 0 in unfetched:
         from ablate.execution.runner import run_trick
 
         if any(run_trick(spec).parts() for spec in grid.runs()):
             notes.append("the tricks' parts are called once on `datasets[0]` when `run` has fetched it")
     else:
-        check_tricks(grid, search, shapes)
+        check_tricks(grid, search, shapes, loaded)
     return notes
 
 
@@ -80,7 +93,22 @@ def check_sendable(grid: Grid) -> None:
             raise ConfigError(f"{grid.source}: `{key}`: {fn.token} cannot be sent to the workers: {why}")
 
 
-def check_tricks(grid: Grid, search: tuple[str, ...] = (), shapes: list[tuple[int, ...]] | None = None) -> None:
+def _load(grid: Grid, i: int, search: tuple[str, ...], loaded: dict[int, catalogue.Dataset]) -> catalogue.Dataset:
+    """Dataset ``i`` of the grid as a run loads it, loaded once per check."""
+    if i not in loaded:
+        ds = grid.datasets[i]
+        try:
+            loaded[i] = catalogue.load_dataset(ds.name, path=ds.path, loader=ds.loader, search_paths=search,
+                                               train_size=ds.train_size, test_size=ds.test_size,
+                                               val_fraction=ds.val_fraction, preprocess=ds.preprocess,
+                                               image_size=ds.image_size)
+        except (DatasetError, AblateError) as exc:
+            raise ConfigError(f"{grid.source}: `datasets[{i}]`: {exc}") from None
+    return loaded[i]
+
+
+def check_tricks(grid: Grid, search: tuple[str, ...] = (), shapes: list[tuple[int, ...]] | None = None,
+                 loaded: dict | None = None) -> None:
     """Call each part of each arm's trick once, on a tiny batch of the real data, before any run.
 
     A reference that does not import, a part that returns the wrong shape or dtype, a batch part
@@ -104,14 +132,7 @@ def check_tricks(grid: Grid, search: tuple[str, ...] = (), shapes: list[tuple[in
             if trick.images_only and shape is not None and len(shape) != 3:
                 raise ConfigError(f"{grid.source}: `arms.{arm}`: trick {trick.name!r} needs images, but "
                                   f"`datasets[{i}]` ({ds.name}) holds feature vectors of shape {tuple(shape)}")
-    first = grid.datasets[0]
-    try:
-        data = catalogue.load_dataset(first.name, path=first.path, loader=first.loader, search_paths=search,
-                                      train_size=first.train_size, test_size=first.test_size,
-                                      val_fraction=first.val_fraction, preprocess=first.preprocess,
-                                      image_size=first.image_size)
-    except (DatasetError, AblateError) as exc:
-        raise ConfigError(f"{grid.source}: `datasets[0]`: {exc}") from None
+    data = _load(grid, 0, search, loaded if loaded is not None else {})
     n = min(8, len(data.x_train))
     x = np.ascontiguousarray(data.x_train[:n], np.float32)
     k = data.num_classes
@@ -203,7 +224,7 @@ def _check_module(grid: Grid, key: str, reference: str, search: tuple[str, ...])
 
 
 def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...], fetch: bool = True,
-                   notes: list[str] | None = None) -> tuple[int, ...]:
+                   notes: list[str] | None = None, loaded: dict | None = None) -> tuple[int, ...]:
     """The shape of one example, after checking the dataset is here and its sizes fit.
 
     A downloadable dataset that is not here is fetched now, or, without ``fetch``, named in
@@ -215,6 +236,8 @@ def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...], fetch: bool 
             data = catalogue.load_dataset(ds.name, loader=ds.loader, search_paths=search,
                                           train_size=ds.train_size, test_size=ds.test_size,
                                           val_fraction=ds.val_fraction, preprocess=ds.preprocess)
+            if loaded is not None and ds.image_size is None:
+                loaded[i] = data
             return data.input_shape
         try:
             catalogue.check_available(ds.name, ds.path, download=False)
@@ -274,12 +297,15 @@ def _check_sizes(key: str, ds, n_train: int | None, n_test: int | None) -> None:
 
 
 def check_pairing(grid: Grid) -> None:
-    """Under ``pairing: cross-backend`` every model needs a shared initial-weight layout."""
+    """Under ``pairing: cross-backend`` every model needs a shared initial-weight layout: a
+    built-in's is planned in :mod:`ablate.backends.weights`; a plug-in model's is read off the
+    built models and compared across backends by :mod:`ablate.execution.model_check`."""
     from ablate.backends import weights
+    from ablate.execution.model_check import is_builtin
 
     if grid.pairing != "cross-backend":
         return
     for i, model in enumerate(grid.models):
-        if model.is_user or not weights.has_layout(model.name):
+        if is_builtin(model) and not weights.has_layout(model.name):
             raise ConfigError(f"{grid.source}: `models[{i}]`: pairing: cross-backend needs a shared "
                               f"weight layout, which exists for {weights.LAYOUT_MODELS}, but got {model.name!r}")

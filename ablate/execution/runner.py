@@ -262,12 +262,24 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
 
 def shared_initial_weights(spec: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
     """The ``create_trainer`` keyword for ``spec``'s pairing: under ``cross-backend``, the
-    (model, seed)'s weights drawn once in numpy, the same for every backend and arm."""
+    (model, seed)'s weights drawn once in numpy, the same for every backend and arm.
+
+    A built-in model's layout is planned in :mod:`ablate.backends.weights`; any other model's is
+    read off the built model, so the keyword is a callable ``layout -> arrays`` that the backend
+    calls with it (:func:`ablate.backends.weights.draw_layout`; preflight checked that every
+    backend builds the same layout, so every backend draws the same arrays)."""
     if getattr(spec, "pairing", "within-backend") != "cross-backend":
         return {}
     from ablate.backends import weights
 
-    return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.seed)}
+    if spec.model_factory is None and weights.has_layout(spec.model):
+        return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.seed)}
+    seed = spec.seed
+
+    def draw_for(layout):
+        return weights.draw_layout(layout, seed)
+
+    return {"initial_weights": draw_for}
 
 
 def host_batches(x_train: np.ndarray, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int,

@@ -249,5 +249,5 @@ def test_a_user_model_pair_that_differs_is_refused(torch_backend, keras_backend)
 
     t, k = _user_models(hidden_keras=32)
     with pytest.raises(BackendError, match=r"^pairing: cross-backend: model 'mine' builds different layers in "
-                                           r"torch and keras \(dense0.bias: \(16,\) vs \(32,\)\)"):
+                                           r"torch and keras, first layer dense0 \(dense0.kernel: \(64, 16\) vs \(64, 32\)\)"):
         weights.check_same_layout(tb.shared_layout(t), kb.shared_layout(k), model="mine")
