@@ -96,7 +96,9 @@ OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
 PAIRINGS = ("within-backend", "cross-backend")
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
-NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
+# The seed of each source of randomness in a factorial design (`seeds: {init: 4, ...}`).
+SOURCE_COLUMNS = ("init", "order", "augment", "split")
+NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, *SOURCE_COLUMNS, "status", "run_id", "started_at",
                         "finished_at", "seconds", "error", "method", "_row"})
 KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
 RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")

@@ -26,7 +26,8 @@ RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoot
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
                      "overconfidence", "temperature", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
-                     "params", "trick")
+                     "params", "trick", "init", "order", "augment", "split")
+SOURCE_COLUMNS = ("init", "order", "augment", "split")  # a factorial `seeds:` cell's seed per source
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
 
