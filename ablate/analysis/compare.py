@@ -343,7 +343,33 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
         b_low=res.interval_b.low, b_high=res.interval_b.high,
     )
     row_notes = [n.split(": ", 1)[1] for n in notes]
+    design_sd = _design_sd(side_a, side_b, metric, common[~nan])
+    if design_sd is not None and not res.constant and not res.identical:
+        row["seeds_needed"] = stats.seeds_needed(design_sd, margin, power=TARGET_POWER, alpha=alpha)
+        row["seeds_needed_observed"] = stats.seeds_needed(design_sd, margin, power=TARGET_POWER, alpha=alpha,
+                                                          true_diff=res.mean_diff)
+        detail["sd_diff"] = design_sd
+        row_notes.append(f"seeds_needed uses the SD of the paired difference that the factorial implies "
+                         f"when each seed draws every source anew ({design_sd:.4g}; the sum of its variance "
+                         f"components)")
     return row, detail, row_notes, notes, res.identical, res.constant
+
+
+def _design_sd(side_a: pd.DataFrame, side_b: pd.DataFrame, metric: str, seeds) -> float | None:
+    """The SD of a - b implied by a balanced factorial seed design (None when it is not one)."""
+    from ablate.analysis import variance
+
+    factors = variance.design_factors(side_a)
+    if not factors or not len(seeds):
+        return None
+    a = side_a.set_index("seed").loc[seeds]
+    b = side_b.set_index("seed").loc[seeds]
+    frame = a[factors].assign(d=a[metric].to_numpy() - b[metric].to_numpy()).reset_index(drop=True)
+    table = variance.balanced_table(frame, factors, "d")
+    if table is None:
+        return None
+    res = variance.variance_components(table[0], factors, rng=np.random.default_rng(0), n_draws=0)
+    return math.sqrt(res.total) if res.total > 0 else None
 
 
 def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, side_b, alpha,

@@ -179,6 +179,9 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     written: list[Path] = []
     summary = summary_table(runs, [m for m in SUMMARY_METRICS if m in runs.columns] +
                             [m for m in metrics if m not in SUMMARY_METRICS])
+    from ablate.analysis import variance as var_mod
+
+    components = var_mod.components_table(runs, metrics, rng=np.random.default_rng(0))
     seq, comparisons_csv = None, comparisons.table
     if looks:
         seq = seq_mod.sequential_comparisons(measured, looks=looks, margins={m: margins[m] for m in metrics},
@@ -196,10 +199,13 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons_csv)):
         table.to_csv(out / name, index=False)
         written.append(out / name)
+    if len(components):
+        components.to_csv(out / "variance.csv", index=False)
+        written.append(out / "variance.csv")
 
     figure_paths: dict[str, Path] = {}
     if figures:
-        figure_paths = _draw_figures(runs, histories, reliability, comparisons, out, metrics)
+        figure_paths = _draw_figures(runs, histories, reliability, comparisons, out, metrics, components)
         if seq is not None and len(seq.looks):
             from ablate.analysis.figures import sequential as seq_figs
             from ablate.analysis.figures._style import save_figure
@@ -210,19 +216,23 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
 
     md = _markdown(runs, summary, comparisons, title=title, alpha=alpha, correction=correction,
                    corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out)
+    sources_md = variance_markdown(components, runs, external=external)
+    if sources_md:
+        md = md.replace("\n## Summary per cell", "\n" + sources_md + "\n## Summary per cell", 1)
     if seq is not None:
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
     (out / "report.md").write_text(md)
     written.append(out / "report.md")
     written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
                                    comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
-                                   overrides=overrides, binning=binning, context=context))
+                                   overrides=overrides, binning=binning, context=context,
+                                   variance_md=sources_md))
     if latex:
         written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary))
     return written
 
 
-def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics) -> dict[str, Path]:
+def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics, components=None) -> dict[str, Path]:
     from ablate.analysis.figures import calibration as cal_figs
     from ablate.analysis.figures import power as power_figs
     from ablate.analysis.figures import runs as run_figs
@@ -251,7 +261,70 @@ def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics)
         save("temperature_scaling", cal_figs.temperature_effect(done))
     if len(comparisons.table):
         save("power", power_figs.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy"))
+    if components is not None and len(components):
+        from ablate.analysis.figures import variance as var_figs
+
+        save("variance_components", var_figs.source_shares(components))
     return paths
+
+
+def _share(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{100 * value:.0f}%"
+    return f"{100 * value:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def variance_markdown(components, runs, *, external: bool = False) -> str:
+    """The report.md section on the sources of randomness: the variance components as a table
+    (share of each source, with its 95% interval, per cell, arm and metric), or, for a plain
+    `seeds: N` study, which sources that design randomises. "" for a table made elsewhere
+    without source columns."""
+    from ablate.analysis.variance import SOURCE_COLUMNS
+
+    lines = ["## Where the spread comes from (sources of randomness)", ""]
+    has_sources = any(c in runs and runs[c].notna().any() for c in SOURCE_COLUMNS)
+    if not len(components):
+        if external and not has_sources:
+            return ""
+        if has_sources:
+            lines.append("The runs name their sources of randomness, but no cell is a complete balanced "
+                         "factorial with a source of two or more seeds, so no variance components are estimated.")
+        else:
+            lines.append("This study's `seeds: N` draws one seed per run that drives the initial weights, the "
+                         "batch order and the augmentation together (init, order and augment), and holds the "
+                         "train/validation split fixed (split seed 0). Its seed-to-seed spread mixes those "
+                         "three sources and leaves out the data split. To separate them, name the sources: "
+                         "`seeds: {init: 4, order: 4, split: 3}`.")
+        return "\n".join(lines + [""])
+    factors = [s for s in components["source"].unique() if ":" not in s and "+" not in s and s != "residual"]
+    lines.append(f"Randomised sources: {', '.join(factors)}; each is crossed with the others (a full factorial). "
+                 "Shares are balanced-ANOVA variance components (negative estimates count as 0), with "
+                 "95% generalized confidence intervals; `variance.csv` holds the variances and their intervals. "
+                 "With one run per cell the top interaction cannot be told from the residual (the "
+                 "nondeterminism floor): it is shown as `… + residual`.")
+    lines.append("")
+    sources = list(dict.fromkeys(components["source"]))
+    keys = ["backend", "dataset", "model", "arm", "smoothing", "metric"]
+    lines.append("| " + " | ".join(["setting", "arm", "metric", "total SD", *sources]) + " |")
+    lines.append("|" + "---|" * (4 + len(sources)))
+    for key, group in components.groupby(keys, sort=False):
+        backend, dataset, model, arm, eps, metric = key
+        setting = " / ".join(str(p) for p in (backend, dataset, model) if p != "-") or "all runs"
+        if eps:
+            setting += f", ε = {eps:g}"
+        total = float(group["variance"].clip(lower=0).sum())
+        scale, unit = (100.0, " pp") if metric == "accuracy" else (1.0, "")
+        cells = []
+        for source in sources:
+            row = group[group["source"] == source]
+            cells.append(_share(*row[["share", "share_low", "share_high"]].iloc[0]) if len(row) else "–")
+        lines.append(f"| {setting} | {arm} | {metric} | {scale * math.sqrt(total):.3g}{unit} | " + " | ".join(cells) + " |")
+    top = (components.sort_values("share", ascending=False).groupby(["arm", "metric"], sort=False).head(1))
+    leaders = sorted({f"{r.metric}: {r.source} ({100 * r.share:.0f}%, {r.arm})" for r in top.itertuples()})
+    lines += ["", "Largest share per arm and metric: " + "; ".join(leaders) + "."]
+    return "\n".join(lines + [""])
 
 
 def _group_reliability(reliability) -> dict[tuple, dict[str, Any]]:
