@@ -164,3 +164,44 @@ def test_report_writes_variance_csv_table_and_figure(tmp_path):
     assert '<table class="variance">' in html
     comp = pd.read_csv(out / "comparisons.csv")
     assert comp["note"].str.contains("factorial implies").any()
+
+
+def test_runs_table_pairs_on_source_columns_without_a_seed(tmp_path):
+    from ablate.analysis.compare import compare_runs, load_runs_table
+    from ablate.errors import InputError
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for i, o in itertools.product(range(3), range(3)):
+        base = 0.9 + 0.01 * i + rng.normal(0, 0.002)
+        rows += [dict(arm="a", init=i, order=o, accuracy=base + rng.normal(0, 0.001)),
+                 dict(arm="b", init=i, order=o, accuracy=base + 0.001 + rng.normal(0, 0.001))]
+    path = tmp_path / "runs.csv"
+    pd.DataFrame(rows).sample(frac=1, random_state=0).to_csv(path, index=False)  # any row order
+    table = load_runs_table(path)
+    assert sorted(table["seed"].unique()) == list(range(9))
+    # Each seed is one (init, order) cell, the same for both arms.
+    assert (table.groupby("seed")[["init", "order"]].nunique() == 1).all().all()
+    comp = compare_runs(table, margins={"accuracy": 0.01})
+    assert comp.table["n"].iloc[0] == 9
+    assert set(variance.components_table(table.assign(status="completed"), ["accuracy"],
+                                         rng=np.random.default_rng(0))["source"]) == {"init", "order",
+                                                                                      "init:order + residual"}
+    bad = pd.DataFrame(rows).assign(seed=0)
+    bad.to_csv(path, index=False)
+    with pytest.raises(InputError, match="seed"):
+        load_runs_table(path)
+    neg = pd.DataFrame(rows).assign(init=-1)
+    neg.to_csv(path, index=False)
+    with pytest.raises(InputError, match="source column `init`"):
+        load_runs_table(path)
+
+
+def test_mlflow_params_carry_the_sources():
+    from ablate.export.mlflow import run_params
+
+    params = run_params({"backend": "torch", "arm": "none", "seed": 3,
+                         "sources": {"init": 1, "order": 0, "augment": 0, "split": 2},
+                         "dataset": {"name": "digits", "bootstrap": False}})
+    assert (params["init"], params["order"], params["augment"], params["split"]) == ("1", "0", "0", "2")
+    assert "sources.init" not in params

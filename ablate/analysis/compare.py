@@ -204,6 +204,8 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df = df.rename(columns=lambda c: str(c).strip())
     allowed = (f"required: {', '.join(REQUIRED)} and at least one numeric metric column; "
                f"optional: {', '.join([*OPTIONAL_DEFAULTS, 'status'])}")
+    if "seed" not in df.columns and any(c in df.columns for c in SOURCE_COLUMNS):
+        df = df.assign(seed=np.nan)  # the cells of the source columns become the seeds (_source_cells)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         _fail(source, f"missing column(s) {', '.join(missing)}; {allowed}; "
@@ -227,6 +229,7 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad_pairing:
         _fail(source, f"column `pairing` has unknown value(s) {_listing(bad_pairing)}; "
                       f"allowed: {', '.join(PAIRINGS)}")
+    df = _source_cells(df, source)
     df["seed"] = _as_number(df, "seed", source, integer=True)
     df["repeat"] = _as_number(df, "repeat", source, integer=True)
     if (df["repeat"] < 0).any():
@@ -254,6 +257,35 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if not _metric_columns(df):
         _fail(source, f"no numeric metric column (e.g. {', '.join(KNOWN_METRICS)}); {allowed}; "
                       f"got {', '.join(map(str, df.columns))}")
+    return df
+
+
+def _source_cells(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check the source columns (init, order, augment, split) of a table that has them.
+
+    They must hold integers >= 0 on every row. Without a ``seed`` column each distinct
+    combination becomes one cell, numbered in sorted order as ``seed``, so arms pair on
+    the whole cell; with one, ``seed`` must name one combination.
+    """
+    present = [c for c in SOURCE_COLUMNS if c in df.columns and df[c].notna().any()]
+    if not present:
+        return df
+    for column in present:
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() | (values != np.round(values)) | (values < 0)
+        if bad.any():
+            _fail(source, f"source column `{column}` must hold integer seeds >= 0 on every row; got "
+                          f"{_listing(df.loc[bad, column].unique())} ({_where(df, df.index[bad][0])})")
+        df[column] = values.astype(np.int64)
+    if df["seed"].isna().all():
+        cells = df[present].drop_duplicates().sort_values(present).reset_index(drop=True)
+        cells["seed"] = np.arange(len(cells))
+        return df.drop(columns=["seed"]).merge(cells, on=present, how="left")
+    per_seed = df.groupby(df["seed"].astype(str))[present].nunique()
+    split = per_seed[(per_seed > 1).any(axis=1)]
+    if len(split):
+        _fail(source, f"column `seed` must name one cell of the source columns {', '.join(present)}, but seed "
+                      f"{split.index[0]} has several; leave `seed` out to pair arms on the sources")
     return df
 
 
