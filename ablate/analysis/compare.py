@@ -1068,7 +1068,9 @@ def _power_sentence(row: Mapping, sd: float, alpha: float) -> str:
         real = f"if the true difference is the observed {shown}, more than 100000 seeds would be needed"
     else:
         real = f"if the true difference is the observed {shown}, {int(observed)} seeds would be needed"
-    return (f"Power (planning, with the observed SD of the paired differences, "
+    which = ("the SD of the paired differences that the factorial implies for a seed drawing every source "
+             "anew" if "factorial implies" in str(row.get("note", "")) else "the observed SD of the paired differences")
+    return (f"Power (planning, with {which}, "
             f"{_amount(sd, metric, margin, signed=False)}): {equal}; {real} ({row['n']} were used).")
 
 

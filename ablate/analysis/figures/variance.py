@@ -22,12 +22,11 @@ def source_shares(table, ax=None):
 
     with style():
         frame = table.copy()
-        settings = frame[["backend", "dataset", "model", "smoothing"]].drop_duplicates()
-        many = len(settings) > 1
-        frame["bar"] = frame["arm"].astype(str)
-        if many:
-            frame["bar"] = frame.apply(lambda r: f"{r['arm']}\n{r['backend']} {r['dataset']} {r['model']}"
-                                       + (f" ε={r['smoothing']:g}" if r["smoothing"] else ""), axis=1)
+        many = len(frame[["backend", "dataset", "model"]].drop_duplicates()) > 1
+        several_eps = frame.loc[frame["smoothing"] != 0, "smoothing"].nunique() > 1
+        frame["bar"] = frame.apply(
+            lambda r: str(r["arm"]) + (f" ε={r['smoothing']:g}" if several_eps and r["smoothing"] else "")
+            + (f"\n{r['backend']} {r['dataset']} {r['model']}" if many else ""), axis=1)
         metrics = list(dict.fromkeys(frame["metric"]))
         sources = list(dict.fromkeys(frame["source"]))
         interactions = [s for s in sources if s not in SOURCE_COLOURS]
