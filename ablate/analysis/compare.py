@@ -45,6 +45,11 @@ gives ``different``; anything else is ``inconclusive``. Differences that are con
 within float noise (``stats`` module doc) have no test: from 5 pairs on, the verdict is
 ``equivalent`` when that exact value is inside ``±margin`` and ``different`` otherwise.
 
+Spread: every row also carries the SD ratio ``sd_a / sd_b`` with its exact (1 - 2 alpha)
+interval (Pitman-Morgan when paired, F for Welch rows), a TOST of it against
+``[1/m, m]`` (``m`` = the ``sd_ratio`` entry of ``margins``, default 1.5) and ``sd_verdict``
+(:func:`_sd_verdict`: the mean's rules on the ratio; p-values adjusted as their own family).
+
 ``seeds_needed`` is the TOST sample size for 80% power if the arms were truly equal
 (true difference 0); ``seeds_needed_observed`` the same if the true difference were
 the observed mean difference (empty when that is at or beyond the margin: not
