@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -
 TORCH_PIN := torch==2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-fast study study-tricks clean-venv fashion-data chromium
+.PHONY: install demo test test-fast study study-tricks study-sources clean-venv fashion-data chromium
 
 install: $(STAMP)
 
@@ -57,6 +57,10 @@ study: install
 study-tricks: install
 	$(BIN)/python -m ablate run examples/fashion_tricks.yaml
 	$(BIN)/python -m ablate report --study fashion-tricks
+# Issue 21's sources-of-randomness study (about 15 minutes on 2 cores).
+study-sources: install
+	$(BIN)/python -m ablate run examples/fashion_sources.yaml --workers 2
+	$(BIN)/python -m ablate report --study fashion-sources
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import math
 import pickle
 import re
@@ -30,6 +31,7 @@ BINNINGS: tuple[str, ...] = ("uniform", "quantile")
 # cross-backend: one numpy draw per (model, seed) shared by every backend, so they pair.
 PAIRINGS: tuple[str, ...] = ("within-backend", "cross-backend")
 DEFAULT_MARGINS: Mapping[str, float] = {"accuracy": 0.005, "ece": 0.01, "nll": 0.02}
+SOURCES = ("init", "order", "augment", "split")  # the sources of randomness a `seeds:` mapping names
 SD_RATIO_KEY = "sd_ratio"  # analysis.margins.sd_ratio: the SD ratio's equivalence band [1/m, m], m > 1
 
 
@@ -251,6 +253,7 @@ class DatasetSpec:
     val_fraction: float = 0.1  # held out from the training data, never from the test set
     preprocess: str = "standardize"  # fitted on the training split only
     image_size: int | None = None  # imagenette only: images are resized to this square size
+    bootstrap: bool = False  # the `split` seed also resamples the training set with replacement
 
     @property
     def label(self) -> str:
@@ -316,10 +319,21 @@ class RunSpec:
     origin: str | None = None  # the grid file's folder: where user modules are looked up first
     params: Mapping[str, float] = field(default_factory=dict)  # the trick's params, defaults filled in
     trick: TrickSpec | None = None  # a grid-declared trick's parts; None for a registered trick
+    # One seed per source of randomness (SOURCES) in a factorial `seeds:` mapping; then `seed` is the
+    # cell's index in the factorial. Empty: `seed` drives init, order and augment, and split is 0.
+    sources: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.method:
             object.__setattr__(self, "method", self.arm)
+
+    def source_seed(self, source: str) -> int:
+        """The seed of one source of randomness: ``init``, ``order``, ``augment`` or ``split``."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source of randomness {source!r}; expected one of {SOURCES}")
+        if self.sources:
+            return int(self.sources[source])
+        return 0 if source == "split" else self.seed
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a mapping; functions stay functions (a worker's task pickles them)."""
@@ -350,6 +364,10 @@ class RunSpec:
         # Fields added with tricks appear only when used, so older grids keep their ids.
         if not data["params"]:
             data.pop("params")
+        if not data["sources"]:
+            data.pop("sources")
+        if not data["dataset"]["bootstrap"]:
+            data["dataset"].pop("bootstrap")
         if data["trick"] is None:
             data.pop("trick")
         else:  # what it computes: its parts; the params' values are in `params`, their ranges are not
@@ -373,8 +391,9 @@ class RunSpec:
         eps = f" eps={self.smoothing:g}" if self.smoothing else ""
         rep = f" repeat={self.repeat}" if self.repeat else ""
         params = "".join(f" {k}={v:g}" for k, v in sorted(self.params.items()))
-        return (f"{self.backend} {self.dataset.name} {self.model} {self.arm}{eps}{params} "
-                f"seed={self.seed}{rep}")
+        seed = (f"cell={self.seed} (" + " ".join(f"{k}={self.sources[k]}" for k in SOURCES) + ")"
+                if self.sources else f"seed={self.seed}")
+        return f"{self.backend} {self.dataset.name} {self.model} {self.arm}{eps}{params} {seed}{rep}"
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> RunSpec:
@@ -392,7 +411,7 @@ class RunSpec:
             repeat=int(data.get("repeat", 0)), train=TrainConfig(**train), method=data.get("method") or "",
             model_factory=data.get("model_factory"), pairing=data.get("pairing", "within-backend"),
             origin=data.get("origin"), params={k: float(v) for k, v in (data.get("params") or {}).items()},
-            trick=trick)
+            trick=trick, sources={k: int(v) for k, v in (data.get("sources") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -429,6 +448,29 @@ class Grid:
     base_dir: str | None = None  # the grid file's folder, absolute
     tricks: Mapping[str, TrickSpec] = field(default_factory=dict)  # the grid's own `tricks:`
     arm_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # arm -> its trick's params
+    # A `seeds:` mapping: source -> its seeds, every source of SOURCES present (an unnamed one is (0,),
+    # `augment` unnamed follows `order` and is absent). Empty for `seeds: N` or a list.
+    seed_sources: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def seed_cells(self) -> list[dict[str, int]]:
+        """The factorial's cells in order (cell i is `seed` i): source -> seed; [] without a mapping."""
+        if not self.seed_sources:
+            return []
+        named = [k for k in SOURCES if k in self.seed_sources]
+        cells = []
+        for values in itertools.product(*(self.seed_sources[k] for k in named)):
+            cell = dict(zip(named, values))
+            cell.setdefault("augment", cell["order"])
+            cells.append({k: int(cell[k]) for k in SOURCES})
+        return cells
+
+    @property
+    def randomised_sources(self) -> tuple[str, ...]:
+        """The sources whose seed varies across the grid's cells (a plain design: init, order, augment, jointly)."""
+        if not self.seed_sources:
+            return ("init", "order", "augment") if len(self.seeds) > 1 else ()
+        cells = self.seed_cells()
+        return tuple(k for k in SOURCES if len({c[k] for c in cells}) > 1)
 
     def functions(self) -> list[tuple[str, UserFunction]]:
         """(grid key, function) for each function handed to the grid in Python."""
@@ -461,8 +503,10 @@ class Grid:
     def runs(self) -> list[RunSpec]:
         """Expand the grid. Seeds are outermost, so a partly finished sweep has whole pairs."""
         out: list[RunSpec] = []
+        cells = self.seed_cells()
         for repeat in range(self.repeats):
             for seed in self.seeds:
+                sources = cells[seed] if cells else {}
                 for dataset in self.datasets:
                     for model in self.models:
                         for backend in self.backends:
@@ -476,7 +520,7 @@ class Grid:
                                         train=self.arm_train[arm.name], method=arm.method,
                                         model_factory=factory, pairing=self.pairing, origin=self.base_dir,
                                         params=dict(self.arm_params.get(arm.name, {})),
-                                        trick=self.tricks.get(arm.method)))
+                                        trick=self.tricks.get(arm.method), sources=dict(sources)))
         return out
 
 
@@ -614,8 +658,12 @@ def _parse_dataset(ctx: _Ctx, names: Names, value: Any, index: int) -> DatasetSp
         if name not in names.resizable_datasets:
             raise ctx.fail(f"{key}.image_size", f"only applies to {', '.join(names.resizable_datasets) or 'no dataset'}, "
                                                 f"but dataset is {name!r}")
+    bootstrap = data.get("bootstrap", False)
+    if not isinstance(bootstrap, bool):
+        raise ctx.fail(f"{key}.bootstrap", f"expected true or false, but got {bootstrap!r}")
     return DatasetSpec(name=name, path=path, loader=loader, train_size=train_size, test_size=test_size,
-                       val_fraction=val_fraction, preprocess=preprocess, image_size=image_size)
+                       val_fraction=val_fraction, preprocess=preprocess, image_size=image_size,
+                       bootstrap=bootstrap)
 
 
 def _parse_model(ctx: _Ctx, names: Names, value: Any, index: int) -> ModelSpec:
@@ -906,7 +954,14 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
         raise ctx.fail("smoothing", f"expected distinct values, but got {list(smoothing)}")
 
     raw_seeds = data["seeds"]
-    if isinstance(raw_seeds, int) and not isinstance(raw_seeds, bool):
+    seed_sources: dict[str, tuple[int, ...]] = {}
+    if isinstance(raw_seeds, Mapping):
+        seed_sources = _parse_seed_sources(ctx, raw_seeds)
+        n_cells = math.prod(len(v) for v in seed_sources.values())
+        if n_cells > 100_000:
+            raise ctx.fail("seeds", f"expected at most 100000 cells per arm, but the mapping makes {n_cells}")
+        seeds = tuple(range(n_cells))
+    elif isinstance(raw_seeds, int) and not isinstance(raw_seeds, bool):
         seeds = tuple(range(ctx.integer("seeds", raw_seeds, minimum=1, maximum=100_000)))
     else:
         seeds = tuple(ctx.integer(f"seeds[{i}]", v, minimum=0, maximum=2**32 - 1)
@@ -943,7 +998,36 @@ def parse_grid(data: Any, *, names: Names, source: str = "<grid>", base_dir: str
                 analysis=analysis, smoothing_methods=smoothing_methods, pairing=pairing, source=source,
                 base_dir=str(ctx.base_dir) if ctx.base_dir is not None else None,
                 tricks={m: t for m, t in grid_tricks.items() if m in {a.method for a in arms}},
-                arm_params=arm_params)
+                arm_params=arm_params, seed_sources=seed_sources)
+
+
+def _parse_seed_sources(ctx: _Ctx, raw: Mapping) -> dict[str, tuple[int, ...]]:
+    """``seeds: {init: 4, order: [0, 2], split: 3}`` -> source -> its seeds (a count n means 0..n-1).
+
+    Unnamed sources are held at seed 0, except ``augment``, which follows ``order``.
+    """
+    data = ctx.mapping("seeds", raw)
+    if not data:
+        raise ctx.fail("seeds", f"expected a count, a list, or a mapping of sources {SOURCES} to counts or "
+                                f"lists, but got an empty mapping")
+    ctx.keys("seeds", data, SOURCES)
+    out: dict[str, tuple[int, ...]] = {}
+    for source in SOURCES:
+        if source not in data:
+            if source != "augment":
+                out[source] = (0,)
+            continue
+        value = data[source]
+        key = f"seeds.{source}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[source] = tuple(range(ctx.integer(key, value, minimum=1, maximum=100_000)))
+        else:
+            seeds = tuple(ctx.integer(f"{key}[{i}]", v, minimum=0, maximum=2**32 - 1)
+                          for i, v in enumerate(ctx.as_list(key, value)))
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ctx.fail(key, f"expected distinct seeds, at least one, but got {list(seeds)}")
+            out[source] = seeds
+    return out
 
 
 def _check_trick_frameworks(ctx: _Ctx, names: Names, grid_tricks: Mapping[str, TrickSpec],

@@ -18,7 +18,7 @@ import numpy as np
 
 from ablate import provenance
 from ablate.analysis import calibration
-from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, LoadedStudy, Skipped,
+from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, SOURCE_COLUMNS, LoadedStudy, Skipped,
                                    check_margin_metrics, check_options, measured_runs, write_report)
 from ablate.config import DEFAULT_MARGINS, TRICK_PARTS, portable
 from ablate.errors import ConfigError, StoreError
@@ -262,6 +262,7 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
                            if p in TRICK_PARTS and isinstance(r, str)),
         "smoothing": float(cfg["smoothing"]), "seed": int(cfg["seed"]), "repeat": int(cfg.get("repeat", 0)),
         "pairing": cfg.get("pairing", "within-backend"),
+        **{k: (cfg.get("sources") or {}).get(k) for k in SOURCE_COLUMNS},
         "attempt": rec.get("attempt", 1), "started_at": rec.get("started_at"),
         "finished_at": rec.get("finished_at"), "seconds": rec.get("seconds"),
         "error": (rec.get("error") or "").strip().splitlines()[-1] if rec.get("error") else ""}

@@ -45,6 +45,11 @@ gives ``different``; anything else is ``inconclusive``. Differences that are con
 within float noise (``stats`` module doc) have no test: from 5 pairs on, the verdict is
 ``equivalent`` when that exact value is inside ``±margin`` and ``different`` otherwise.
 
+Spread: every row also carries the SD ratio ``sd_a / sd_b`` with its exact (1 - 2 alpha)
+interval (Pitman-Morgan when paired, F for Welch rows), a TOST of it against
+``[1/m, m]`` (``m`` = the ``sd_ratio`` entry of ``margins``, default 1.5) and ``sd_verdict``
+(:func:`_sd_verdict`: the mean's rules on the ratio; p-values adjusted as their own family).
+
 ``seeds_needed`` is the TOST sample size for 80% power if the arms were truly equal
 (true difference 0); ``seeds_needed_observed`` the same if the true difference were
 the observed mean difference (empty when that is at or beyond the margin: not
@@ -96,7 +101,9 @@ OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
      "pairing": "within-backend"})
 CROSS_PAIRED_NOTE = "paired by seed: both backends started from shared initial weights (pairing: cross-backend)"
 # Columns of runs.csv that are bookkeeping, never metrics.
-NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, "status", "run_id", "started_at",
+# The seed of each source of randomness in a factorial design (`seeds: {init: 4, ...}`).
+SOURCE_COLUMNS = ("init", "order", "augment", "split")
+NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, *SOURCE_COLUMNS, "status", "run_id", "started_at",
                         "finished_at", "seconds", "error", "method", "params", "trick", "_row",
                         "temperature_at_bound", "classes"})
 # The word every at-chance note and sentence carries (see _chance_note).
@@ -207,6 +214,8 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df = df.rename(columns=lambda c: str(c).strip())
     allowed = (f"required: {', '.join(REQUIRED)} and at least one numeric metric column; "
                f"optional: {', '.join([*OPTIONAL_DEFAULTS, 'status'])}")
+    if "seed" not in df.columns and any(c in df.columns for c in SOURCE_COLUMNS):
+        df = df.assign(seed=np.nan)  # the cells of the source columns become the seeds (_source_cells)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         _fail(source, f"missing column(s) {', '.join(missing)}; {allowed}; "
@@ -230,6 +239,7 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad_pairing:
         _fail(source, f"column `pairing` has unknown value(s) {_listing(bad_pairing)}; "
                       f"allowed: {', '.join(PAIRINGS)}")
+    df = _source_cells(df, source)
     df["seed"] = _as_number(df, "seed", source, integer=True)
     df["repeat"] = _as_number(df, "repeat", source, integer=True)
     if (df["repeat"] < 0).any():
@@ -263,6 +273,33 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
 def normalise_runs(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """A per-run table read elsewhere (e.g. from MLflow), validated as :func:`load_runs_table` does."""
     return _normalise(df, source)
+def _source_cells(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check the source columns (init, order, augment, split) of a table that has them.
+
+    They must hold integers >= 0 on every row. Without a ``seed`` column each distinct
+    combination becomes one cell, numbered in sorted order as ``seed``, so arms pair on
+    the whole cell; with one, ``seed`` must name one combination.
+    """
+    present = [c for c in SOURCE_COLUMNS if c in df.columns and df[c].notna().any()]
+    if not present:
+        return df
+    for column in present:
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() | (values != np.round(values)) | (values < 0)
+        if bad.any():
+            _fail(source, f"source column `{column}` must hold integer seeds >= 0 on every row; got "
+                          f"{_listing(df.loc[bad, column].unique())} ({_where(df, df.index[bad][0])})")
+        df[column] = values.astype(np.int64)
+    if df["seed"].isna().all():
+        cells = df[present].drop_duplicates().sort_values(present).reset_index(drop=True)
+        cells["seed"] = np.arange(len(cells))
+        return df.drop(columns=["seed"]).merge(cells, on=present, how="left")
+    per_seed = df.groupby(df["seed"].astype(str))[present].nunique()
+    split = per_seed[(per_seed > 1).any(axis=1)]
+    if len(split):
+        _fail(source, f"column `seed` must name one cell of the source columns {', '.join(present)}, but seed "
+                      f"{split.index[0]} has several; leave `seed` out to pair arms on the sources")
+    return df
 
 
 def load_runs_table(path) -> pd.DataFrame:
@@ -418,7 +455,33 @@ def _paired_rows(metric, margin, key, eps, side_a, side_b, arm_a, arm_b, alpha, 
         b_low=res.interval_b.low, b_high=res.interval_b.high,
     )
     row_notes = [n.split(": ", 1)[1] for n in notes]
+    design_sd = _design_sd(side_a, side_b, metric, common[~nan])
+    if design_sd is not None and not res.constant and not res.identical:
+        row["seeds_needed"] = stats.seeds_needed(design_sd, margin, power=TARGET_POWER, alpha=alpha)
+        row["seeds_needed_observed"] = stats.seeds_needed(design_sd, margin, power=TARGET_POWER, alpha=alpha,
+                                                          true_diff=res.mean_diff)
+        detail["sd_diff"] = design_sd
+        row_notes.append(f"seeds_needed uses the SD of the paired difference that the factorial implies "
+                         f"when each seed draws every source anew ({design_sd:.4g}; the sum of its variance "
+                         f"components)")
     return row, detail, row_notes, notes, res.identical, res.constant
+
+
+def _design_sd(side_a: pd.DataFrame, side_b: pd.DataFrame, metric: str, seeds) -> float | None:
+    """The SD of a - b implied by a balanced factorial seed design (None when it is not one)."""
+    from ablate.analysis import variance
+
+    factors = variance.design_factors(side_a)
+    if not factors or not len(seeds):
+        return None
+    a = side_a.set_index("seed").loc[seeds]
+    b = side_b.set_index("seed").loc[seeds]
+    frame = a[factors].assign(d=a[metric].to_numpy() - b[metric].to_numpy()).reset_index(drop=True)
+    table = variance.balanced_table(frame, factors, "d")
+    if table is None:
+        return None
+    res = variance.variance_components(table[0], factors, rng=np.random.default_rng(0), n_draws=0)
+    return math.sqrt(res.total) if res.total > 0 else None
 
 
 def _welch_rows(metric, margin, backend_a, backend_b, key, arm, eps, side_a, side_b, alpha,
@@ -1108,7 +1171,9 @@ def _power_sentence(row: Mapping, sd: float, alpha: float) -> str:
         real = f"if the true difference is the observed {shown}, more than 100000 seeds would be needed"
     else:
         real = f"if the true difference is the observed {shown}, {int(observed)} seeds would be needed"
-    return (f"Power (planning, with the observed SD of the paired differences, "
+    which = ("the SD of the paired differences that the factorial implies for a seed drawing every source "
+             "anew" if "factorial implies" in str(row.get("note", "")) else "the observed SD of the paired differences")
+    return (f"Power (planning, with {which}, "
             f"{_amount(sd, metric, margin, signed=False)}): {equal}; {real} ({row['n']} were used).")
 
 

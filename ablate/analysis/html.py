@@ -82,8 +82,9 @@ def _inline_md(text: str) -> str:
 def markdown_blocks(text: str) -> list[dict[str, Any]]:
     """The Markdown subset :func:`compare.markdown` writes -> blocks for the template.
 
-    Returns ``[{"kind": "h2"|"h3"|"p"|"ul", "html": str, "items": [str]}]``; inline HTML is
-    escaped first, then ``**bold**`` and ```code``` are marked up.
+    Returns ``[{"kind": "h2"|"h3"|"p"|"ul"|"table", "html": str, "items": [str]}]`` (a table's
+    items are its rows, each a list of cells, the first the header); inline HTML is escaped
+    first, then ``**bold**`` and ```code``` are marked up.
     """
     blocks: list[dict[str, Any]] = []
     for line in text.splitlines():
@@ -94,6 +95,13 @@ def markdown_blocks(text: str) -> list[dict[str, Any]]:
             blocks.append({"kind": "h3", "html": _inline_md(line[4:]), "items": []})
         elif line.startswith("## "):
             blocks.append({"kind": "h2", "html": _inline_md(line[3:]), "items": []})
+        elif line.startswith("|"):
+            cells = [_inline_md(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-: "):
+                continue  # the header rule
+            if not blocks or blocks[-1]["kind"] != "table":
+                blocks.append({"kind": "table", "html": "", "items": []})
+            blocks[-1]["items"].append(cells)
         elif line.startswith("- "):
             if not blocks or blocks[-1]["kind"] != "ul":
                 blocks.append({"kind": "ul", "html": "", "items": []})
@@ -406,7 +414,7 @@ def render_verdicts(*, title: str, runs, comparisons) -> str:
 
 def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path], corrupt=(),
            overrides: Mapping[str, Mapping[str, Any]] | None = None, binning=None,
-           context: Mapping[str, Any] | None = None, ts_note: str = "") -> str:
+           context: Mapping[str, Any] | None = None, ts_note: str = "", variance_md: str = "") -> str:
     """The page as a string. ``comparisons`` is :class:`compare.Comparisons`; ``figures`` maps a
     figure name to its PNG file; ``context`` is :func:`ablate.provenance.collect`'s summary (or
     None for a table made elsewhere)."""
@@ -416,7 +424,7 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
     summary_head, summary_rows = _summary_rows(summary, metrics_shown)
     page = _environment().get_template("report.html.j2").render(
         csp=CSP, **_verdict_context(title=title, runs=runs, comparisons=comparisons),
-        sections=markdown_blocks(compare.markdown(comparisons)),
+        sections=markdown_blocks(compare.markdown(comparisons) + ("\n" + variance_md if variance_md else "")),
         overrides={arm: ", ".join(f"{k} = {v}" for k, v in keys.items())
                    for arm, keys in (overrides or {}).items() if keys},
         figures=[_figure(name, path) for name, path in figures.items()],

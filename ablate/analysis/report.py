@@ -27,7 +27,8 @@ RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoot
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
                      "overconfidence", "temperature", "temperature_at_bound", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
-                     "params", "trick", "classes")
+                     "params", "trick", "classes", "init", "order", "augment", "split")
+SOURCE_COLUMNS = ("init", "order", "augment", "split")  # a factorial `seeds:` cell's seed per source
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
 CELL = ("backend", "dataset", "model", "arm", "smoothing")
 TS_METRICS = ("accuracy_ts", "ece_ts", "nll_ts")
@@ -269,6 +270,9 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     written: list[Path] = []
     summary = summary_table(analysed, [m for m in SUMMARY_METRICS if m in runs.columns] +
                             [m for m in metrics if m not in SUMMARY_METRICS])
+    from ablate.analysis import variance as var_mod
+
+    components = var_mod.components_table(runs, metrics, rng=np.random.default_rng(0))
     seq, comparisons_csv = None, comparisons.table
     if looks:
         seq = seq_mod.sequential_comparisons(measured, looks=looks, margins={m: margins[m] for m in metrics},
@@ -289,10 +293,13 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     for name, table in (("summary.csv", summary), ("comparisons.csv", comparisons_csv)):
         write_csv(table, out / name)
         written.append(out / name)
+    if len(components):
+        write_csv(components, out / "variance.csv")
+        written.append(out / "variance.csv")
 
     figure_paths: dict[str, Path] = {}
     if figures:
-        figure_paths = _draw_figures(analysed, histories, reliability, comparisons, out, metrics)
+        figure_paths = _draw_figures(analysed, histories, reliability, comparisons, out, metrics, components)
         if seq is not None and len(seq.looks):
             from ablate.analysis.figures import sequential as seq_figs
             from ablate.analysis.figures._style import save_figure
@@ -304,6 +311,9 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     md = _markdown(runs, summary, comparisons, title=title, alpha=alpha, correction=correction,
                    corrupt=corrupt, overrides=overrides, binning=binning, figures=figure_paths, out=out,
                    ts_note=ts_note, source=(context or {}).get("source"))
+    sources_md = variance_markdown(components, runs, external=external)
+    if sources_md:
+        md = md.replace("\n## Summary per cell", "\n" + sources_md + "\n## Summary per cell", 1)
     if seq is not None:
         md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
     # Names are free text: neutralise HTML and link syntax in the whole page (see analysis.escape).
@@ -311,13 +321,14 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     written.append(out / "report.md")
     written.append(html.write_html(out / "report.html", title=title, runs=runs, summary=summary,
                                    comparisons=comparisons, figures=figure_paths, corrupt=corrupt,
-                                   overrides=overrides, binning=binning, context=context, ts_note=ts_note))
+                                   overrides=overrides, binning=binning, context=context, ts_note=ts_note,
+                                   variance_md=sources_md))
     if latex:
         written.extend(tex.write_tables(out, comparisons=comparisons, summary=summary, arms=arm_tricks(runs)))
     return written
 
 
-def figure_makers(runs, histories, reliability, comparisons, metrics) -> dict[str, Any]:
+def figure_makers(runs, histories, reliability, comparisons, metrics, components=None) -> dict[str, Any]:
     """name -> a function of no arguments that draws that figure of the report and returns it.
 
     The report saves each one; ``Study.figure(name)`` draws one and hands it back. Figures draw what
@@ -347,19 +358,82 @@ def figure_makers(runs, histories, reliability, comparisons, metrics) -> dict[st
     if len(comparisons.table):
         overview = figure_data.power_overview(comparisons, metric=metrics[0] if metrics else "accuracy")
         makers["power"] = lambda: power_figs.power_overview(overview)
+    if components is not None and len(components):
+        from ablate.analysis.figures import variance as var_figs
+
+        makers["variance_components"] = lambda: var_figs.source_shares(components)
     return makers
 
 
-def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics) -> dict[str, Path]:
+def _draw_figures(runs, histories, reliability, comparisons, out: Path, metrics, components=None) -> dict[str, Path]:
     from ablate.analysis.figures._style import save_figure
 
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for name, make in figure_makers(runs, histories, reliability, comparisons, metrics).items():
+    for name, make in figure_makers(runs, histories, reliability, comparisons, metrics, components).items():
         paths[name] = fig_dir / f"{name}.png"
         save_figure(make(), paths[name])
     return paths
+
+
+def _share(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{100 * value:.0f}%"
+    return f"{100 * value:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def variance_markdown(components, runs, *, external: bool = False) -> str:
+    """The report.md section on the sources of randomness: the variance components as a table
+    (share of each source, with its 95% interval, per cell, arm and metric), or, for a plain
+    `seeds: N` study, which sources that design randomises. "" for a table made elsewhere
+    without source columns."""
+    from ablate.analysis.variance import SOURCE_COLUMNS
+
+    lines = ["## Where the spread comes from (sources of randomness)", ""]
+    has_sources = any(c in runs and runs[c].notna().any() for c in SOURCE_COLUMNS)
+    if not len(components):
+        if external and not has_sources:
+            return ""
+        if has_sources:
+            lines.append("The runs name their sources of randomness, but no cell is a complete balanced "
+                         "factorial with a source of two or more seeds, so no variance components are estimated.")
+        else:
+            lines.append("This study's `seeds: N` draws one seed per run that drives the initial weights, the "
+                         "batch order and the augmentation together (init, order and augment), and holds the "
+                         "train/validation split fixed (split seed 0). Its seed-to-seed spread mixes those "
+                         "three sources and leaves out the data split. To separate them, name the sources: "
+                         "`seeds: {init: 4, order: 4, split: 3}`.")
+        return "\n".join(lines + [""])
+    factors = [s for s in components["source"].unique() if ":" not in s and "+" not in s and s != "residual"]
+    lines.append(f"Randomised sources: {', '.join(factors)}; each is crossed with the others (a full factorial). "
+                 "Shares are balanced-ANOVA variance components (negative estimates count as 0), with "
+                 "95% generalized confidence intervals; `variance.csv` holds the variances and their intervals. "
+                 "With one run per cell the top interaction cannot be told from the residual (the "
+                 "nondeterminism floor): it is shown as `… + residual`.")
+    lines.append("")
+    sources = list(dict.fromkeys(components["source"]))
+    keys = ["backend", "dataset", "model", "arm", "smoothing", "metric"]
+    lines.append("| " + " | ".join(["setting", "arm", "metric", "total SD", *sources]) + " |")
+    lines.append("|" + "---|" * (4 + len(sources)))
+    for key, group in components.groupby(keys, sort=False):
+        backend, dataset, model, arm, eps, metric = key
+        setting = " / ".join(str(p) for p in (backend, dataset, model) if p != "-") or "all runs"
+        if eps:
+            setting += f", ε = {eps:g}"
+        total = float(group["variance"].clip(lower=0).sum())
+        scale, unit = (100.0, " pp") if metric == "accuracy" else (1.0, "")
+        cells = []
+        for source in sources:
+            row = group[group["source"] == source]
+            cells.append(_share(*row[["share", "share_low", "share_high"]].iloc[0]) if len(row) else "–")
+        lines.append(f"| {setting} | {arm} | {metric} | {scale * math.sqrt(total):.3g}{unit} | " + " | ".join(cells) + " |")
+    top = (components.sort_values("share", ascending=False).groupby(["arm", "metric"], sort=False).head(1))
+    leaders = sorted({f"{r.metric}: {r.source} ({100 * r.share:.0f}%, {r.arm})" for r in top.itertuples()})
+    lines += ["", "Largest share per arm and metric: " + "; ".join(leaders) + "."]
+    return "\n".join(lines + [""])
 
 
 def _group_reliability(reliability) -> dict[tuple, dict[str, Any]]:

@@ -42,6 +42,11 @@ reader can see which test was used. Note that with n pairs the smallest exact tw
 Wilcoxon p is 2^(1 - n) (0.0078 at n = 8), which a Holm correction over a large table
 may not let through.
 
+Spread (:func:`pitman_morgan`, :func:`sd_ratio_paired`, :func:`sd_ratio_independent`): the
+ratio of two arms' seed-to-seed SDs with its exact interval under normality (Pitman-Morgan
+inverted for paired arms, F for independent ones) and a TOST of the ratio against
+``[1/margin, margin]``; the bundles attach it as ``spread``.
+
 Randomness (the bootstrap and Monte Carlo sign flips) only comes from an
 ``np.random.Generator`` that the caller passes in.
 """

@@ -242,6 +242,7 @@ def load_dataset(
     image_size: int | None = None,
     split_seed: int = 0,
     download: bool = True,
+    bootstrap: bool = False,
 ) -> Dataset:
     """Load, split and preprocess one dataset (see the module docstring for the rules).
 
@@ -286,6 +287,8 @@ def load_dataset(
     n_val = _val_count(name, len(pool), val_fraction)
     val_pos, train_pos = _stratified_split(raw.y_train[pool], n_val, rng)
     train_idx, val_idx = pool[train_pos], pool[val_pos]
+    if bootstrap:  # Bouthillier et al.'s data sampling: a resample of the training split, same size
+        train_idx = train_idx[rng.integers(0, len(train_idx), len(train_idx))]
 
     test_idx = np.arange(len(raw.y_test))
     if test_size is not None:

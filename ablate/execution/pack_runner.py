@@ -24,7 +24,7 @@ from ablate.data.catalogue import Dataset
 from ablate.errors import ConfigError
 from ablate.execution.packs import pack_key
 from ablate import tricks
-from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, _mix_drawer, bound_loss, final_metrics,
+from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, _mix_drawer, batch_rngs, bound_loss, final_metrics,
                                      loss_smoothing, run_targets, run_trick, smooth_labels,
                                      smoothed_cross_entropy, trainer_options)
 from ablate.execution.schedules import learning_rate
@@ -108,16 +108,16 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
     k = data.num_classes
     n = len(data.x_train)
     member_tricks = [run_trick(s) for s in specs]
-    trick_rngs = [tricks.trick_rng(s.seed, t.name) for s, t in zip(specs, member_tricks)]
+    trick_rngs = [tricks.trick_rng(s.source_seed("augment"), t.name) for s, t in zip(specs, member_tricks)]
     targets = member_targets(specs, data, trick_rngs)
     # Members share a pack key, so one trick loss (or none) serves them all.
     eps = [t.effective_smoothing(s.smoothing) if t.smooth_loss else 0.0 for s, t in zip(specs, member_tricks)]
     pack = create_pack(backend, member_options=[trainer_options(s, data) for s in specs],
-                       seeds=[s.seed for s in specs], x_train=data.x_train, targets=targets,
+                       seeds=[s.source_seed("init") for s in specs], x_train=data.x_train, targets=targets,
                        loss_fn=bound_loss(specs[0], member_tricks[0]))
     mix_draws = [_mix_drawer(s, t) for s, t in zip(specs, member_tricks)]
     hw = tuple(data.x_train.shape[1:3]) if data.is_image else None
-    rngs = [np.random.default_rng(s.seed) for s in specs]
+    order_rngs, rngs = zip(*(batch_rngs(s) for s in specs))
     steps = math.ceil(n / cfg.batch_size)
     monitor = np.random.default_rng(0).permutation(n)[:min(n, cfg.monitor_size)] if cfg.monitor_size else None
     h, w = data.x_train.shape[1:3] if data.is_image else (0, 0)
@@ -131,7 +131,7 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
     val_probs = None
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        orders = [rng.permutation(n) for rng in rngs]
+        orders = [rng.permutation(n) for rng in order_rngs]
         lr = cfg.lr
         for step in range(steps):
             sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)

@@ -53,10 +53,11 @@ def pack_key(spec: RunSpec) -> tuple:
     trick loss. The label-smoothing tricks pack together (they differ only in targets); any
     other trick packs with its own kind, params equal, since members share one loss."""
     trick = tricks.get(spec.method) if spec.trick is None else None
+    split = spec.source_seed("split")  # members share one dataset, so one split
     if trick is not None and not trick.parts():
-        return (spec.backend, spec.dataset, spec.model, spec.train)
+        return (spec.backend, spec.dataset, split, spec.model, spec.train)
     refs = None if spec.trick is None else tuple((p, getattr(spec.trick, p)) for p in TRICK_PARTS)
-    return (spec.backend, spec.dataset, spec.model, spec.train, spec.method, refs,
+    return (spec.backend, spec.dataset, split, spec.model, spec.train, spec.method, refs,
             tuple(sorted(spec.params.items())))
 
 

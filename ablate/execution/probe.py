@@ -35,7 +35,7 @@ import numpy as np
 from ablate import tricks
 from ablate.config import Grid, RunSpec
 from ablate.errors import ConfigError
-from ablate.execution.runner import (batch_step, bound_loss, host_batches, loss_smoothing, run_targets, run_trick,
+from ablate.execution.runner import (batch_rngs, batch_step, bound_loss, host_batches, loss_smoothing, run_targets, run_trick,
                                      soft_targets)
 
 LOSS_TOLERANCE = 1e-6  # relative loss difference at which a pair counts as parted
@@ -145,15 +145,15 @@ def _batches(spec: RunSpec, data, steps: int) -> Iterator[tuple[np.ndarray, np.n
     """
     cfg = spec.train
     trick = run_trick(spec)
-    trick_rng = tricks.trick_rng(spec.seed, trick.name)
+    trick_rng = tricks.trick_rng(spec.source_seed("augment"), trick.name)
     targets = run_targets(spec, data.y_train, data.num_classes, trick_rng)
     mix = batch_step(spec, trick)
-    rng = np.random.default_rng(spec.seed)
+    order_rng, rng = batch_rngs(spec)
     n = len(data.x_train)
     per_epoch = math.ceil(n / cfg.batch_size)
     done = 0
     for epoch in range(cfg.epochs):
-        order = rng.permutation(n)
+        order = order_rng.permutation(n)
         for _, idx, xb, lr in host_batches(data.x_train, order, rng, cfg, epoch, per_epoch):
             if done == steps:
                 return
@@ -258,11 +258,12 @@ def probe(grid: Grid, *, steps: int = 200, every: int = 10, device: str = "cpu",
         data = load_dataset(dataset.name, path=dataset.path, loader=dataset.loader,
                             search_paths=(grid.base_dir,) if grid.base_dir else (), train_size=dataset.train_size,
                             test_size=dataset.test_size, val_fraction=dataset.val_fraction,
-                            preprocess=dataset.preprocess, image_size=dataset.image_size)
+                            preprocess=dataset.preprocess, image_size=dataset.image_size,
+                            split_seed=specs[0].source_seed("split"), bootstrap=dataset.bootstrap)
         for model in grid.model_names:
             group = [s for s in specs if s.dataset == dataset and s.model == model]
             user = any(s.model_factory for s in group)
-            initial = (weights.draw(model, data.input_shape, data.num_classes, seed)
+            initial = (weights.draw(model, data.input_shape, data.num_classes, specs[0].source_seed("init"))
                        if not user and weights.has_layout(model) else None)
             if initial is None:
                 # Without a shared layout each backend draws its own weights: no cross pairs.

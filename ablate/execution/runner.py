@@ -128,7 +128,8 @@ def run_targets(spec: RunSpec, labels: np.ndarray, num_classes: int,
     part = trick_part(spec, trick, "targets")
     if part is None:
         return targets
-    out = part(targets.copy(), rng if rng is not None else tricks.trick_rng(spec.seed, trick.name), **spec.params)
+    out = part(targets.copy(), rng if rng is not None else tricks.trick_rng(spec.source_seed("augment"), trick.name),
+               **spec.params)
     out = np.asarray(out)
     if out.shape != targets.shape or out.dtype != np.float32:
         raise ValueError(f"trick {trick.name!r}: targets part returned {out.dtype} {out.shape}, "
@@ -144,7 +145,7 @@ def loss_smoothing(spec: RunSpec) -> float:
 def trainer_options(spec: RunSpec, data: Dataset) -> dict[str, Any]:
     """Every ``create_trainer`` keyword for ``spec`` on ``data``; packs build members with the same."""
     return dict(model=spec.model, input_shape=data.input_shape, num_classes=data.num_classes, train=spec.train,
-                loss_smoothing=loss_smoothing(spec), seed=spec.seed, soft_targets=soft_targets(spec),
+                loss_smoothing=loss_smoothing(spec), seed=spec.source_seed("init"), soft_targets=soft_targets(spec),
                 factory=spec.model_factory, search_paths=(spec.origin,) if spec.origin else (),
                 loss=bound_loss(spec), **shared_initial_weights(spec, data.input_shape, data.num_classes))
 
@@ -187,14 +188,14 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     k = data.num_classes
     eps = spec.smoothing
     trick = run_trick(spec)
-    trick_rng = tricks.trick_rng(spec.seed, trick.name)
+    trick_rng = tricks.trick_rng(spec.source_seed("augment"), trick.name)
     targets = run_targets(spec, data.y_train, k, trick_rng)
     if cfg.augment is not None and not data.is_image:
         raise ValueError(f"train.augment shifts and flips images, but {data.name} holds feature vectors")
     trainer = backend.create_trainer(**trainer_options(spec, data))
     mix_batch = batch_step(spec, trick)
 
-    rng = np.random.default_rng(spec.seed)
+    order_rng, rng = batch_rngs(spec)
     n = len(data.x_train)
     steps = math.ceil(n / cfg.batch_size)
     # A fixed subset, the same for every run, for the end-of-epoch training metrics.
@@ -216,7 +217,7 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
 
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        order = rng.permutation(n)
+        order = order_rng.permutation(n)
         total, seen = 0.0, 0
         if on_device is not None:
             total, seen, lr = _device_epoch(on_device, order, rng, cfg, epoch, steps, data.x_train.shape[1:3],
@@ -273,13 +274,31 @@ def shared_initial_weights(spec: RunSpec, input_shape: tuple[int, int, int], num
     from ablate.backends import weights
 
     if spec.model_factory is None and weights.has_layout(spec.model):
-        return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.seed)}
-    seed = spec.seed
+        return {"initial_weights": weights.draw(spec.model, tuple(input_shape), num_classes, spec.source_seed("init"))}
+    seed = spec.source_seed("init")
 
     def draw_for(layout):
         return weights.draw_layout(layout, seed)
 
     return {"initial_weights": draw_for}
+
+
+AUGMENT_STREAM = 1  # mixed into the augment seed when it has its own generator (see batch_rngs)
+
+
+def batch_rngs(spec: RunSpec) -> tuple[np.random.Generator, np.random.Generator]:
+    """(batch-order generator, augmentation generator) of ``spec``.
+
+    When the ``order`` and ``augment`` seeds are equal (always under ``seeds: N``, and whenever
+    ``augment`` follows ``order``) they are one generator, ``default_rng(seed)``, drawn in step
+    order as before sources existed; otherwise augmentation draws come from their own
+    ``default_rng([augment, AUGMENT_STREAM])``, so batch order does not move with them.
+    """
+    order = np.random.default_rng(spec.source_seed("order"))
+    augment = spec.source_seed("augment")
+    if augment == spec.source_seed("order"):
+        return order, order
+    return order, np.random.default_rng([augment, AUGMENT_STREAM])
 
 
 def host_batches(x_train: np.ndarray, order: np.ndarray, rng: np.random.Generator, cfg, epoch: int,

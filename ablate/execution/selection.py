@@ -1,13 +1,18 @@
-"""``--only`` and ``--seeds``: pick a subset of a grid's runs."""
+"""``--only`` and ``--seeds``: pick a subset of a grid's runs.
+
+Both select on any source of randomness as well (``--only order=2``, ``--seeds split=0-1``):
+a run's seed of that source, its factorial cell's or, under ``seeds: N``, ``seed`` itself
+(``split`` is then 0).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ablate.config import RunSpec, canonical_backend
+from ablate.config import SOURCES, RunSpec, canonical_backend
 from ablate.errors import ConfigError
 
-SELECT_KEYS = ("backend", "dataset", "model", "arm", "smoothing")
+SELECT_KEYS = ("backend", "dataset", "model", "arm", "smoothing", *SOURCES)
 
 
 def parse_seeds(text: str, grid_seeds: Sequence[int] | None = None) -> set[int]:
@@ -66,11 +71,18 @@ def parse_only(text: str) -> dict[str, set[str]]:
                 value = repr(float(value))
             except ValueError:
                 raise ConfigError(f"--only: smoothing must be a number, but got {value!r}") from None
+        if key in SOURCES:
+            try:
+                value = str(int(value))
+            except ValueError:
+                raise ConfigError(f"--only: {key} is a seed, an integer, but got {value!r}") from None
         wanted.setdefault(key, set()).add(value)
     return wanted
 
 
 def _field(spec: RunSpec, key: str) -> str:
+    if key in SOURCES:
+        return str(spec.source_seed(key))
     return {"backend": spec.backend, "dataset": spec.dataset.name, "model": spec.model, "arm": spec.arm,
             "smoothing": repr(float(spec.smoothing))}[key]
 
@@ -88,6 +100,14 @@ def select(runs: Sequence[RunSpec], *, only: str | None = None, seeds: str | Non
                                   f"the grid has {sorted(present)}")
         out = [s for s in out if all(_field(s, k) in v for k, v in wanted.items())]
     if seeds:
+        source, sep, text = seeds.partition("=")
+        if sep:  # SOURCE=RANGE: seeds of one source of randomness
+            source = source.strip()
+            if source not in SOURCES:
+                raise ConfigError(f"--seeds: expected RANGE or SOURCE=RANGE with SOURCE among {SOURCES}, "
+                                  f"but got {seeds!r}")
+            chosen = parse_seeds(text, sorted({s.source_seed(source) for s in runs}))
+            return [s for s in out if s.source_seed(source) in chosen]
         chosen = parse_seeds(seeds, grid_seeds if grid_seeds is not None else sorted({s.seed for s in runs}))
         out = [s for s in out if s.seed in chosen]
     return out

@@ -22,6 +22,7 @@ from typing import Any
 
 from ablate.execution.store import FINAL_STATUSES  # noqa: F401 - stored outcomes never executed again
 
+DATASET_CACHE = 8  # datasets (per spec, folder and split seed) a worker keeps loaded
 CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
 
 
@@ -131,16 +132,19 @@ class RunExecutor:
                             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                             "threads": threads}
 
-    def dataset(self, spec, origin: str | None = None):
+    def dataset(self, spec, origin: str | None = None, split: int = 0):
         from ablate.data.catalogue import load_dataset
 
-        if (spec, origin) not in self._datasets:
-            self._datasets[spec, origin] = load_dataset(
+        if (spec, origin, split) not in self._datasets:
+            if len(self._datasets) >= DATASET_CACHE:  # a factorial `split` makes one dataset per seed
+                self._datasets.pop(next(iter(self._datasets)))
+            self._datasets[spec, origin, split] = load_dataset(
                 spec.name, path=spec.path, loader=spec.loader, search_paths=(origin,) if origin else (),
                 train_size=spec.train_size, test_size=spec.test_size, val_fraction=spec.val_fraction,
-                preprocess=spec.preprocess, image_size=spec.image_size)
+                preprocess=spec.preprocess, image_size=spec.image_size, split_seed=split,
+                bootstrap=spec.bootstrap)
             self.dataset_loads += 1
-        return self._datasets[spec, origin]
+        return self._datasets[spec, origin, split]
 
     def run(self, spec_dict: Mapping[str, Any], *, attempt: int = 1, on_epoch=None) -> dict[str, Any]:
         """Execute one run and store it; returns a short summary for the driver.
@@ -174,7 +178,7 @@ class RunExecutor:
             print(f"== {started_at} attempt {attempt} pid {os.getpid()}: {spec.describe()} ({run_id})",
                   flush=True)
             try:
-                data = self.dataset(spec.dataset, spec.origin)
+                data = self.dataset(spec.dataset, spec.origin, spec.source_seed("split"))
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails this run only
                 outcome = RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}")
             else:
@@ -250,7 +254,8 @@ class RunExecutor:
         if not specs:
             return []
         try:
-            size = fit_pack_size(specs, self.backend, self.dataset(specs[0].dataset))
+            size = fit_pack_size(specs, self.backend, self.dataset(specs[0].dataset, specs[0].origin,
+                                                                   specs[0].source_seed("split")))
         except Exception:  # noqa: BLE001 - the pack itself will fail with this error, stored per run
             return [specs]
         return plan_packs(specs, size)
@@ -277,7 +282,7 @@ class RunExecutor:
             for spec in specs:
                 print(f"   attempt {attempt_of[spec.run_id]}: {spec.describe()} ({spec.run_id})", flush=True)
             try:
-                data = self.dataset(specs[0].dataset)
+                data = self.dataset(specs[0].dataset, specs[0].origin, specs[0].source_seed("split"))
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails these runs only
                 outcomes = [RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}") for _ in specs]
             else:

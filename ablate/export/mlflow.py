@@ -101,7 +101,10 @@ def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, str]]:
 
 
 def run_params(config: Mapping[str, Any]) -> dict[str, str]:
-    """A record's config -> MLflow params (train and dataset settings flattened as ``train.lr``)."""
+    """A record's config -> MLflow params (train and dataset settings flattened as ``train.lr``).
+
+    A factorial run's ``sources`` become the params ``init``, ``order``, ``augment``, ``split``.
+    """
     params: dict[str, str] = {}
     dataset = config.get("dataset")
     for key, value in config.items():
@@ -110,6 +113,8 @@ def run_params(config: Mapping[str, Any]) -> dict[str, str]:
             for k, v in dataset.items():
                 if k != "name":
                     params.update(_flatten(f"dataset.{k}", v))
+        elif key == "sources" and isinstance(value, Mapping):
+            params.update({str(k): str(v) for k, v in value.items()})
         elif isinstance(value, Mapping):
             params.update(_flatten(key, value))
         else:
