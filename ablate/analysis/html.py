@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import tricks
+from ablate.statuses import COMPLETED, UNSUCCESSFUL
 
 VERDICTS = ("equivalent", "different", "inconclusive", "identical")
 METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier score",
@@ -211,7 +212,7 @@ def _ts_rows(summary) -> list[dict[str, Any]]:
 def _problem_runs(runs, corrupt) -> list[dict[str, str]]:
     out = []
     if "status" in runs:
-        bad = runs[runs["status"].isin(["failed", "diverged"])]
+        bad = runs[runs["status"].isin(list(UNSUCCESSFUL))]
         for r in bad.to_dict("records"):
             eps = f" ε={float(r['smoothing']):g}" if _finite(r.get("smoothing")) else ""
             out.append({"id": str(r.get("run_id", "")), "status": str(r["status"]),
@@ -249,7 +250,7 @@ def _train_text(train: Mapping[str, Any]) -> str:
 def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] | None,
                       overrides: Mapping[str, Mapping[str, Any]], target_power: float) -> str:
     """A paragraph for a paper's methods section, from the settings this report actually used."""
-    done = runs[runs["status"] == "completed"] if "status" in runs else runs
+    done = runs[runs["status"] == COMPLETED] if "status" in runs else runs
     arms = list(dict.fromkeys(done["arm"])) if "arm" in done else []
     ctx_arms = (context or {}).get("arms", {})
     sentences = []
@@ -364,7 +365,7 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
     env = jinja2.Environment(loader=jinja2.PackageLoader("ablate.analysis", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    counts = runs["status"].value_counts().to_dict() if "status" in runs else {"completed": len(runs)}
+    counts = runs["status"].value_counts().to_dict() if "status" in runs else {COMPLETED: len(runs)}
     verdicts = _verdict_rows(comparisons.table)
     metrics_shown = ("accuracy", "ece", "nll", "brier")
     summary_head, summary_rows = _summary_rows(summary, metrics_shown)

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import TextIO
 
+from ablate.statuses import COMPLETED, DIVERGED
+
 
 def format_table(rows) -> str:
     """Rows of cells as left-aligned columns, two spaces apart (the CLI's tables)."""
@@ -58,15 +60,15 @@ class Progress:
 
     def run_done(self, run_id: str, name: str, status: str, seconds: float, error: str = "") -> None:
         self.running.pop(run_id, None)
-        if status == "completed":
+        if status == COMPLETED:
             self.done += 1
             self.durations.append(seconds)
-        elif status == "diverged":
+        elif status == DIVERGED:
             self.diverged += 1
         else:
             self.failed += 1
         finished = self.done + self.failed + self.diverged
-        detail = f" - {error}" if error and status != "completed" else ""
+        detail = f" - {error}" if error and status != COMPLETED else ""
         self._line(f"[{finished}/{self.total}] {status:<9} {name} ({seconds:.1f}s){detail}  {self._counts()}")
 
     def retry(self, run_id: str, name: str, error: str) -> None:

@@ -23,17 +23,12 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ablate.errors import StoreError
-
-Status = Literal["completed", "failed", "diverged"]
-STATUSES: tuple[str, ...] = ("completed", "failed", "diverged")
-# Outcomes never overwritten nor executed again: a diverged run would diverge again (runs are
-# deterministic); a failed one may have met a passing problem, so it runs again.
-FINAL_STATUSES: tuple[str, ...] = ("completed", "diverged")
+from ablate.statuses import COMPLETED, FINAL_STATUSES, STATUSES, Status  # noqa: F401 - re-exported
 DAMAGED_PREFIX = ".damaged-"
 SCHEMA_VERSION = 1
 RECORD = "record.json"
@@ -241,7 +236,7 @@ class RunStore:
         reason = check_record(record)
         if reason is None and record["run_id"] != folder.name:
             reason = f"run_id {record['run_id']!r} does not match its folder"
-        if reason is None and record["status"] == "completed":
+        if reason is None and record["status"] == COMPLETED:
             reason = check_arrays(folder / ARRAYS)
         if reason is not None:
             return CorruptRecord(folder, reason)
@@ -275,7 +270,7 @@ class RunStore:
                     yield item
 
     def completed_ids(self) -> set[str]:
-        return {r.run_id for r in self.scan() if isinstance(r, StoredRun) and r.status == "completed"}
+        return {r.run_id for r in self.scan() if isinstance(r, StoredRun) and r.status == COMPLETED}
 
     def statuses(self) -> dict[str, str]:
         """run_id -> status for every valid record."""

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ablate.execution.store import FINAL_STATUSES  # noqa: F401 - stored outcomes never executed again
+from ablate.statuses import FAILED, FINAL_STATUSES  # noqa: F401 - FINAL_STATUSES: stored outcomes never executed again
 
 CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
 
@@ -176,7 +176,7 @@ class RunExecutor:
             try:
                 data = self.dataset(spec.dataset, spec.origin)
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails this run only
-                outcome = RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}")
+                outcome = RunOutcome(status=FAILED, error=f"{type(exc).__name__}: {exc}")
             else:
                 outcome = execute(spec, self.backend, data, on_epoch=on_epoch)
             if outcome.error:
@@ -200,7 +200,7 @@ class RunExecutor:
         try:
             self.store.write(record, outcome.arrays or None)
         except (StoreError, OSError) as exc:  # a full disk fails this run, not the worker
-            return {"run_id": run_id, "status": "failed", "seconds": outcome.seconds,
+            return {"run_id": run_id, "status": FAILED, "seconds": outcome.seconds,
                     "error": f"could not store the run: {exc}"}
         error_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
         return {"run_id": run_id, "status": outcome.status, "seconds": outcome.seconds, "error": error_line[0]}
@@ -276,7 +276,7 @@ class RunExecutor:
             try:
                 data = self.dataset(specs[0].dataset)
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails these runs only
-                outcomes = [RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}") for _ in specs]
+                outcomes = [RunOutcome(status=FAILED, error=f"{type(exc).__name__}: {exc}") for _ in specs]
             else:
                 try:
                     outcomes = execute_pack(specs, self.backend, data, on_epoch=member_epoch)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ablate.errors import AblateError, StoreError
 from ablate.execution.store import RunStore, StoredRun, studies
+from ablate.statuses import COMPLETED
 
 INSTALL_HINT = "mlflow is not installed; install it with: pip install 'ablate[mlflow]' (or pip install mlflow)"
 DB_NAME = "mlflow.db"
@@ -298,6 +299,6 @@ def export_study(results: str | Path, *, study: str | None = None, tracking_uri:
                                     run_name=_run_name(item.config)).info.run_id
         _log(client, created, params=run_params(item.config),
              metrics=run_metrics(rec, extras.get(item.run_id)), timestamp=start or 0)
-        client.set_terminated(created, status="FINISHED" if rec["status"] == "completed" else "FAILED",
+        client.set_terminated(created, status="FINISHED" if rec["status"] == COMPLETED else "FAILED",
                               end_time=_ms(rec.get("finished_at")))
     return ExportSummary(study, tracking_uri, experiment_id, parent, added, replaced, unchanged, logged)
