@@ -23,6 +23,7 @@ from typing import Any
 
 from ablate.config import Grid
 from ablate.errors import ConfigError, Interrupted
+from ablate.statuses import COMPLETED
 
 
 def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
@@ -220,7 +221,7 @@ def compare(table, *, margins: Mapping[str, float] | None = None, alpha: float =
     if not isinstance(table, pd.DataFrame):
         table = _compare.load_runs_table(table)
     if "status" in table:
-        table = table[table["status"] == "completed"]
+        table = table[table["status"] == COMPLETED]
     margins = dict(margins) if margins is not None else {m: v for m, v in DEFAULT_MARGINS.items() if m in table}
     kwargs = {"pairs": [tuple(p) for p in pairs]} if pairs is not None else {}
     result = _compare.compare_runs(table, margins=margins, alpha=alpha, correction=correction,

@@ -15,6 +15,7 @@ from typing import Any
 import ablate
 from ablate.execution.environment import git_commit
 from ablate.execution.store import CorruptRecord, StoredRun
+from ablate.statuses import COMPLETED
 
 # Keys of a record's `environment` that describe the machine per run, not the software.
 _PER_RUN = frozenset({"hostname", "worker_run", "worker_pid", "dataset_loads", "threads"})
@@ -63,7 +64,7 @@ def collect(items: Iterable[StoredRun | CorruptRecord]) -> dict[str, Any]:
                 entry["smoothing"].append(eps)
             train = dict(cfg.get("train") or {})
             # The methods describe the analysed (completed) runs, not a setting that failed.
-            if item.status == "completed" and train not in entry["train"]:
+            if item.status == COMPLETED and train not in entry["train"]:
                 entry["train"].append(train)
             dataset = cfg["dataset"]
             datasets[str(dataset["name"] if isinstance(dataset, Mapping) else dataset)] = None

@@ -10,6 +10,15 @@ _keras = [b for b in os.environ.get("ABLATE_TEST_BACKENDS", "").split(",") if b.
 os.environ.setdefault("KERAS_BACKEND", _keras[0].split("/")[1] if _keras else "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+# Parsed datasets are cached on disk (ablate.data.cache): the tests use their own folder, removed at exit,
+# never the user's ~/.cache/ablate. Subprocesses inherit it.
+if "ABLATE_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["ABLATE_CACHE"] = tempfile.mkdtemp(prefix="ablate-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["ABLATE_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

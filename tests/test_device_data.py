@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from ablate import backends
-from ablate.backends import torch as torch_backend
-from ablate.backends.torch_device import draws_to_device, gather_batch, upload_images
-from ablate.config import AugmentSpec, DatasetSpec, RunSpec, TrainConfig
-from ablate.data.augment import apply_augmentation, augment_batch, draw_augmentation
-from ablate.data.catalogue import load_dataset
-from ablate.execution.runner import execute
+# Device-resident data is a PyTorch feature: without torch the whole file is skipped.
+torch = pytest.importorskip("torch", reason="device data needs PyTorch, which is not installed")
+
+from ablate import backends  # noqa: E402
+from ablate.backends import torch as torch_backend  # noqa: E402
+from ablate.backends.torch_device import draws_to_device, gather_batch, upload_images  # noqa: E402
+from ablate.config import AugmentSpec, DatasetSpec, RunSpec, TrainConfig  # noqa: E402
+from ablate.data.augment import apply_augmentation, augment_batch, draw_augmentation  # noqa: E402
+from ablate.data.catalogue import load_dataset  # noqa: E402
+from ablate.execution.runner import execute  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(7, 8, 10, 3), (5, 32, 32, 3), (4, 8, 8, 1)])

@@ -24,6 +24,7 @@ FORBIDDEN = {
     "ablate.config": ("ablate.",),
     "ablate.errors": ("ablate.",),
     "ablate.registry": ("ablate.",),
+    "ablate.statuses": ("ablate.",),
     "ablate.data": ("ablate.execution", "ablate.analysis", "ablate.backends", "ablate.api", "ablate.cli"),
     "ablate.analysis": ("ablate.execution", "ablate.backends", "ablate.data", "ablate.api", "ablate.cli"),
     "ablate.backends": ("ablate.execution", "ablate.analysis", "ablate.data", "ablate.api", "ablate.cli"),
@@ -31,7 +32,7 @@ FORBIDDEN = {
                          "ablate.analysis.stats", "ablate.api", "ablate.cli", "ablate.study"),
 }
 ALLOWED_FROM_LEAF = {"ablate.config": ("ablate.errors",), "ablate.registry": ("ablate.errors",),
-                     "ablate.errors": ()}
+                     "ablate.errors": (), "ablate.statuses": ()}
 # Modules that may import a framework or plotting library, at any depth.
 HEAVY_OK = ("ablate.backends.torch", "ablate.backends.keras", "ablate.backends.torch_losses",
             "ablate.backends.keras_losses", "ablate.backends.torch_models",

@@ -8,21 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from ablate import backends
-from ablate.analysis.stats import tost_paired
-from ablate.backends.torch_pack import create_pack
-from ablate.config import DEFAULT_MARGINS, AugmentSpec, DatasetSpec, RunSpec, TrainConfig
-from ablate.data.augment import apply_augmentation, draw_augmentation
-from ablate.data.catalogue import Dataset, load_dataset
-from ablate.errors import ConfigError
-from ablate.execution import packs
-from ablate.execution.pack_runner import execute_pack, member_targets
-from ablate.execution.packs import auto_pack_size, parse_pack, plan_packs
-from ablate.execution.runner import bound_loss, execute, loss_smoothing, run_targets, run_trick, trainer_options
-from ablate.tricks import trick_rng
-from tests.conftest import REPO
+# Packs are a PyTorch feature: without torch the whole file is skipped, not an error at collection.
+torch = pytest.importorskip("torch", reason="packs train with PyTorch, which is not installed")
+
+from ablate import backends  # noqa: E402
+from ablate.analysis.stats import tost_paired  # noqa: E402
+from ablate.backends.torch_pack import create_pack  # noqa: E402
+from ablate.config import DEFAULT_MARGINS, AugmentSpec, DatasetSpec, RunSpec, TrainConfig  # noqa: E402
+from ablate.data.augment import apply_augmentation, draw_augmentation  # noqa: E402
+from ablate.data.catalogue import Dataset, load_dataset  # noqa: E402
+from ablate.errors import ConfigError  # noqa: E402
+from ablate.execution import packs  # noqa: E402
+from ablate.execution.pack_runner import execute_pack, member_targets  # noqa: E402
+from ablate.execution.packs import auto_pack_size, parse_pack, plan_packs  # noqa: E402
+from ablate.execution.runner import bound_loss, execute, loss_smoothing, run_targets, run_trick, trainer_options  # noqa: E402
+from ablate.tricks import trick_rng  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
 
 ARMS = (("none", 0.0), ("explicit", 0.1), ("loss", 0.1))
 
@@ -130,8 +132,8 @@ def test_member_bytes_measures_without_touching_the_model(torch_backend, model):
 PEAK_SCRIPT = """
 import sys, numpy as np
 from ablate import backends
-from ablate.backends.torch_pack import create_pack, member_bytes
-from ablate.config import TrainConfig
+from ablate.backends.torch_pack import create_pack, member_bytes  # noqa: E402
+from ablate.config import TrainConfig  # noqa: E402
 model, batch, k, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 256
 backend = backends.load("torch"); backend.configure(device="cpu", threads=1)
 rng = np.random.default_rng(0)

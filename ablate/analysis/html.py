@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import tricks
+from ablate.statuses import COMPLETED
 
 VERDICTS = ("equivalent", "different", "inconclusive", "identical")
 METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier score",
@@ -257,7 +258,7 @@ def _train_text(train: Mapping[str, Any]) -> str:
 def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] | None,
                       overrides: Mapping[str, Mapping[str, Any]], target_power: float) -> str:
     """A paragraph for a paper's methods section, from the settings this report actually used."""
-    done = runs[runs["status"] == "completed"] if "status" in runs else runs
+    done = runs[runs["status"] == COMPLETED] if "status" in runs else runs
     arms = list(dict.fromkeys(done["arm"])) if "arm" in done else []
     ctx_arms = (context or {}).get("arms", {})
     sentences = []
@@ -373,7 +374,7 @@ def _environment():
 
 def _verdict_context(*, title: str, runs, comparisons) -> dict[str, Any]:
     """What the header and the verdicts section show: the same in report.html and in a notebook."""
-    counts = runs["status"].value_counts().to_dict() if "status" in runs else {"completed": len(runs)}
+    counts = runs["status"].value_counts().to_dict() if "status" in runs else {COMPLETED: len(runs)}
     verdicts = _verdict_rows(comparisons.table)
     return dict(
         title=title.replace("`", ""), title_html=_inline_md(title), counts=counts, n_runs=len(runs),

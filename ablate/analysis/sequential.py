@@ -56,6 +56,7 @@ from scipy import optimize
 from scipy import stats as st
 
 from ablate.errors import InputError
+from ablate.statuses import COMPLETED
 
 Spending = Literal["obrien-fleming", "pocock"]
 SPENDINGS: tuple[str, ...] = ("obrien-fleming", "pocock")
@@ -438,7 +439,7 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     df["seed"] = seeds.astype(np.int64)
     df["smoothing"] = pd.to_numeric(df["smoothing"], errors="coerce").fillna(0.0).astype(float)
     if "status" in df.columns:
-        df = df[df["status"].astype(str).str.strip() == "completed"]
+        df = df[df["status"].astype(str).str.strip() == COMPLETED]
     if "repeat" in df.columns:
         df = df[pd.to_numeric(df["repeat"], errors="coerce").fillna(0) == 0]
     return df

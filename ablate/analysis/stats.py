@@ -784,7 +784,6 @@ def _pm_t(var_a, var_b, cov, n, ratio0):
     """
     k2 = np.asarray(ratio0, dtype=np.float64) ** 2
     s_uv = var_a - k2 * var_b
-    s_uu_vv = (var_a + k2 * var_b) ** 2 - 4.0 * k2 * cov**2
     with np.errstate(divide="ignore", invalid="ignore"):
         # 1 - r^2 = (s_uu s_vv - s_uv^2) / (s_uu s_vv) = 4 k^2 (var_a var_b - cov^2) / (s_uu s_vv)
         t = s_uv * np.sqrt(n - 2.0) / np.sqrt(4.0 * k2 * (var_a * var_b - cov**2))

@@ -40,8 +40,10 @@ applied to train, validation and test alike:
   0..16 for digits), exactly as the Keras notebook, which does not divide by 255;
 - ``"none"``: ``x / max`` (255; 16 for digits), i.e. values in [0, 1].
 
-Parsed raw arrays are cached in-process (read-only), so a worker that trains many runs
-reads each dataset once; every `load_dataset` call returns fresh arrays.
+Parsed raw arrays are cached on disk (:mod:`ablate.data.cache`, memory-mapped read-only, keyed by
+the source files' paths, sizes and modification times) and in-process, so a machine decodes each
+dataset once and a worker that trains many runs reads it once; every `load_dataset` call returns
+fresh arrays.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ from ablate.data.formats import (
     _read_image_folder,
     _read_mnist_npz,
     _unpickle,
+    source_files,
 )
+from ablate.data import cache as dataset_cache
 from ablate.data.splits import _fit_preprocessing, _stratified_split, _transform
 from ablate.errors import AblateError, DatasetError
 from ablate.registry import Registry, resolve
@@ -273,7 +277,7 @@ def load_dataset(
         raw = _load_user(name, loader, tuple(search_paths))
     else:
         found = _resolve(name, path, download=download)
-        raw = _load_raw(name, found.kind, found.location, size)
+        raw = _load_raw(name, found.kind, found.location, size, _sources_key(found))
 
     rng = np.random.default_rng(split_seed)
     n_avail = len(raw.y_train)
@@ -648,21 +652,36 @@ def _describe_found(name: str, found: _Found) -> tuple[tuple[int, int, int], int
 # ----------------------------------------------------------------------- raw loading
 
 
+_FILE_READERS: dict[str, Callable[[Path, int], tuple]] = {
+    "idx": lambda where, size: _read_idx_folder(where),
+    "npz": lambda where, size: _read_mnist_npz(where),
+    "cifar-py": lambda where, size: _read_cifar_py(where),
+    "cifar-bin": lambda where, size: _read_cifar_bin(where),
+    "folder": _read_image_folder,
+}
+
+
+def _sources_key(found: _Found) -> str:
+    """A fingerprint of the files a format reads (path, size, mtime), so that a changed file is
+    never served from this process's cache either; "" for data that is not read from files."""
+    if found.kind not in _FILE_READERS:
+        return ""
+    try:
+        return dataset_cache.fingerprint(source_files(found.kind, Path(found.location)), Path(found.location)) or ""
+    except DatasetError:
+        return ""  # the reader reports it
+
+
 @functools.lru_cache(maxsize=8)
-def _load_raw(name: str, kind: str, location: str, image_size: int) -> _Raw:
-    """Parse a dataset once per process; keyed by where it was found (and the image size)."""
+def _load_raw(name: str, kind: str, location: str, image_size: int, sources: str = "") -> _Raw:
+    """Parse a dataset once per process; keyed by where it was found, the image size and the
+    fingerprint of its files. Files are parsed once per machine: see :mod:`ablate.data.cache`."""
     if kind == "sklearn":
         parts = _read_digits()
-    elif kind == "idx":
-        parts = _read_idx_folder(Path(location))
-    elif kind == "npz":
-        parts = _read_mnist_npz(Path(location))
-    elif kind == "cifar-py":
-        parts = _read_cifar_py(Path(location))
-    elif kind == "cifar-bin":
-        parts = _read_cifar_bin(Path(location))
-    elif kind == "folder":
-        parts = _read_image_folder(Path(location), image_size)
+    elif kind in _FILE_READERS:
+        where = Path(location)
+        parts = dataset_cache.cached(lambda: _FILE_READERS[kind](where, image_size), kind=kind, location=location,
+                                     image_size=image_size, sources=source_files(kind, where))
     elif kind == "keras":
         parts = _download_with_keras(name, location)
     else:

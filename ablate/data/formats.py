@@ -14,7 +14,7 @@ import pickle
 import struct
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -258,26 +258,56 @@ def _list_image_folder(root: Path):
     return (tuple(classes), *splits)
 
 
-def _read_image_folder(root: Path, size: int):
-    try:
-        from PIL import Image  # lazy: only imagenette needs Pillow
-    except ImportError as e:
-        raise DatasetError("imagenette: reading images needs Pillow; pip install pillow") from e
-    classes, train_files, y_train, val_files, y_val = _list_image_folder(root)
+def _decode_images(files: Sequence[Path], size: int, out: np.ndarray) -> None:
+    """Decode ``files`` into ``out`` (len(files), size, size, 3): RGB, squashed with bilinear resampling."""
+    from PIL import Image
 
-    def read(path: Path) -> np.ndarray:
+    for i, path in enumerate(files):
         try:
             with Image.open(path) as image:
-                return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+                out[i] = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
         except (OSError, ValueError) as e:
             raise DatasetError(f"imagenette: cannot read image {path} ({e})") from e
 
+
+def _read_image_folder(root: Path, size: int, n_jobs: int | None = None):
+    try:
+        import PIL  # noqa: F401 - lazy: only imagenette needs Pillow
+    except ImportError as e:
+        raise DatasetError("imagenette: reading images needs Pillow; pip install pillow") from e
+    from joblib import Parallel, delayed
+
+    classes, train_files, y_train, val_files, y_val = _list_image_folder(root)
+    n_jobs = n_jobs or min(8, os.cpu_count() or 1)
+
     def read_all(files: list[Path]) -> np.ndarray:
         out = np.empty((len(files), size, size, 3), dtype=np.uint8)
-        # Pillow releases the GIL while decoding and resizing, so threads help.
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for i, image in enumerate(pool.map(read, files)):
-                out[i] = image
+        # Pillow releases the GIL while decoding and resizing, so threads decode in parallel and
+        # write straight into `out`; chunks of 64 images keep the scheduling cheap.
+        chunks = [slice(i, min(i + 64, len(files))) for i in range(0, len(files), 64)]
+        Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(_decode_images)(files[c], size, out[c]) for c in chunks)
         return out
 
     return read_all(train_files), y_train, read_all(val_files), y_val, classes
+
+
+def source_files(kind: str, location: Path) -> list[Path]:
+    """Every file the reader of ``kind`` reads at ``location`` (for the cache's key).
+
+    A missing file is listed too, so the key cannot be made and the reader reports it.
+    """
+    if kind == "idx":
+        return [_idx_file(location, stem) or location / f"{stem}.gz" for stem in _IDX_STEMS.values()]
+    if kind == "npz":
+        return [location]
+    if kind == "cifar-py":
+        meta = [location / "batches.meta"] if (location / "batches.meta").is_file() else []
+        return [location / f"data_batch_{i}" for i in range(1, 6)] + [location / "test_batch"] + meta
+    if kind == "cifar-bin":
+        meta = [location / "batches.meta.txt"] if (location / "batches.meta.txt").is_file() else []
+        return [location / f"data_batch_{i}.bin" for i in range(1, 6)] + [location / "test_batch.bin"] + meta
+    if kind == "folder":
+        _, train_files, _, val_files, _ = _list_image_folder(location)
+        return list(train_files) + list(val_files)
+    raise AssertionError(kind)

@@ -31,6 +31,7 @@ from ablate.errors import StoreError
 from ablate.execution.progress import Progress, eta_groups
 from ablate.execution.store import RunStore
 from ablate.execution.worker import FINAL_STATUSES, utc_now, worker_main
+from ablate.statuses import COMPLETED, DIVERGED, FAILED
 
 
 @dataclass(frozen=True)
@@ -162,13 +163,13 @@ class Ledger:
         spec = self.by_id[run_id]
         status = result["status"]
         error = result.get("error") or ""
-        if status == "failed" and self.attempts[run_id] <= self.retries and spec.backend not in self.broken:
+        if status == FAILED and self.attempts[run_id] <= self.retries and spec.backend not in self.broken:
             self.attempts[run_id] += 1
             self.pending[spec.backend].appendleft([spec])
             self.progress.retry(run_id, spec.describe(), error)
             return
         self.counts[status] += 1
-        if status != "completed":
+        if status != COMPLETED:
             self.failures.append(f"{status}: {spec.describe()} ({run_id}): {error}")
         self.progress.run_done(run_id, spec.describe(), status, result.get("seconds", 0.0), error)
 
@@ -178,8 +179,8 @@ class Ledger:
         seconds: how long it ran before it died or was killed (0 when it never started)."""
         spec = self.by_id[run_id]
         status = store_crash(self.store, spec, self.attempts[run_id], reason, seconds=seconds)
-        error = reason if status == "failed" else ""
-        if status == "diverged":  # stored just before its process died: its own reason stands
+        error = reason if status == FAILED else ""
+        if status == DIVERGED:  # stored just before its process died: its own reason stands
             error = getattr(self.store.read_record(run_id), "record", {}).get("error") or ""
         self.finish(run_id, {"status": status, "error": error, "seconds": seconds})
 
@@ -202,7 +203,7 @@ class Ledger:
         return any(q for b, q in self.pending.items() if b not in self.broken)
 
     def summary(self, skipped: int, seconds: float) -> SweepSummary:
-        return SweepSummary(self.counts["completed"], self.counts["failed"], self.counts["diverged"], skipped,
+        return SweepSummary(self.counts[COMPLETED], self.counts[FAILED], self.counts[DIVERGED], skipped,
                             seconds, tuple(self.failures))
 
 
@@ -232,13 +233,13 @@ def store_crash(store: RunStore, spec: RunSpec, attempt: int, reason: str, *, se
     if getattr(existing, "status", None) in FINAL_STATUSES:
         return existing.status
     try:
-        store.write({"run_id": spec.run_id, "config": spec.to_json(), "attempt": attempt, "status": "failed",
+        store.write({"run_id": spec.run_id, "config": spec.to_json(), "attempt": attempt, "status": FAILED,
                      "error": reason, "history": {}, "metrics": {}, "seconds": float(seconds),
                      "started_at": None,
                      "finished_at": utc_now(), "environment": environment.describe()})
     except (StoreError, OSError):
         pass  # the tally still says failed, and the run stays pending on disk
-    return "failed"
+    return FAILED
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, _mix_drawer, batc
                                      loss_smoothing, run_targets, run_trick, smooth_labels,
                                      smoothed_cross_entropy, trainer_options)
 from ablate.execution.schedules import learning_rate
+from ablate.statuses import COMPLETED, DIVERGED, FAILED
 
 
 class PackOutOfMemory(Exception):
@@ -44,7 +45,7 @@ def execute_pack(specs: Sequence[RunSpec], backend: Any, data: Dataset,
     one member (nothing was stored; a smaller pack may fit).
     """
     started = time.perf_counter()
-    outcomes = [RunOutcome(status="completed", error=None) for _ in specs]
+    outcomes = [RunOutcome(status=COMPLETED, error=None) for _ in specs]
     too_large = False
     try:
         if len({pack_key(s) for s in specs}) != 1:
@@ -54,8 +55,8 @@ def execute_pack(specs: Sequence[RunSpec], backend: Any, data: Dataset,
         too_large = len(specs) > 1 and backend.is_out_of_memory(exc)
         error = traceback.format_exc(limit=20)
         for out in outcomes:
-            if out.status == "completed":
-                out.status, out.error = "failed", error
+            if out.status == COMPLETED:
+                out.status, out.error = FAILED, error
     if too_large:  # raised out here: the caught error's traceback would hold the pack's tensors
         backend.release_memory()
         raise PackOutOfMemory(f"a pack of {len(specs)} runs ran out of device memory")
@@ -105,7 +106,6 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
     from ablate.backends.torch_pack import create_pack  # only a torch worker ever gets here
 
     cfg = specs[0].train
-    k = data.num_classes
     n = len(data.x_train)
     member_tricks = [run_trick(s) for s in specs]
     trick_rngs = [tricks.trick_rng(s.source_seed("augment"), t.name) for s, t in zip(specs, member_tricks)]
@@ -124,7 +124,7 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
     live = list(range(len(specs)))
 
     def diverge(member: int, why: str) -> None:
-        outcomes[member].status, outcomes[member].error = "diverged", why
+        outcomes[member].status, outcomes[member].error = DIVERGED, why
         pack.kill(member)
         live.remove(member)
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from ablate.statuses import COMPLETED, DIVERGED
+
 
 def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (IPython already imported, under a kernel app)."""
@@ -101,21 +103,21 @@ class Progress:
     def run_done(self, run_id: str, name: str, status: str, seconds: float, error: str = "") -> None:
         self.running.pop(run_id, None)
         self.finished_ids.add(run_id)
-        if status == "completed":
+        if status == COMPLETED:
             self.done += 1
             self.durations.append(seconds)
             self.group_durations.setdefault(self.groups.get(run_id, ""), []).append(seconds)
-        elif status == "diverged":
+        elif status == DIVERGED:
             self.diverged += 1
         else:
             self.failed += 1
         finished = self.done + self.failed + self.diverged
-        detail = f" - {error}" if error and status != "completed" else ""
+        detail = f" - {error}" if error and status != COMPLETED else ""
         line = f"[{finished}/{self.total}] {status:<9} {name} ({seconds:.1f}s){detail}"
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix_str(self._postfix(), refresh=False)
-            if status != "completed":
+            if status != COMPLETED:
                 self._line(line)
             return
         self._line(f"{line}  {self._counts()}")

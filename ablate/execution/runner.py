@@ -28,6 +28,7 @@ from ablate.data.catalogue import Dataset
 from ablate.errors import DivergedError
 from ablate.execution.schedules import learning_rate
 from ablate.registry import resolve
+from ablate.statuses import COMPLETED, DIVERGED, FAILED, Status
 
 HISTORY_KEYS = ("epoch", "lr", "train_objective", "train_nll", "train_accuracy",
                 "val_objective", "val_nll", "val_accuracy", "seconds")
@@ -65,7 +66,7 @@ def smoothed_cross_entropy(probs: np.ndarray, labels: np.ndarray, eps: float) ->
 
 @dataclass
 class RunOutcome:
-    status: str  # completed / failed / diverged
+    status: Status  # see ablate.statuses
     error: str | None
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     metrics: dict[str, float] = field(default_factory=dict)
@@ -171,13 +172,13 @@ def execute(spec: RunSpec, backend, dataset: Dataset,
     ``diverged`` and stops the run at once.
     """
     started = time.perf_counter()
-    outcome = RunOutcome(status="completed", error=None)
+    outcome = RunOutcome(status=COMPLETED, error=None)
     try:
         _train(spec, backend, dataset, outcome, on_epoch)
     except DivergedError as exc:
-        outcome.status, outcome.error = "diverged", str(exc)
+        outcome.status, outcome.error = DIVERGED, str(exc)
     except Exception:  # noqa: BLE001 - failures are results
-        outcome.status, outcome.error = "failed", traceback.format_exc(limit=20)
+        outcome.status, outcome.error = FAILED, traceback.format_exc(limit=20)
     outcome.seconds = time.perf_counter() - started
     return outcome
 

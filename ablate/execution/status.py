@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from ablate.config import RunSpec
 from ablate.execution.progress import format_table
 from ablate.execution.store import RunStore
+from ablate.statuses import COMPLETED, STATUSES
 
-STATUS_COLUMNS = ("completed", "failed", "diverged", "invalid", "pending", "running", "total")
+STATUS_COLUMNS = (*STATUSES, "invalid", "pending", "running", "total")  # stored statuses, then states of cells
 
 
 def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collections.Counter]:
@@ -38,7 +39,7 @@ def grid_status(runs: Sequence[RunSpec], store: RunStore) -> dict[tuple, collect
         status = stored.get(spec.run_id, "pending")
         counts[status] += 1
         counts["total"] += 1
-        if status != "completed" and is_claimed(store.run_dir(spec.run_id)):
+        if status != COMPLETED and is_claimed(store.run_dir(spec.run_id)):
             counts["running"] += 1
     return cells
 

@@ -25,18 +25,13 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ablate.errors import StoreError
 from ablate.files import atomic_write  # noqa: F401 - the store's writes; also used by the study file
-
-Status = Literal["completed", "failed", "diverged"]
-STATUSES: tuple[str, ...] = ("completed", "failed", "diverged")
-# Outcomes never overwritten nor executed again: a diverged run would diverge again (runs are
-# deterministic); a failed one may have met a passing problem, so it runs again.
-FINAL_STATUSES: tuple[str, ...] = ("completed", "diverged")
+from ablate.statuses import COMPLETED, FINAL_STATUSES, STATUSES, Status  # noqa: F401 - re-exported
 DAMAGED_PREFIX = ".damaged-"
 SCHEMA_VERSION = 1
 RECORD = "record.json"
@@ -277,7 +272,7 @@ class RunStore:
             if hashed != folder.name:
                 reason = (f"run {folder.name}: its config hashes to {hashed}, not to its folder's id "
                           "(a record written by another version, or edited)")
-        if reason is None and record["status"] == "completed":
+        if reason is None and record["status"] == COMPLETED:
             reason = check_arrays(folder / ARRAYS)
         if reason is not None:
             return CorruptRecord(folder, reason)
@@ -311,7 +306,7 @@ class RunStore:
                     yield item
 
     def completed_ids(self) -> set[str]:
-        return {r.run_id for r in self.scan() if isinstance(r, StoredRun) and r.status == "completed"}
+        return {r.run_id for r in self.scan() if isinstance(r, StoredRun) and r.status == COMPLETED}
 
     def statuses(self) -> dict[str, str]:
         """run_id -> status for every valid record."""

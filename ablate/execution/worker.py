@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ablate.execution.store import FINAL_STATUSES  # noqa: F401 - stored outcomes never executed again
+from ablate.statuses import FAILED, FINAL_STATUSES  # noqa: F401 - FINAL_STATUSES: stored outcomes never executed again
 
 DATASET_CACHE = 8  # datasets (per spec, folder and split seed) a worker keeps loaded
 CLAIM = ".claim"  # in a run's folder: flock-ed by whoever is executing that run
@@ -180,7 +180,7 @@ class RunExecutor:
             try:
                 data = self.dataset(spec.dataset, spec.origin, spec.source_seed("split"))
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails this run only
-                outcome = RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}")
+                outcome = RunOutcome(status=FAILED, error=f"{type(exc).__name__}: {exc}")
             else:
                 outcome = execute(spec, self.backend, data, on_epoch=on_epoch)
             if outcome.error:
@@ -207,7 +207,7 @@ class RunExecutor:
         except (StoreError, OSError) as exc:  # e.g. a permission error fails this run, not the worker
             if disk_full(exc):  # nothing more can be stored: the worker tells the driver, which stops
                 raise exc if isinstance(exc, DiskFull) else DiskFull(self.store.study_dir, exc) from exc
-            return {"run_id": run_id, "status": "failed", "seconds": outcome.seconds,
+            return {"run_id": run_id, "status": FAILED, "seconds": outcome.seconds,
                     "error": f"could not store the run: {exc}"}
         error_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
         return {"run_id": run_id, "status": outcome.status, "seconds": outcome.seconds, "error": error_line[0]}
@@ -284,7 +284,7 @@ class RunExecutor:
             try:
                 data = self.dataset(specs[0].dataset, specs[0].origin, specs[0].source_seed("split"))
             except Exception as exc:  # noqa: BLE001 - a missing dataset fails these runs only
-                outcomes = [RunOutcome(status="failed", error=f"{type(exc).__name__}: {exc}") for _ in specs]
+                outcomes = [RunOutcome(status=FAILED, error=f"{type(exc).__name__}: {exc}") for _ in specs]
             else:
                 try:
                     outcomes = execute_pack(specs, self.backend, data, on_epoch=member_epoch)

@@ -27,6 +27,7 @@ from ablate.errors import StoreError
 from ablate.execution.store import RunStore, StoredRun, studies
 from ablate.export import tracking
 from ablate.export.tracking import INSTALL_HINT  # noqa: F401 - re-exported for callers of this module
+from ablate.statuses import COMPLETED
 DB_NAME = "mlflow.db"
 KIND_TAG, RUN_TAG, STUDY_TAG = "ablate.kind", "ablate.run_id", "ablate.study"
 # A number per verdict, so the tracker can chart and filter it; the word is a tag beside it.
@@ -318,7 +319,7 @@ def _export_runs(client, experiment_id: str, study: str, parent: str, planned) -
                                     run_name=_run_name(item.config)).info.run_id
         with tracking.failed_on_error(client, created):
             _log(client, created, params=params, metrics=metrics, timestamp=start or 0)
-        client.set_terminated(created, status="FINISHED" if rec["status"] == "completed" else "FAILED",
+        client.set_terminated(created, status="FINISHED" if rec["status"] == COMPLETED else "FAILED",
                               end_time=_ms(rec.get("finished_at")))
     return added, replaced, unchanged
 
