@@ -23,7 +23,7 @@ from typing import Any
 
 from ablate.config import Grid
 from ablate.errors import ConfigError, Interrupted
-from ablate.statuses import COMPLETED
+from ablate.statuses import COMPLETED, FINAL_STATUSES
 
 
 def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
@@ -150,7 +150,7 @@ def run(grid, *, results: str | Path = "results", workers: int | None = None, gp
         if type(exc) is not KeyboardInterrupt:
             raise  # SIGTERM and the like keep their own type
         statuses, _ = store.survey() if store.runs_dir.is_dir() else ({}, {})
-        stored = sum(status in ("completed", "diverged") for status in statuses.values())
+        stored = sum(status in FINAL_STATUSES for status in statuses.values())
         raise Interrupted(f"the sweep was interrupted; its workers are stopped, and its {stored} stored run(s) in "
                           f"{store.study_dir} are kept and skipped next time") from None
     study = Study(store)

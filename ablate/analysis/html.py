@@ -220,7 +220,7 @@ def _ts_rows(summary) -> list[dict[str, Any]]:
 def _problem_runs(runs, corrupt) -> list[dict[str, str]]:
     out = []
     if "status" in runs:
-        bad = runs[runs["status"] != "completed"]
+        bad = runs[runs["status"] != COMPLETED]
         for r in bad.to_dict("records"):
             eps = f" ε={float(r['smoothing']):g}" if _finite(r.get("smoothing")) else ""
             out.append({"id": str(r.get("run_id", "")), "status": str(r["status"]),

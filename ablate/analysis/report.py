@@ -20,6 +20,7 @@ from ablate import files
 from ablate.analysis import calibration, escape
 from ablate.config import DEFAULT_MARGINS
 from ablate.errors import ConfigError
+from ablate.statuses import COMPLETED, STATUSES, UNSUCCESSFUL
 
 SD_RATIO_KEY = "sd_ratio"  # the SD-ratio margin's key (ablate.analysis.compare.SD_RATIO_KEY)
 
@@ -116,7 +117,7 @@ def at_bound(runs):
     if "temperature_at_bound" not in runs:
         return pd.Series(False, index=runs.index)
     flags = runs["temperature_at_bound"].map(truthy).astype(bool)
-    return flags & (runs["status"] == "completed") if "status" in runs else flags
+    return flags & (runs["status"] == COMPLETED) if "status" in runs else flags
 
 
 def mask_at_bound(runs):
@@ -147,7 +148,7 @@ def temperature_bound_note(runs) -> str:
     n = int(flags.sum())
     fitted = runs["temperature"].notna() if "temperature" in runs else flags
     if "status" in runs:
-        fitted = fitted & (runs["status"] == "completed")
+        fitted = fitted & (runs["status"] == COMPLETED)
     low, high = calibration.TEMPERATURE_BOUNDS
     if not n:
         if "temperature_at_bound" not in runs or not fitted.any():
@@ -174,7 +175,7 @@ def summary_table(runs, metrics: Sequence[str] = SUMMARY_METRICS):
 
     from ablate.analysis.stats import t_interval
 
-    done = runs[runs["status"] == "completed"]
+    done = runs[runs["status"] == COMPLETED]
     if "repeat" in done:
         done = done[done["repeat"].fillna(0) == 0]
     out = []
@@ -232,7 +233,7 @@ def report_from_frame(runs, *, out: str | Path, title: str, margins: Mapping[str
     """
     check_options(alpha=alpha)
     if "status" not in runs:
-        runs = runs.assign(status="completed")  # a table made elsewhere lists finished runs
+        runs = runs.assign(status=COMPLETED)  # a table made elsewhere lists finished runs
     check_margin_metrics(margins, runs)
     return write_report(runs, out=Path(out), title=title, margins={**DEFAULT_MARGINS, **(margins or {})},
                         alpha=alpha if alpha is not None else 0.05,
@@ -340,7 +341,7 @@ def figure_makers(runs, histories, reliability, comparisons, metrics, components
     from ablate.analysis.figures import runs as run_figs
 
     makers: dict[str, Any] = {}
-    done = figure_data.seed_points(runs[runs["status"] == "completed"],
+    done = figure_data.seed_points(runs[runs["status"] == COMPLETED],
                                    np.random.default_rng(figure_data.JITTER_SEED))
     for metric in ("accuracy", "ece", "nll", "ece_ts"):
         if metric in done and done[metric].notna().any():
@@ -545,7 +546,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
 
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
     parts = [f"# {title}: ablation report", ""]
-    shown = ["completed", "failed", "diverged"] + sorted(set(map(str, counts)) - {"completed", "failed", "diverged"})
+    shown = list(STATUSES) + sorted(set(map(str, counts)) - set(STATUSES))
     parts.append(f"{len(runs)} run(s): " + ", ".join(f"{counts.get(s, 0)} {s}" for s in shown) + ".")
     if source:
         parts.append(source)
@@ -583,9 +584,9 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
 
     if ts_note and at_bound(runs).any():  # every fitted temperature is at its bound: no table to put it under
         parts += ["", "## Calibration after temperature scaling", "", f"**{ts_note}**"]
-    bad = runs[runs["status"] != "completed"] if "status" in runs else runs.iloc[:0]
+    bad = runs[runs["status"] != COMPLETED] if "status" in runs else runs.iloc[:0]
     if len(bad):
-        others = sorted(set(bad["status"].astype(str)) - {"failed", "diverged"})
+        others = sorted(set(bad["status"].astype(str)) - set(UNSUCCESSFUL))
         parts += ["", "## Failed and diverged runs" if not others else
                   f"## Runs not analysed ({', '.join(sorted(set(bad['status'].astype(str))))})", ""]
         for _, row in bad.iterrows():

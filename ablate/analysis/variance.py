@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ablate.errors import InputError
+from ablate.statuses import COMPLETED
 
 RESIDUAL = "residual"
 
@@ -235,7 +236,7 @@ def components_table(runs, metrics, *, rng: np.random.Generator, confidence: flo
     """
     import pandas as pd
 
-    done = runs[runs["status"] == "completed"] if "status" in runs else runs
+    done = runs[runs["status"] == COMPLETED] if "status" in runs else runs
     out = []
     keys = ["backend", "dataset", "model", "arm", "smoothing"]
     present = [k for k in keys if k in done]

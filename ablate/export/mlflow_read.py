@@ -25,8 +25,10 @@ from typing import Any
 
 from ablate.errors import ConfigError
 from ablate.export import tracking
+from ablate.statuses import COMPLETED, FAILED
 
-STATUSES = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
+# MLflow's run status -> the status of a row of the runs table (only COMPLETED rows are analysed).
+STATUSES = {"FINISHED": COMPLETED, "FAILED": FAILED, "KILLED": "killed", "RUNNING": "running",
             "SCHEDULED": "scheduled"}
 OWN_KINDS = ("study", "verdicts")  # tag ablate.kind of runs ablate logged itself
 CELL_PARAMS = ("backend", "dataset", "model")  # --by params that fill the table's own cell columns
@@ -256,7 +258,7 @@ def read_runs(client, uri: str, selection: Selection) -> MlflowRuns:
     table = pd.DataFrame(rows)
     table = table.sort_values(["status", "arm", "seed", "run_id"], kind="stable").reset_index(drop=True)
     table = normalise_runs(table, f"MLflow experiment {experiment.name!r}")
-    done = table[table["status"] == "completed"]
+    done = table[table["status"] == COMPLETED]
     twins = done[done.duplicated(["backend", "dataset", "model", "arm", "smoothing", "seed"], keep=False)]
     if len(twins):
         first = twins.iloc[0]
