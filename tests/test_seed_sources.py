@@ -36,9 +36,20 @@ train: {epochs: 1, batch_size: 64, monitor_size: 0}
 """
 
 
+# The demo's digits split became val_fraction 0.2 after these were taken (issue 20: the temperature
+# bound); with the old value the demo's ids are the pinned ones.
+THEN = {"quick.yaml": {"val_fraction": 0.1}}
+
+
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_old_grids_keep_their_run_ids(name):
-    runs = load_grid(REPO / "examples" / name).runs()
+    import yaml
+
+    grid = yaml.safe_load((REPO / "examples" / name).read_text())
+    for ds in grid["datasets"]:
+        if isinstance(ds, dict):
+            ds.update(THEN.get(name, {}))
+    runs = load_grid(grid).runs()
     digest, first = PINNED[name]
     assert hashlib.sha256(",".join(r.run_id for r in runs).encode()).hexdigest()[:16] == digest
     if first:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -85,8 +86,10 @@ def _run_children(grid, backends, targets, data, batches, search, tmp: Path) -> 
                "checks": [{"key": f"{j}/{i}", "name": m.name, "factory": getattr(m, framework),
                            "batch": batches[i], "input_shape": list(ds.input_shape), "num_classes": ds.num_classes}
                           for j, m in targets for i, ds in sorted(data.items())]}
-        path = tmp / f"job-{len(procs)}.json"
-        path.write_text(json.dumps(job))
+        # Pickled, not JSON: a factory may be a notebook's function (a UserFunction, sent by value with
+        # cloudpickle as workers get it). The child is ours and reads only this file, which we wrote.
+        path = tmp / f"job-{len(procs)}.pkl"
+        path.write_bytes(pickle.dumps(job))
         # The driver's own copy of ablate, in the driver's folder (where its user modules resolve).
         root = str(Path(__file__).resolve().parent.parent.parent)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
@@ -164,7 +167,7 @@ def _child(job_path: str) -> dict[str, Any]:
     """Build and call each model of the job once; never raises for a model's own failure."""
     from ablate import backends
 
-    job = json.loads(Path(job_path).read_text())
+    job = pickle.loads(Path(job_path).read_bytes())
     backend = backends.load(job["backend"])  # fixes Keras' engine before Keras is imported, as a worker does
     return {check["key"]: _call_once(backend, check, job["search"], job["layout"]) for check in job["checks"]}
 
