@@ -213,8 +213,10 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
             continue
         rows.append(row)
         if row["status"] == "completed" and isinstance(item.config.get("train"), Mapping):
-            # A trick's params belong to the arm's trick (the arms line names them), not to its confounds.
-            trains.setdefault(row["arm"], []).append(dict(item.config["train"]))
+            # A trick's params are per-arm settings like train keys, so the per-arm settings list them.
+            params = item.config.get("params") if isinstance(item.config.get("params"), Mapping) else {}
+            trains.setdefault(row["arm"], []).append(
+                {**item.config["train"], **{f"params.{k}": v for k, v in params.items()}})
         cell = tuple(row[c] for c in CELL)
         if arrays is not None and row.get("repeat", 0) == 0:
             pooled.setdefault(cell, []).append((arrays["test_probs"], arrays["test_labels"]))

@@ -53,6 +53,8 @@ class Trick:
     draw: Callable[..., Any] | None = None
     images_only: bool = False
     summary: str = ""  # a short form of the description, for a paper's methods paragraph
+    colour: str | None = None  # its arms' colour in figures (None: the next free one); order = registry order
+    reference: bool = False  # the baseline every other arm is measured against (plain cross-entropy)
 
     @property
     def short(self) -> str:
@@ -98,7 +100,7 @@ def from_entry_point(name: str, obj: Any) -> Trick:
     trick = obj() if callable(obj) and not isinstance(obj, Trick) else obj
     if isinstance(trick, Mapping):
         body = dict(trick)
-        unknown = sorted(set(body) - set(PARTS) - {"params", "description", "phrase", "summary"})
+        unknown = sorted(set(body) - set(PARTS) - {"params", "description", "phrase", "summary", "colour"})
         if unknown:
             raise TypeError(f"unknown keys {unknown}; allowed: {', '.join(PARTS)}, params, description")
         params = {k: v if isinstance(v, ParamSpec) else ParamSpec(**v) if isinstance(v, Mapping)
@@ -115,6 +117,21 @@ TRICKS: Registry[Trick] = Registry("trick", group="ablate.tricks", from_entry_po
 
 def get(name: str) -> Trick:
     return TRICKS.get(name)
+
+
+def colours() -> dict[str, str]:
+    """trick name -> its figure colour, in registry order (the order arms are drawn in)."""
+    return {name: t.colour for name, t in TRICKS.items() if t.colour}
+
+
+def reference_names() -> tuple[str, ...]:
+    """The tricks an arm is measured against (the report's reference arms): plain cross-entropy."""
+    return tuple(name for name, t in TRICKS.items() if t.reference)
+
+
+def smoothing_names() -> tuple[str, ...]:
+    """The tricks that run once per ε of the grid's `smoothing:` axis."""
+    return tuple(name for name, t in TRICKS.items() if t.uses_smoothing)
 
 
 def trick_rng(seed: int, name: str) -> np.random.Generator:
@@ -205,32 +222,33 @@ def cutmix_batch(x: np.ndarray, targets: np.ndarray, rng: np.random.Generator, *
 
 _PROB = ParamSpec(1.0, low=0.0, high=1.0)
 for _t in (
-    Trick("none", "cross-entropy on one-hot labels", "no smoothing"),
+    Trick("none", "cross-entropy on one-hot labels", "no smoothing", colour="#7f7f7f", reference=True),
     Trick("explicit",
           "training targets replaced by a smoothed copy y·(1−ε)+ε/K before training (the Keras notebook's "
-          "smooth_labels); plain cross-entropy", "explicit smoothing", smooth_targets=True,
+          "smooth_labels); plain cross-entropy", "explicit smoothing", smooth_targets=True, colour="#1f77b4",
           summary="targets replaced by y·(1−ε)+ε/K before training"),
     Trick("loss",
           "hard labels; the framework's smoothed cross-entropy (Keras CategoricalCrossentropy(label_smoothing=ε), "
-          "PyTorch CrossEntropyLoss(label_smoothing=ε))", "loss smoothing", smooth_loss=True,
+          "PyTorch CrossEntropyLoss(label_smoothing=ε))", "loss smoothing", smooth_loss=True, colour="#d62728",
           summary="the framework's label-smoothed cross-entropy"),
     Trick("both",
           "smoothed targets fed to the smoothed loss, as the Keras notebook's loss section actually ran: "
           "labels smoothed twice, an effective ε of 1−(1−ε)²", "smoothing twice",
-          smooth_targets=True, smooth_loss=True,
+          smooth_targets=True, smooth_loss=True, colour="#ff7f0e",
           summary="smoothed targets and the framework's smoothed loss together"),
     Trick("mixup", "mixup: each training batch blended with a shuffled copy of itself, inputs and targets, "
                    "λ ~ Beta(α, α), with probability prob per step", "mixup",
-          batch="ablate.tricks:mixup_batch", draw=draw_mixup,
+          batch="ablate.tricks:mixup_batch", draw=draw_mixup, colour="#2ca02c",
           params={"alpha": ParamSpec(0.2, low=0.0, open_low=True), "prob": _PROB},
           summary="mixup of inputs and targets, λ ~ Beta(α, α)"),
     Trick("cutmix", "cutmix: a rectangle of a shuffled partner image pasted into each training image, targets "
                     "mixed by area, λ ~ Beta(α, α), with probability prob per step", "cutmix",
-          batch="ablate.tricks:cutmix_batch", draw=draw_cutmix, images_only=True,
+          batch="ablate.tricks:cutmix_batch", draw=draw_cutmix, images_only=True, colour="#8c564b",
           params={"alpha": ParamSpec(1.0, low=0.0, open_low=True), "prob": _PROB},
           summary="cutmix: a partner image's rectangle pasted in, targets mixed by area"),
     Trick("focal", "focal loss −Σ y·(1−p)^γ·log p (Lin et al., 2017); γ = 0 is cross-entropy", "focal loss",
           torch_loss="ablate.backends.torch_losses:focal", keras_loss="ablate.backends.keras_losses:focal",
-          params={"gamma": ParamSpec(2.0, low=0.0, high=10.0)}, summary="focal loss −Σ y·(1−p)^γ·log p"),
+          params={"gamma": ParamSpec(2.0, low=0.0, high=10.0)}, summary="focal loss −Σ y·(1−p)^γ·log p",
+          colour="#9467bd"),
 ):
     TRICKS.register(_t.name, _t)

@@ -437,7 +437,8 @@ def test_a_user_trick_package_runs_in_both_backends_and_report_compares_its_arms
     text = (results / "mytricks" / "report.md").read_text()
     assert "user trick `mymix` (batch mytricks:mixup); alpha = 0.4" in text
     assert "`builtin-mixup` = trick `mixup`: mixup" in text
-    assert "gamma = 1" in text and "params.gamma" not in text  # params describe the arm, not a confound
+    assert "`focal` trains with params.gamma = 1" in text  # the per-arm settings list the trick's params
+    assert "These are its trick's params" in text
 
 
 def test_an_installed_package_registers_a_trick_through_entry_points(tmp_path):

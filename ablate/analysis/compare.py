@@ -68,6 +68,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ablate import tricks
 from ablate.analysis import stats
 from ablate.config import CORRECTIONS, PAIRINGS
 from ablate.errors import InputError
@@ -91,8 +92,6 @@ DEFAULT_MARGINS: Mapping[str, float] = MappingProxyType({"accuracy": 0.005, "ece
 # Direction of improvement, used only for wording ("beats" / "is worse than").
 HIGHER_IS_BETTER: Mapping[str, bool] = MappingProxyType(
     {"accuracy": True, "ece": False, "nll": False, "brier": False})
-# Reference arm by name, used only when no arm has smoothing > 0 (see the module doc).
-REFERENCE_NAME = "none"
 MIN_PAIRS = 5
 TARGET_POWER = 0.8
 REQUIRED = ("arm", "seed")
@@ -663,14 +662,15 @@ def _arm_roles(df: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """(arms with references first, reference arms, flat arms) of an analysed table."""
     seen = sorted(set(df["arm"]))  # sorted: the table's row order must not matter
     flat = [a for a in seen if (df.loc[df["arm"] == a, "smoothing"] == 0).all()]
-    if "method" in df and df["method"].eq(REFERENCE_NAME).any():
+    references_by_trick = tricks.reference_names()  # the registry marks them (plain cross-entropy)
+    if "method" in df and df["method"].isin(references_by_trick).any():
         # ablate's own runs name each arm's trick: the reference is plain cross-entropy, however many
         # other arms (mixup, focal, ...) also leave the labels unsmoothed.
-        references = [a for a in seen if df.loc[df["arm"] == a, "method"].eq(REFERENCE_NAME).all()]
+        references = [a for a in seen if df.loc[df["arm"] == a, "method"].isin(references_by_trick).all()]
     elif len(flat) < len(seen):
         references = flat
     else:  # nothing is smoothed: only a name can say which arm is the baseline
-        references = [a for a in seen if a == REFERENCE_NAME]
+        references = [a for a in seen if a in references_by_trick]
     return references + [a for a in seen if a not in references], references, flat
 
 
@@ -894,13 +894,17 @@ def power_curves(
 # --------------------------------------------------------------------------- markdown
 
 _METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier score"}
-# Nicer wording for the built-in arm names; any other arm is called by its name.
-_ARM_NAMES = {"none": "no smoothing"}
-_SMOOTHING_ARMS = {"explicit", "loss"}
 
 
 def _arm_name(arm: str) -> str:
-    return _ARM_NAMES.get(arm, arm)
+    """An arm named after a reference trick is called by the trick's phrase ("no smoothing");
+    any other arm by its name."""
+    return tricks.get(arm).phrase if arm in tricks.reference_names() else arm
+
+
+def _smoothing_arms() -> frozenset[str]:
+    """Arm names that pair as "A and B smoothing": smoothing tricks whose phrase is "<name> smoothing"."""
+    return frozenset(n for n in tricks.smoothing_names() if tricks.get(n).phrase == f"{n} smoothing")
 
 
 def _scale(metric: str) -> float:
@@ -936,9 +940,10 @@ def _p(p: float) -> str:
 
 
 def _pair_phrase(a: str, b: str) -> str:
-    if a in _SMOOTHING_ARMS and b in _SMOOTHING_ARMS:
+    smoothing = _smoothing_arms()
+    if a in smoothing and b in smoothing:
         return f"{a} and {b} smoothing"
-    if a in _ARM_NAMES and b in _SMOOTHING_ARMS:
+    if a in tricks.reference_names() and b in smoothing:
         return f"{_arm_name(a)} and {b} smoothing"
     return f"{_arm_name(a)} and {_arm_name(b)}"
 
@@ -1127,7 +1132,7 @@ def _sensitivity_clause(rows: dict, references, metric: str, margin: float, alph
                              f"({_p(row['p_difference_adj'])}, {corr})")
         clause = "; ".join(parts)
     compared = [role[k][1] for k in links]
-    noun = "smoothing arms" if all(a in _SMOOTHING_ARMS for a in compared) else "compared arms"
+    noun = "smoothing arms" if all(a in _smoothing_arms() for a in compared) else "compared arms"
     at_chance = [k for k in rows if f"at {CHANCE} accuracy" in str(rows[k].get("note", ""))]
     if at_chance:
         arms = list(dict.fromkeys(a for k in at_chance for a in k))

@@ -297,8 +297,10 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
             if any(own):
                 sentences.append(f"Arm {arm} used " + " or ".join(_train_text(o) for o in own) + ".")
     for arm, keys in ((a, k) for a, k in (overrides or {}).items() if k):
-        sentences.append(f"Arm {arm} overrides " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
-                         " (a possible confound).")
+        own = all(str(k).startswith("params.") for k in keys)
+        sentences.append(f"Arm {arm} {'sets' if own else 'overrides'} " +
+                         ", ".join(f"{k} = {v}" for k, v in keys.items()) +
+                         (" (its trick's params)." if own else " (a possible confound)."))
     if binning:
         scheme = "equal-width" if binning[1] == "uniform" else "equal-mass"
         sentences.append(f"Test-set accuracy, expected calibration error (ECE), negative log-likelihood (NLL) "

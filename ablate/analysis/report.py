@@ -513,6 +513,14 @@ def arm_descriptions(runs) -> dict[str, str]:
     return out
 
 
+def _override_caveat(keys: Mapping[str, Any]) -> str:
+    """What an arm's own settings mean for a comparison: a trick's params (``params.X``) are part
+    of what the arm is; any other setting is a possible confound."""
+    if all(str(k).startswith("params.") for k in keys):
+        return "These are its trick's params: part of what the arm tests, not a confound."
+    return "A difference between arms may come from this, not from their tricks."
+
+
 def arm_tricks(runs) -> dict[str, str]:
     """arm -> its trick and params in plain ASCII words ("trick mixup, alpha = 0.2"), for LaTeX captions.
 
@@ -561,8 +569,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
                   "grid file changes.", ""]
         for arm, keys in overrides.items():
             parts.append(f"- `{arm}` trains with " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
-                         ", unlike the other arms. A difference between arms may come from this, not from "
-                         "their tricks.")
+                         ", unlike the other arms. " + _override_caveat(keys))
     parts += ["", compare.markdown(comparisons, alpha=alpha, correction=correction)]
 
     parts += ["", "## Summary per cell (mean ± std, 95% t-interval of the mean)", ""]

@@ -31,6 +31,9 @@ class ModelEntry:
     description: str
     factories: Mapping[str, str] = field(default_factory=dict)  # framework -> "module:function"
     min_pixels: int | None = None  # images only, at least this many pixels a side; None: any input
+    # "module:function" planning the shared initial-weight layout ``(input_shape, K) -> layers``
+    # (pairing: cross-backend, drawn in numpy); None: read off the built model instead.
+    layout: str | None = None
 
 
 def _from_entry_point(name: str, obj: Any) -> ModelEntry:
@@ -43,23 +46,25 @@ def _from_entry_point(name: str, obj: Any) -> ModelEntry:
                            f"with 'torch' and/or 'keras' references, but gave {type(obj).__name__}")
     factories = {fw: obj[fw] for fw in ("torch", "keras") if obj.get(fw)}
     return ModelEntry(name, str(obj.get("description", f"plug-in model ({', '.join(factories)})")), factories,
-                      obj.get("min_pixels"))
+                      obj.get("min_pixels"), obj.get("layout"))
 
 
 MODELS: Registry[ModelEntry] = Registry("model", group="ablate.models", from_entry_point=_from_entry_point)
 for _entry in (
     ModelEntry("mlp", "two hidden layers (256, 128), ReLU; any input shape",
-               {"torch": "ablate.backends.torch_models:mlp", "keras": "ablate.backends.keras_models:mlp"}),
+               {"torch": "ablate.backends.torch_models:mlp", "keras": "ablate.backends.keras_models:mlp"},
+               layout="ablate.backends.weights:plan_mlp"),
     ModelEntry("small-cnn", "two conv blocks + dense head; images of at least 4x4",
                {"torch": "ablate.backends.torch_models:small_cnn", "keras": "ablate.backends.keras_models:small_cnn"},
-               min_pixels=4),
+               min_pixels=4, layout="ablate.backends.weights:plan_small_cnn"),
     ModelEntry("minigooglenet", "the Keras notebook's MiniGoogLeNet (1.65M parameters at 32x32x3); images of at "
                "least 31x31",
                {"torch": "ablate.backends.torch_models:minigooglenet",
-                "keras": "ablate.backends.keras_models:minigooglenet"}, min_pixels=31),
+                "keras": "ablate.backends.keras_models:minigooglenet"}, min_pixels=31,
+               layout="ablate.backends.weights:plan_minigooglenet"),
     ModelEntry("fastai-cnn", "the fast.ai course's conv_layer CNN (the Imagenette notebook); images of at least 1x1",
                {"torch": "ablate.backends.torch_models:fastai_cnn", "keras": "ablate.backends.keras_models:fastai_cnn"},
-               min_pixels=1),
+               min_pixels=1, layout="ablate.backends.weights:plan_fastai_cnn"),
 ):
     MODELS.register(_entry.name, _entry)
 

@@ -58,11 +58,6 @@ def count_trainable(name: str, input_shape: tuple[int, ...], num_classes: int, f
 
 
 
-def _too_small(name: str, input_shape: tuple[int, int, int], minimum: int) -> BackendError:
-    h, w, _ = input_shape
-    return BackendError(f"Model {name!r} needs inputs of at least {minimum}x{minimum} pixels, "
-                        f"but got {h}x{w}.")
-
 
 class _FlattenHWC(nn.Module):
     """Flatten in channels-last order, so a dense layer's weights line up with Keras' Flatten."""
@@ -92,8 +87,6 @@ def mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 
 def small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     h, w, c = input_shape
-    if min(h, w) < 4:
-        raise _too_small("small-cnn", input_shape, 4)
     return _keras_init(nn.Sequential(
         nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -137,11 +130,10 @@ class _Downsample(nn.Module):
 
 
 def minigooglenet(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    # Two valid 3x3/2 downsamples, then a valid 7x7 average pool: each side must reach 7, which is
+    # the registry entry's min_pixels of 31 (models.build checks it before calling this).
     h, w, c = input_shape
-    # Two valid 3x3/2 downsamples, then a valid 7x7 average pool: each side must reach 7.
     sides = [(((s - 3) // 2 + 1) - 3) // 2 + 1 for s in (h, w)]
-    if min(sides) < 7:
-        raise _too_small("minigooglenet", input_shape, 31)
     blocks: list[nn.Module] = []
     channels = 96
     for kind, *args in (("i", 32, 32), ("i", 32, 48), ("d", 80),

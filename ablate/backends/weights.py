@@ -22,7 +22,7 @@ distributions are today's; only the generator differs (numpy's, seeded by the ru
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +48,9 @@ class _Layer:
 
 def has_layout(model: str) -> bool:
     """Whether ``model`` can start from shared weights (``pairing: cross-backend``)."""
-    return model in _PLANS
+    from ablate.backends.models import MODELS
+
+    return model in MODELS and MODELS.get(model).layout is not None
 
 
 def draw(model: str, input_shape: tuple[int, int, int], num_classes: int, seed: int) -> NamedArrays:
@@ -57,11 +59,13 @@ def draw(model: str, input_shape: tuple[int, int, int], num_classes: int, seed: 
     Returns the ordered named float32 arrays of the module doc. The same arguments give the
     same arrays, bit for bit. Raises BackendError for a model without a shared layout.
     """
-    plans = _PLANS
-    if model not in plans:
+    from ablate.backends.models import MODELS
+    from ablate.registry import resolve
+
+    if not has_layout(model):
         raise BackendError(f"pairing: cross-backend needs a shared weight layout, which exists for "
-                           f"models {tuple(plans)}, but got {model!r}")
-    layers = plans[model](tuple(input_shape), num_classes)
+                           f"models {layout_models()}, but got {model!r}")
+    layers = resolve(MODELS.get(model).layout)(tuple(input_shape), num_classes)
     if any(d <= 0 for layer in layers for d in layer.shape):
         raise BackendError(f"model {model!r} cannot be built for input shape {tuple(input_shape)}: "
                            f"a layer would have no inputs")
@@ -194,17 +198,17 @@ def _bn(c: int) -> _Layer:
     return _Layer("bn", (c,), False)
 
 
-def _mlp(shape: tuple[int, int, int], k: int) -> list[_Layer]:
+def plan_mlp(shape: tuple[int, int, int], k: int) -> list[_Layer]:
     h, w, c = shape
     return [_dense(h * w * c, 256), _dense(256, 128), _dense(128, k)]
 
 
-def _small_cnn(shape: tuple[int, int, int], k: int) -> list[_Layer]:
+def plan_small_cnn(shape: tuple[int, int, int], k: int) -> list[_Layer]:
     h, w, c = shape
     return [_conv(3, c, 32), _conv(3, 32, 64), _dense(64 * (h // 4) * (w // 4), 128), _dense(128, k)]
 
 
-def _minigooglenet(shape: tuple[int, int, int], k: int) -> list[_Layer]:
+def plan_minigooglenet(shape: tuple[int, int, int], k: int) -> list[_Layer]:
     h, w, c = shape
     layers = [_conv(3, c, 96), _bn(96)]
     channels = 96
@@ -223,7 +227,7 @@ def _minigooglenet(shape: tuple[int, int, int], k: int) -> list[_Layer]:
     return layers + [_dense(channels * pooled[0] * pooled[1], k)]
 
 
-def _fastai_cnn(shape: tuple[int, int, int], k: int) -> list[_Layer]:
+def plan_fastai_cnn(shape: tuple[int, int, int], k: int) -> list[_Layer]:
     c = shape[2]
     l2 = 2 ** math.floor(math.log2(9 * c))
     widths = [c, l2, 2 * l2, 4 * l2, *_FASTAI_NFS]
@@ -233,10 +237,8 @@ def _fastai_cnn(shape: tuple[int, int, int], k: int) -> list[_Layer]:
     return layers + [_dense(_FASTAI_NFS[-1], k, init="fastai")]
 
 
-_PLANS: dict[str, Callable[[tuple[int, int, int], int], list[_Layer]]] = {
-    "mlp": _mlp,
-    "small-cnn": _small_cnn,
-    "minigooglenet": _minigooglenet,
-    "fastai-cnn": _fastai_cnn,
-}
-LAYOUT_MODELS: tuple[str, ...] = tuple(_PLANS)
+def layout_models() -> tuple[str, ...]:
+    """The registered models with a planned layout (their registry entry names it)."""
+    from ablate.backends.models import MODELS
+
+    return tuple(name for name, entry in MODELS.items() if entry.layout)

@@ -308,4 +308,4 @@ def check_pairing(grid: Grid) -> None:
     for i, model in enumerate(grid.models):
         if is_builtin(model) and not weights.has_layout(model.name):
             raise ConfigError(f"{grid.source}: `models[{i}]`: pairing: cross-backend needs a shared "
-                              f"weight layout, which exists for {weights.LAYOUT_MODELS}, but got {model.name!r}")
+                              f"weight layout, which exists for {weights.layout_models()}, but got {model.name!r}")

@@ -50,7 +50,7 @@ def format_status(cells: dict[tuple, collections.Counter]) -> str:
     total: collections.Counter = collections.Counter()
     for (backend, dataset, model, arm, eps), counts in cells.items():
         total.update(counts)
-        rows.append((backend, dataset, model, arm, "-" if arm == "none" else f"{eps:g}")
+        rows.append((backend, dataset, model, arm, "-" if not eps else f"{eps:g}")  # 0: a trick without ε
                     + tuple(str(counts.get(c, 0)) for c in STATUS_COLUMNS))
     rows.append(("total", "", "", "", "") + tuple(str(total.get(c, 0)) for c in STATUS_COLUMNS))
     return format_table(rows)

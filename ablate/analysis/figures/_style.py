@@ -5,24 +5,32 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-# Fixed places and colours for the built-in arm names; any other arm comes after them, in
-# order of appearance, with the next colour of EXTRA_COLOURS.
-ARM_ORDER = ("none", "explicit", "loss")
-ARM_PALETTE = {"none": "#7f7f7f", "explicit": "#1f77b4", "loss": "#d62728"}
-EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e", "#393b79")
+# An arm named after a trick takes that trick's place and colour (the tricks registry holds them);
+# any other arm comes after them, in order of appearance, with the next unused colour here.
+EXTRA_COLOURS = ("#e377c2", "#bcbd22", "#17becf", "#393b79", "#aec7e8", "#98df8a", "#c5b0d5", "#c49c94",
+                 "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e")
 
 
 def arm_order(arms) -> list[str]:
-    """Arms to draw, in order: the built-in names in ARM_ORDER first, then the others as they appear."""
+    """Arms to draw, in order: those named after a trick in the registry's order, then the others as they appear."""
+    from ablate import tricks
+
     arms = [str(a) for a in dict.fromkeys(arms)]
-    return [a for a in ARM_ORDER if a in arms] + [a for a in arms if a not in ARM_ORDER]
+    known = tricks.colours()
+    return [a for a in known if a in arms] + [a for a in arms if a not in known]
 
 
 def arm_palette(arms) -> dict[str, str]:
-    """{arm: colour} for any arm names: built-in colours, then EXTRA_COLOURS in order (cycled)."""
-    others = [a for a in arm_order(arms) if a not in ARM_PALETTE]
-    colours = {a: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, a in enumerate(others)}
-    return {a: ARM_PALETTE.get(a) or colours[a] for a in arm_order(arms)}
+    """{arm: colour} for any arm names: a trick's own colour, then the unused EXTRA_COLOURS in order (cycled)."""
+    from ablate import tricks
+
+    known = tricks.colours()
+    order = arm_order(arms)
+    taken = {known[a] for a in order if a in known}
+    free = [c for c in EXTRA_COLOURS if c not in taken] or list(EXTRA_COLOURS)
+    others = [a for a in order if a not in known]
+    colours = {a: free[i % len(free)] for i, a in enumerate(others)}
+    return {a: known.get(a) or colours[a] for a in order}
 
 
 # Every label ablate draws is a name (an arm, a dataset, a model) or plain words, never a formula:

@@ -27,7 +27,7 @@ _GAP_COLOUR = "#ff7f0e"
 
 
 def _arm_order(arms) -> list[str]:
-    """Known arms in ARM_ORDER first (none, explicit, loss), then the others as given."""
+    """Arms named after a trick first, in the tricks registry's order, then the others as given."""
     return arm_order(arms)
 
 
