@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.config import Grid
-from ablate.errors import ConfigError, Interrupted
-from ablate.statuses import COMPLETED, FINAL_STATUSES
+from ablate.config import AnalysisConfig, Grid
+from ablate.errors import ArgumentError, Interrupted
+from ablate.statuses import FINAL_STATUSES
 
 
 def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
@@ -70,23 +70,23 @@ def prepare(grid, *, results: str | Path = "results", workers: int | None = None
 
     grid = load_grid(grid)
     if grid.analysis.sequential is not None and seeds is not None:
-        raise ConfigError(f"--seeds: {grid.source} has `analysis.sequential`, whose looks choose the seeds to run; "
-                          "drop --seeds (or the sequential design)")
+        raise ArgumentError("seeds", f"{grid.source} has `analysis.sequential`, whose looks choose the seeds to "
+                            "run; drop {seeds} (or the sequential design)", mentions=("seeds",))
     runs = plan(grid, only=only, seeds=seeds)
     if grid.analysis.sequential is not None:
         last = sorted(set(grid.seeds))[grid.analysis.sequential.looks[-1] - 1]
         runs = [s for s in runs if s.seed <= last]  # seeds past the last look are never used
     entry = EXECUTORS.get(executor) if executor in EXECUTORS else None
     if entry is None:
-        raise ConfigError(f"--executor: {EXECUTORS.unknown(executor)}")
-    for name, value in (("--workers", workers), ("--per-gpu", per_gpu)):
+        raise ArgumentError("executor", EXECUTORS.unknown(executor))
+    for name, value in (("workers", workers), ("per_gpu", per_gpu)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name}: expected an integer >= 1, but got {value!r}")
+            raise ArgumentError(name, f"expected an integer >= 1, but got {value!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"--retries: expected an integer >= 0, but got {retries!r}")
+        raise ArgumentError("retries", f"expected an integer >= 0, but got {retries!r}")
     if address is not None and not entry.uses_address:
-        raise ConfigError("--address: only applies with --executor "
-                          + " or ".join(n for n, e in EXECUTORS.items() if e.uses_address))
+        raise ArgumentError("address", "only applies with {executor} "
+                            + " or ".join(n for n, e in EXECUTORS.items() if e.uses_address), mentions=("executor",))
     if not isinstance(gpus, str) and gpus is not None:
         gpus = ",".join(str(g) for g in gpus)
     from ablate.execution.packs import parse_pack
@@ -97,7 +97,8 @@ def prepare(grid, *, results: str | Path = "results", workers: int | None = None
     if entry.uses_address:
         # The cluster assigns devices; the driver's own GPUs say nothing about it.
         if gpus not in (None, "all", "none"):
-            raise ConfigError(f"--gpus: with --executor {executor} expected 'all' or 'none', but got {gpus!r}")
+            raise ArgumentError("gpus", f"with {{executor}} {executor} expected 'all' or 'none', but got {gpus!r}",
+                                mentions=("executor",))
         options.update(address=address, gpus=0 if gpus == "none" else None, workers=workers)
         where = f"{executor} ({address or 'local'}), {per_gpu} run(s) per GPU"
     else:
@@ -206,24 +207,12 @@ def load_study(path: str | Path, *, results: str | Path | None = None):
     return Study.open(path)
 
 
-def compare(table, *, margins: Mapping[str, float] | None = None, alpha: float = 0.05, correction: str = "holm",
-            pairs: Sequence[tuple[str, str]] | None = None, seed: int = 0):
+def compare(table, *, margins: Mapping[str, float] | None = None, alpha: float = AnalysisConfig.alpha,
+            correction: str = AnalysisConfig.correction, pairs: Sequence[tuple[str, str]] | None = None, seed: int = 0):
     """Paired comparisons of a per-run table (one row per run: arm, seed, metric columns).
 
     Returns the ``comparisons.csv`` table (pandas). ``pairs`` defaults to every pair of arms.
     """
-    import numpy as np
-    import pandas as pd
+    from ablate.study import compare_table
 
-    from ablate.analysis import compare as _compare
-    from ablate.config import DEFAULT_MARGINS
-
-    if not isinstance(table, pd.DataFrame):
-        table = _compare.load_runs_table(table)
-    if "status" in table:
-        table = table[table["status"] == COMPLETED]
-    margins = dict(margins) if margins is not None else {m: v for m, v in DEFAULT_MARGINS.items() if m in table}
-    kwargs = {"pairs": [tuple(p) for p in pairs]} if pairs is not None else {}
-    result = _compare.compare_runs(table, margins=margins, alpha=alpha, correction=correction,
-                                   rng=np.random.default_rng(seed), **kwargs)
-    return result.table
+    return compare_table(table, margins=margins, alpha=alpha, correction=correction, pairs=pairs, seed=seed)

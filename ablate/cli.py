@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from ablate.errors import AblateError, ConfigError
+from ablate.errors import AblateError, ArgumentError, ConfigError, as_flag
 
 DEFAULT_RESULTS = "results"
 
@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": _cmd_run, "report": _cmd_report, "status": _cmd_status, "plugins": _cmd_plugins,
                 "export": _cmd_export, "probe": _cmd_probe,
                 "datasets": _cmd_datasets, "models": _cmd_models}[args.command](args)
+    except ArgumentError as exc:  # the Python API names its argument; the command line, its flag
+        _debug_traceback()
+        print(f"ablate: error: {exc.spelled(as_flag)}", file=sys.stderr)
+        return 2
     except AblateError as exc:
         _debug_traceback()
         print(f"ablate: error: {exc}", file=sys.stderr)

@@ -29,6 +29,28 @@ class ConfigError(AblateError):
     """A grid file or command-line option is invalid."""
 
 
+class ArgumentError(ConfigError):
+    """A bad argument of the Python API, named as the argument (``workers``); the command line
+    names it as its flag (``--workers``) through :meth:`spelled`. ``reason`` may mention other
+    arguments as ``{name}`` placeholders listed in ``mentions``."""
+
+    def __init__(self, argument: str, reason: str, *, mentions: tuple[str, ...] = ()):
+        self.argument, self.reason, self.mentions = argument, reason, tuple(mentions)
+        super().__init__(self.spelled(lambda name: name))
+
+    def spelled(self, name) -> str:
+        """The message with every argument written as ``name(argument)``."""
+        reason = self.reason
+        for other in self.mentions:
+            reason = reason.replace("{" + other + "}", name(other))
+        return f"{name(self.argument)}: {reason}"
+
+
+def as_flag(argument: str) -> str:
+    """The command-line flag of an API argument: ``per_gpu`` -> ``--per-gpu``."""
+    return "--" + argument.replace("_", "-")
+
+
 class DatasetError(AblateError):
     """A dataset is unknown, missing or malformed."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ from ablate import provenance
 from ablate.analysis import calibration
 from ablate.analysis.report import (CELL, EXTRA_RUN_COLUMNS, RUNS_COLUMNS, SOURCE_COLUMNS, LoadedStudy, Skipped,
                                    check_margin_metrics, check_options, measured_runs, write_report)
-from ablate.config import DEFAULT_MARGINS, TRICK_PARTS, portable
+from ablate.config import DEFAULT_MARGINS, TRICK_PARTS, AnalysisConfig, SequentialSpec, portable
 from ablate.errors import ConfigError, StoreError
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun, studies
+from ablate.statuses import COMPLETED
 
 STUDY_FILE = "study.json"
 
@@ -189,7 +191,8 @@ def arm_settings(configs: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, di
 
 
 # ------------------------------------------------------------------------------ loading
-def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "uniform",
+def load_study(store: RunStore, *, ece_bins: int = AnalysisConfig.ece_bins,
+               ece_binning: str = AnalysisConfig.ece_binning,
                items: Sequence[StoredRun | CorruptRecord] | None = None) -> LoadedStudy:
     """Read every record, recompute metrics from its arrays, and fit its temperature.
 
@@ -212,7 +215,7 @@ def load_study(store: RunStore, *, ece_bins: int = 15, ece_binning: str = "unifo
             corrupt.append(Skipped(item.path, f"unusable record ({type(exc).__name__}: {exc})"))
             continue
         rows.append(row)
-        if row["status"] == "completed" and isinstance(item.config.get("train"), Mapping):
+        if row["status"] == COMPLETED and isinstance(item.config.get("train"), Mapping):
             # A trick's params are per-arm settings like train keys, so the per-arm settings list them.
             params = item.config.get("params") if isinstance(item.config.get("params"), Mapping) else {}
             trains.setdefault(row["arm"], []).append(
@@ -268,7 +271,7 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
         "attempt": rec.get("attempt", 1), "started_at": rec.get("started_at"),
         "finished_at": rec.get("finished_at"), "seconds": rec.get("seconds"),
         "error": (rec.get("error") or "").strip().splitlines()[-1] if rec.get("error") else ""}
-    if rec["status"] != "completed":
+    if rec["status"] != COMPLETED:
         return row, None
     arrays = item.arrays()
     probs, labels = arrays["test_probs"], arrays["test_labels"]
@@ -284,6 +287,66 @@ def _run_row(item: StoredRun, *, ece_bins: int, ece_binning: str) -> tuple[dict[
                     "ece_ts": calibration.ece(scaled, labels, n_bins=ece_bins, binning=ece_binning),
                     "nll_ts": calibration.nll(scaled, labels)})
     return row, arrays
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The analysis settings a study is bound to (``study.json``'s ``analysis``), typed.
+
+    What the study does not record takes :class:`ablate.config.AnalysisConfig`'s default, so
+    the defaults are stated once, there.
+    """
+
+    margins: Mapping[str, float]  # DEFAULT_MARGINS, updated by the grid's
+    alpha: float
+    correction: str
+    ece_bins: int
+    ece_binning: str
+    compare: tuple[tuple[str, str], ...]  # () means every pair of arms
+    sequential: SequentialSpec | None  # the grid's group-sequential design, if any
+
+    @classmethod
+    def from_mapping(cls, analysis: Mapping[str, Any]) -> StudySettings:
+        base = AnalysisConfig()
+        design = analysis.get("sequential")
+        sequential = SequentialSpec(tuple(int(n) for n in design.get("looks") or ()), str(design.get("spending"))) \
+            if isinstance(design, Mapping) else None
+        return cls(margins={**base.margins, **analysis.get("margins", {})},
+                   alpha=float(analysis.get("alpha", base.alpha)),
+                   correction=str(analysis.get("correction", base.correction)),
+                   ece_bins=int(analysis.get("ece_bins", base.ece_bins)),
+                   ece_binning=str(analysis.get("ece_binning", base.ece_binning)),
+                   compare=tuple(tuple(p) for p in analysis.get("compare", base.compare)), sequential=sequential)
+
+    @classmethod
+    def read(cls, store: RunStore) -> StudySettings:
+        return cls.from_mapping(_read_settings(store).get("analysis", {}))
+
+    def pairs(self) -> list[tuple[str, str]] | None:
+        """The arm pairs to compare; None: every pair."""
+        return list(self.compare) or None
+
+
+def compare_table(table, *, margins: Mapping[str, float] | None = None, alpha: float = AnalysisConfig.alpha,
+                  correction: str = AnalysisConfig.correction, pairs: Sequence[tuple[str, str]] | None = None, seed: int = 0):
+    """Paired comparisons of a per-run table (one row per run: arm, seed, metric columns).
+
+    Returns the ``comparisons.csv`` table (pandas). ``pairs`` defaults to every pair of arms.
+    (``ablate.compare`` is this function.)
+    """
+    import pandas as pd
+
+    from ablate.analysis import compare as _compare
+
+    if not isinstance(table, pd.DataFrame):
+        table = _compare.load_runs_table(table)
+    if "status" in table:
+        table = table[table["status"] == COMPLETED]
+    margins = dict(margins) if margins is not None else {m: v for m, v in DEFAULT_MARGINS.items() if m in table}
+    kwargs = {"pairs": [tuple(p) for p in pairs]} if pairs is not None else {}
+    result = _compare.compare_runs(table, margins=margins, alpha=alpha, correction=correction,
+                                   rng=np.random.default_rng(seed), **kwargs)
+    return result.table
 
 
 def report_study(results: str | Path, *, study: str | None = None, out: str | Path | None = None,
@@ -308,10 +371,9 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         raise StoreError(f"--study: expected one of {names or 'none (no stored runs)'} under {results}, "
                          f"but got {study!r}")
     store = RunStore(results, study)
-    settings = _read_settings(store)
-    analysis = settings.get("analysis", {})
-    bins = ece_bins if ece_bins is not None else int(analysis.get("ece_bins", 15))
-    binning = ece_binning or analysis.get("ece_binning", "uniform")
+    settings = StudySettings.read(store)
+    bins = ece_bins if ece_bins is not None else settings.ece_bins
+    binning = ece_binning or settings.ece_binning
     if bins < 1:
         raise ConfigError(f"--ece-bins: expected an integer >= 1, but got {bins}")
     items = list(store.scan())  # validating a record reads its arrays: scan once for tables and provenance
@@ -319,17 +381,16 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
     if not len(loaded.runs):
         raise StoreError(f"{store.runs_dir}: no readable run records")
     check_margin_metrics(margins, loaded.runs)
-    merged_margins = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
+    merged_margins = {**settings.margins, **(margins or {})}
     if pairs is None:
-        pairs = [tuple(p) for p in analysis.get("compare", [])] or None
-    design = analysis.get("sequential")
-    if sequential is None and isinstance(design, Mapping):
+        pairs = settings.pairs()
+    if sequential is None and settings.sequential is not None:
         # A sequential study: its report makes the decisions `ablate run` made (same looks, pairs, family).
-        sequential, spending = design.get("looks"), spending or design.get("spending")
+        sequential, spending = list(settings.sequential.looks), spending or settings.sequential.spending
     return write_report(
         loaded.runs, out=Path(out) if out else store.study_dir, title=f"Study `{study}`",
-        margins=merged_margins, alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
-        correction=correction or analysis.get("correction", "holm"), histories=loaded.histories,
+        margins=merged_margins, alpha=alpha if alpha is not None else settings.alpha,
+        correction=correction or settings.correction, histories=loaded.histories,
         reliability=loaded.reliability, corrupt=loaded.corrupt, overrides=loaded.arm_settings,
         binning=(bins, binning), figures=figures, sequential=sequential, spending=spending, pairs=pairs,
         context=provenance.collect(items), latex=latex)
@@ -366,9 +427,8 @@ class Study:
 
     def _load(self) -> LoadedStudy:
         if self._loaded is None:
-            analysis = self.settings.get("analysis", {})
-            self._loaded = load_study(self.store, ece_bins=int(analysis.get("ece_bins", 15)),
-                                      ece_binning=analysis.get("ece_binning", "uniform"))
+            bound = StudySettings.read(self.store)
+            self._loaded = load_study(self.store, ece_bins=bound.ece_bins, ece_binning=bound.ece_binning)
         return self._loaded
 
     @property
@@ -384,17 +444,17 @@ class Study:
         if default and self._compared is not None:
             return self._compared
         check_options(alpha=alpha)
-        analysis = self.settings.get("analysis", {})
-        merged = {**DEFAULT_MARGINS, **analysis.get("margins", {}), **(margins or {})}
+        bound = StudySettings.read(self.store)
+        merged = {**bound.margins, **(margins or {})}
         runs = self.runs
         check_margin_metrics(margins, runs)
-        pairs = pairs if pairs is not None else [tuple(p) for p in analysis.get("compare", [])] or None
+        pairs = pairs if pairs is not None else bound.pairs()
         # As the report does: the same columns, the same generator (comparisons.csv, row for row).
         measured = measured_runs(runs)
         result = compare.compare_runs(measured,
                                       margins={m: v for m, v in merged.items() if m in runs or m == "sd_ratio"},
-                                      alpha=alpha if alpha is not None else float(analysis.get("alpha", 0.05)),
-                                      correction=correction or analysis.get("correction", "holm"),
+                                      alpha=alpha if alpha is not None else bound.alpha,
+                                      correction=correction or bound.correction,
                                       rng=np.random.default_rng(0),
                                       **({"pairs": [tuple(p) for p in pairs]} if pairs is not None else {}))
         if default:

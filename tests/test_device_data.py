@@ -64,7 +64,8 @@ def test_device_run_is_bitwise_the_host_run(digits, monkeypatch, arm, eps):
     backend.configure(device="cpu", threads=1, deterministic=True)
     spec = _spec(arm, eps, AugmentSpec())
     on_device = execute(spec, backend, digits)
-    monkeypatch.delattr(torch_backend.TorchTrainer, "bind_data")
+    # Without the device-data capability declared, the runner trains on host batches.
+    monkeypatch.setattr(torch_backend.TorchTrainer, "capabilities", frozenset())
     on_host = execute(spec, backend, digits)
     assert on_device.status == on_host.status == "completed"
     for key in ("train_objective", "val_nll", "val_accuracy", "train_nll"):
@@ -90,3 +91,26 @@ def test_deterministic_mode_keeps_algorithms_fixed_without_filling_new_memory():
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.utils.deterministic.fill_uninitialized_memory is False
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+def test_the_runner_asks_the_capability_instead_of_probing(digits, monkeypatch):
+    """A trainer that has `bind_data` but does not declare DEVICE_DATA is never handed the data;
+    one that declares it is."""
+    from ablate.backends.base import DEVICE_DATA, SHARED_WEIGHTS
+
+    backend = backends.load("torch")
+    backend.configure(device="cpu", threads=1, deterministic=True)
+    calls = []
+    real = torch_backend.TorchTrainer.bind_data
+
+    def counting(self, x, t):
+        calls.append(len(x))
+        return real(self, x, t)
+
+    monkeypatch.setattr(torch_backend.TorchTrainer, "bind_data", counting)
+    spec = _spec("none", 0.0, None)
+    assert execute(spec, backend, digits).status == "completed" and calls == [len(digits.x_train)]
+    monkeypatch.setattr(torch_backend.TorchTrainer, "capabilities", frozenset({SHARED_WEIGHTS}))
+    assert execute(spec, backend, digits).status == "completed" and calls == [len(digits.x_train)]
+    monkeypatch.setattr(torch_backend.TorchTrainer, "capabilities", frozenset({DEVICE_DATA, SHARED_WEIGHTS}))
+    assert execute(spec, backend, digits).status == "completed" and len(calls) == 2

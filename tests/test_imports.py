@@ -28,6 +28,7 @@ FORBIDDEN = {
     "ablate.data": ("ablate.execution", "ablate.analysis", "ablate.backends", "ablate.api", "ablate.cli"),
     "ablate.analysis": ("ablate.execution", "ablate.backends", "ablate.data", "ablate.api", "ablate.cli"),
     "ablate.backends": ("ablate.execution", "ablate.analysis", "ablate.data", "ablate.api", "ablate.cli"),
+    "ablate.study": ("ablate.api", "ablate.cli"),  # api and cli sit on top of the study, not the reverse
     "ablate.execution": ("ablate.analysis.report", "ablate.analysis.compare", "ablate.analysis.figures",
                          "ablate.analysis.stats", "ablate.api", "ablate.cli", "ablate.study"),
 }

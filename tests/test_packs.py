@@ -98,7 +98,7 @@ def test_an_oversized_seed_unit_is_split():
 def test_parse_pack_and_auto_size():
     assert parse_pack(None) == 1 and parse_pack("3") == 3 and parse_pack("AUTO") == "auto"
     for bad in ("0", "-2", "many"):
-        with pytest.raises(ConfigError, match="--pack"):
+        with pytest.raises(ConfigError, match="^pack: expected a positive integer"):
             parse_pack(bad)
 
 

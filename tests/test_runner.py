@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ablate.backends.base import Trainer
 from ablate.config import AugmentSpec, DatasetSpec, RunSpec, TrainConfig
 from ablate.data.catalogue import Dataset
 from ablate.execution.runner import execute, one_hot, smooth_labels, smoothed_cross_entropy
@@ -18,7 +19,9 @@ def _dataset(n=40, k=3, seed=0):
                    num_classes=k, class_names=tuple("abc"))
 
 
-class RecordingTrainer:
+class RecordingTrainer(Trainer):
+    """A trainer of the contract's required parts only (no optional capability)."""
+
     def __init__(self, k, loss_smoothing, nan_at=None):
         self.k, self.loss_smoothing, self.nan_at = k, loss_smoothing, nan_at
         self.batches, self.targets, self.lrs = [], [], []
@@ -33,6 +36,12 @@ class RecordingTrainer:
 
     def predict(self, x, batch_size=512):
         return np.full((len(x), self.k), 1.0 / self.k, np.float32)
+
+    def gradients(self, x, targets):
+        raise NotImplementedError
+
+    def weights(self):
+        return []
 
 
 class RecordingBackend:

@@ -138,7 +138,8 @@ def test_device_run_is_bitwise_the_host_run(torch_backend, digits, monkeypatch, 
 
     spec = _spec(arm, augment=augment)
     on_device = execute(spec, torch_backend, digits)
-    monkeypatch.delattr(torch_module.TorchTrainer, "bind_data")
+    # Without the device-data capability declared, the runner trains on host batches.
+    monkeypatch.setattr(torch_module.TorchTrainer, "capabilities", frozenset())
     on_host = execute(spec, torch_backend, digits)
     _same_outcome(on_device, on_host)
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal, get_args
 
 import numpy as np
 
 from ablate.config import TrainConfig
+
+# Optional parts of the contract. A trainer or backend lists those it implements in its
+# `capabilities`; the core asks `supports(...)` instead of probing for attributes.
+Capability = Literal["device_data", "shared_weights", "packs"]
+CAPABILITIES: Final[tuple[Capability, ...]] = get_args(Capability)
+DEVICE_DATA: Final[Capability] = "device_data"  # Trainer.bind_data: the training set held on the device
+SHARED_WEIGHTS: Final[Capability] = "shared_weights"  # Trainer.shared_weights/shared_gradients (neutral layout)
+PACKS: Final[Capability] = "packs"  # Backend.create_pack: K runs trained as one vectorised model
 
 
 class Trainer(ABC):
@@ -22,6 +31,12 @@ class Trainer(ABC):
     feature vectors ``x: (B, F)``; targets are ``(B, K)`` float32 probability vectors (one-hot,
     or smoothed when the arm's method smooths targets).
     """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()  # among DEVICE_DATA, SHARED_WEIGHTS
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether this trainer implements the optional part ``capability`` of the contract."""
+        return capability in self.capabilities
 
     @abstractmethod
     def train_step(self, x: np.ndarray, targets: np.ndarray, lr: float) -> float:
@@ -42,13 +57,19 @@ class Trainer(ABC):
     def weights(self) -> list[np.ndarray]:
         """Copies of the trainable weights, in a fixed order."""
 
+    def bind_data(self, x_train: np.ndarray, targets: np.ndarray) -> Any:
+        """(DEVICE_DATA) Hold the training set on the device once; returns the steps object the
+        runner trains an epoch with (indices and augmentation draws per step, no host batches)."""
+        raise NotImplementedError(f"{type(self).__name__} does not hold data on its device")
+
     def shared_weights(self) -> list[tuple[str, np.ndarray]]:
-        """Every weight (batch-norm statistics included) in the neutral layout of
+        """(SHARED_WEIGHTS) Every weight (batch-norm statistics included) in the neutral layout of
         :mod:`ablate.backends.weights`, by name; used by the divergence probe."""
         raise NotImplementedError(f"{type(self).__name__} has no shared weight layout")
 
     def shared_gradients(self, x: np.ndarray, targets: np.ndarray) -> list[tuple[str, np.ndarray]]:
-        """:meth:`gradients` of the trainable weights, by neutral name and in the neutral layout."""
+        """(SHARED_WEIGHTS) :meth:`gradients` of the trainable weights, by neutral name and in the
+        neutral layout."""
         raise NotImplementedError(f"{type(self).__name__} has no shared weight layout")
 
 
@@ -56,6 +77,23 @@ class Backend(ABC):
     """A framework adapter; one instance per worker process."""
 
     name: str
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()  # among PACKS
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether this backend implements the optional part ``capability`` of the contract."""
+        return capability in self.capabilities
+
+    def create_pack(self, *, member_options: list[dict[str, Any]], seeds: list[int], x_train: np.ndarray,
+                    targets: np.ndarray, loss_fn: Callable[..., object] | None = None) -> Any:
+        """(PACKS) K runs as one vectorised trainer: each member built by :meth:`create_trainer`
+        with its ``member_options``; targets ``(K, N, C)`` with loss smoothing folded in;
+        ``loss_fn`` the members' one trick loss, or None for the framework's cross-entropy."""
+        raise NotImplementedError(f"backend {self.name!r} does not train packs")
+
+    def pack_member_bytes(self, trainer: Trainer, x_batch: np.ndarray, *, num_train: int, num_classes: int) -> int:
+        """(PACKS) Device bytes one more pack member needs, measured on ``trainer`` with one
+        training batch ``x_batch`` (B, ...), for ``--pack auto``."""
+        raise NotImplementedError(f"backend {self.name!r} does not train packs")
 
     @abstractmethod
     def configure(self, *, device: str | None = None, threads: int | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 
 from ablate.config import TrainConfig
 from ablate.backends import keras_losses, keras_models
-from ablate.backends.base import Backend, Trainer
+from ablate.backends.base import SHARED_WEIGHTS, Backend, Trainer
 from ablate.errors import BackendError
 
 # Layer kinds of the shared layout (backends/weights.py): the Keras class, its automatic
@@ -35,6 +35,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class KerasTrainer(Trainer):
+    capabilities = frozenset({SHARED_WEIGHTS})
+
     def __init__(self, model: keras.Model, train: TrainConfig, loss_smoothing: float, loss=None):
         self.model = model
         # The `loss` arm: Keras' own smoothing, y*(1-eps) + eps/K, applied inside the loss; a

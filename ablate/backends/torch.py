@@ -12,7 +12,7 @@ from torch import nn
 
 from ablate.config import TrainConfig
 from ablate.backends import torch_losses, torch_models
-from ablate.backends.base import Backend, Trainer
+from ablate.backends.base import DEVICE_DATA, PACKS, SHARED_WEIGHTS, Backend, Trainer
 from ablate.errors import BackendError
 
 # Layer kinds of the shared layout (backends/weights.py) and the torch modules holding them.
@@ -20,6 +20,8 @@ _SHARED_KINDS = (("conv", nn.Conv2d), ("bn", nn.BatchNorm2d), ("dense", nn.Linea
 
 
 class TorchTrainer(Trainer):
+    capabilities = frozenset({DEVICE_DATA, SHARED_WEIGHTS})
+
     def __init__(self, model: nn.Module, train: TrainConfig, loss_smoothing: float, device: torch.device,
                  soft_targets: bool = False, loss: Callable[..., torch.Tensor] | None = None):
         self.device = device
@@ -38,7 +40,11 @@ class TorchTrainer(Trainer):
         else:
             self.optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
 
-    def _tensors(self, x: np.ndarray, targets: np.ndarray | None = None):
+    # The public tensor-level steps, which the device path (torch_device) and packs
+    # (torch_pack) build on instead of reaching into the trainer.
+    def to_tensors(self, x: np.ndarray, targets: np.ndarray | None = None):
+        """(x, targets) as this trainer's device tensors: x channels-first for images; targets
+        as the loss takes them (:meth:`loss_targets`), or None."""
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if xt.ndim == 4:  # images: channels-last in the core, channels-first in torch
             xt = xt.permute(0, 3, 1, 2)
@@ -46,11 +52,20 @@ class TorchTrainer(Trainer):
         if targets is None:
             return xt, None
         tt = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(self.device)
-        return xt, (tt.argmax(dim=1) if self.hard_indices else tt)
+        return xt, self.loss_targets(tt)
+
+    def loss_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """(B, K) probability targets on the device -> what :meth:`objective` takes: class
+        indices for the framework's smoothed loss on one-hot targets, else the probabilities."""
+        return targets.argmax(dim=1) if self.hard_indices else targets
+
+    def objective(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss (batch mean) of ``logits`` against :meth:`loss_targets` targets."""
+        return self.loss_fn(logits, targets)
 
     def _objective(self, x: np.ndarray, targets: np.ndarray) -> torch.Tensor:
-        xt, tt = self._tensors(x, targets)
-        return self.loss_fn(self.model(xt), tt)
+        xt, tt = self.to_tensors(x, targets)
+        return self.objective(self.model(xt), tt)
 
     def train_step(self, x: np.ndarray, targets: np.ndarray, lr: float) -> float:
         self.model.train()
@@ -73,7 +88,7 @@ class TorchTrainer(Trainer):
         self.model.eval()
         out = []
         for start in range(0, len(x), batch_size):
-            xt, _ = self._tensors(x[start:start + batch_size])
+            xt, _ = self.to_tensors(x[start:start + batch_size])
             out.append(torch.softmax(self.model(xt).double(), dim=1).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -191,6 +206,7 @@ def export_shared_weights(model: nn.Module) -> list[tuple[str, np.ndarray]]:
 
 class TorchBackend(Backend):
     name = "torch"
+    capabilities = frozenset({PACKS})
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
@@ -238,6 +254,16 @@ class TorchBackend(Backend):
         if not isinstance(out, torch.Tensor):
             raise BackendError(f"returned {type(out).__name__}, not a tensor of logits (batch, K)")
         return out.detach().double().cpu().numpy(), (_layout_or_reason(net) if layout else None)
+    def create_pack(self, *, member_options, seeds, x_train, targets, loss_fn=None):
+        from ablate.backends.torch_pack import create_pack
+
+        return create_pack(self, member_options=member_options, seeds=seeds, x_train=x_train, targets=targets,
+                           loss_fn=loss_fn)
+
+    def pack_member_bytes(self, trainer, x_batch, *, num_train, num_classes) -> int:
+        from ablate.backends.torch_pack import member_bytes
+
+        return member_bytes(trainer, x_batch, num_train=num_train, num_classes=num_classes)
 
     def free_device_memory(self) -> int | None:
         """Free memory of this backend's GPU (other workers on it count as used); None on the CPU."""

@@ -106,8 +106,8 @@ class DeviceSteps:
         dev = trainer.device
         self.images = upload_images(x_train, dev)
         tt = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(dev)
-        # The `loss` arm's framework loss sees hard class indices, as in `train_step`.
-        self.targets = tt.argmax(dim=1) if trainer.hard_indices else tt
+        # As `train_step` hands them to the loss (hard class indices for the `loss` arm).
+        self.targets = trainer.loss_targets(tt)
         self._total = torch.zeros((), dtype=torch.float64, device=dev)
 
     def step(self, idx: np.ndarray, draws: Any | None, lr: float, mix: Any | None = None) -> None:
@@ -125,7 +125,7 @@ class DeviceSteps:
         for group in tr.optimizer.param_groups:
             group["lr"] = lr
         tr.optimizer.zero_grad(set_to_none=True)
-        loss = tr.loss_fn(tr.model(xb), tb)
+        loss = tr.objective(tr.model(xb), tb)
         loss.backward()
         tr.optimizer.step()
         # The same double arithmetic as the host loop's `total += float(loss) * len(idx)`.

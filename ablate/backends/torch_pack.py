@@ -174,7 +174,7 @@ def member_bytes(trainer: Any, x_batch: np.ndarray, *, num_train: int, num_class
 
     model.train()
     state = {n: b.clone() for n, b in model.named_buffers()}
-    xt, _ = trainer._tensors(x_batch)
+    xt, _ = trainer.to_tensors(x_batch)
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
         logp = torch.log_softmax(model(xt), dim=-1)
         loss = -logp.mean()

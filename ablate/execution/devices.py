@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 
-from ablate.errors import ConfigError
+from ablate.errors import ArgumentError
 
 
 def discover_gpus() -> list[str]:
@@ -40,7 +40,8 @@ def parse_gpu_list(text: str, available: list[str]) -> list[str]:
     wanted = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [g for g in wanted if g not in available]
     if unknown or not wanted:
-        raise ConfigError(f"--gpus: expected ids among {available or 'none (no GPU found)'}, but got {text!r}")
+        raise ArgumentError("gpus", f"expected ids among {available or 'none (no GPU found)'}, but got {text!r}")
     if len(set(wanted)) != len(wanted):
-        raise ConfigError(f"--gpus: expected each id once (use --per-gpu to pack runs), but got {text!r}")
+        raise ArgumentError("gpus", f"expected each id once (use {{per_gpu}} to pack runs), but got {text!r}",
+                            mentions=("per_gpu",))
     return wanted

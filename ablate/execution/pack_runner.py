@@ -21,7 +21,8 @@ from ablate.analysis import calibration
 from ablate.config import RunSpec
 from ablate.data.augment import draw_augmentation
 from ablate.data.catalogue import Dataset
-from ablate.errors import ConfigError
+from ablate.backends.base import PACKS
+from ablate.errors import BackendError, ConfigError
 from ablate.execution.packs import pack_key
 from ablate import tricks
 from ablate.execution.runner import (HISTORY_KEYS, RunOutcome, _mix_drawer, batch_rngs, bound_loss, final_metrics,
@@ -69,19 +70,18 @@ def execute_pack(specs: Sequence[RunSpec], backend: Any, data: Dataset,
 def fit_pack_size(specs: Sequence[RunSpec], backend: Any, data: Dataset) -> int:
     """``--pack auto`` on this worker: how many of ``specs`` (one pack key) its device's free memory holds.
 
-    One member is built and its footprint measured on a real batch (``torch_pack.member_bytes``);
-    1 when the backend reports no device memory.
+    One member is built and its footprint measured on a real batch (``Backend.pack_member_bytes``);
+    1 when the backend reports no device memory or does not train packs.
     """
-    from ablate.backends.torch_pack import member_bytes  # only a torch worker ever gets here
     from ablate.execution.packs import auto_pack_size
 
     free = backend.free_device_memory()
-    if not free:
+    if not free or not backend.supports(PACKS):
         return 1
     spec = specs[0]
     trainer = backend.create_trainer(**trainer_options(spec, data))
-    need = member_bytes(trainer, data.x_train[:spec.train.batch_size], num_train=len(data.x_train),
-                        num_classes=data.num_classes)
+    need = backend.pack_member_bytes(trainer, data.x_train[:spec.train.batch_size], num_train=len(data.x_train),
+                                     num_classes=data.num_classes)
     del trainer
     backend.release_memory()
     return auto_pack_size(free_bytes=free, member_bytes=need, shared_bytes=4 * data.x_train.size)
@@ -103,8 +103,8 @@ def member_targets(specs: Sequence[RunSpec], data: Dataset, trick_rngs: Sequence
 
 def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: list[RunOutcome],
                 on_epoch) -> None:
-    from ablate.backends.torch_pack import create_pack  # only a torch worker ever gets here
-
+    if not backend.supports(PACKS):
+        raise BackendError(f"backend {backend.name!r} does not train packs; run with --pack 1")
     cfg = specs[0].train
     n = len(data.x_train)
     member_tricks = [run_trick(s) for s in specs]
@@ -112,9 +112,9 @@ def _train_pack(specs: list[RunSpec], backend: Any, data: Dataset, outcomes: lis
     targets = member_targets(specs, data, trick_rngs)
     # Members share a pack key, so one trick loss (or none) serves them all.
     eps = [t.effective_smoothing(s.smoothing) if t.smooth_loss else 0.0 for s, t in zip(specs, member_tricks)]
-    pack = create_pack(backend, member_options=[trainer_options(s, data) for s in specs],
-                       seeds=[s.source_seed("init") for s in specs], x_train=data.x_train, targets=targets,
-                       loss_fn=bound_loss(specs[0], member_tricks[0]))
+    pack = backend.create_pack(member_options=[trainer_options(s, data) for s in specs],
+                               seeds=[s.source_seed("init") for s in specs], x_train=data.x_train, targets=targets,
+                               loss_fn=bound_loss(specs[0], member_tricks[0]))
     mix_draws = [_mix_drawer(s, t) for s, t in zip(specs, member_tricks)]
     hw = tuple(data.x_train.shape[1:3]) if data.is_image else None
     order_rngs, rngs = zip(*(batch_rngs(s) for s in specs))

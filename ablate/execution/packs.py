@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ablate import tricks
 from ablate.config import TRICK_PARTS, RunSpec
-from ablate.errors import ConfigError
+from ablate.errors import ArgumentError
 
 PACKABLE_BACKENDS = ("torch",)  # Keras does not pack (see the README)
 AUTO_MAX = 64  # `--pack auto` never builds larger packs
@@ -30,7 +30,7 @@ def parse_pack(value: str | int | None) -> int | str:
     except (TypeError, ValueError):
         k = 0
     if k < 1:
-        raise ConfigError(f"Expected option `--pack` to be a positive integer or 'auto', but got {value!r}.")
+        raise ArgumentError("pack", f"expected a positive integer or 'auto', but got {value!r}")
     return k
 
 

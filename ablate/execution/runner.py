@@ -27,6 +27,7 @@ from ablate.config import RunSpec, framework_of
 from ablate.data.catalogue import Dataset
 from ablate.errors import DivergedError
 from ablate.execution.schedules import learning_rate
+from ablate.backends.base import DEVICE_DATA
 from ablate.registry import resolve
 from ablate.statuses import COMPLETED, DIVERGED, FAILED, Status
 
@@ -208,8 +209,8 @@ def _train(spec: RunSpec, backend, data: Dataset, outcome: RunOutcome,
     # A trainer that can hold the training set on its device gets only indices and
     # augmentation draws per step, and is read back once per epoch (see `_device_epoch`).
     # A trick's numpy batch part needs the batch on the host.
-    device_ok = hasattr(trainer, "bind_data") and not trick.host_only()
-    if hasattr(trainer, "bind_data") and trick.host_only():
+    device_ok = trainer.supports(DEVICE_DATA) and not trick.host_only()
+    if trainer.supports(DEVICE_DATA) and trick.host_only():
         print(f"== trick {trick.name!r} has a numpy batch part: this run trains on the host path, "
               "not on device-resident data", flush=True)
     on_device = trainer.bind_data(data.x_train, targets) if device_ok else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ablate.config import SOURCES, RunSpec, canonical_backend
-from ablate.errors import ConfigError
+from ablate.errors import ArgumentError
 
 SELECT_KEYS = ("backend", "dataset", "model", "arm", "smoothing", *SOURCES)
 
@@ -34,7 +34,7 @@ def parse_seeds(text: str, grid_seeds: Sequence[int] | None = None) -> set[int]:
                 if universe is not None:
                     seeds.update(s for s in universe if lo <= s <= hi)
                 elif hi - lo > 1_000_000:
-                    raise ConfigError(f"--seeds: range {part!r} is too large (more than a million seeds)")
+                    raise ArgumentError("seeds", f"range {part!r} is too large (more than a million seeds)")
                 else:
                     seeds.update(range(lo, hi + 1))
             else:
@@ -44,13 +44,13 @@ def parse_seeds(text: str, grid_seeds: Sequence[int] | None = None) -> set[int]:
                 if universe is None or value in universe:
                     seeds.add(value)
     except ValueError:
-        raise ConfigError(f"--seeds: expected a range like 0-9 or a list like 0,2,5, but got {text!r}") from None
+        raise ArgumentError("seeds", f"expected a range like 0-9 or a list like 0,2,5, but got {text!r}") from None
     if not asked:
-        raise ConfigError(f"--seeds: expected at least one seed, but got {text!r}")
+        raise ArgumentError("seeds", f"expected at least one seed, but got {text!r}")
     if not seeds:
         shown = sorted(universe or ())
         listing = f"{shown[0]}-{shown[-1]}" if shown == list(range(shown[0], shown[-1] + 1)) else shown
-        raise ConfigError(f"--seeds: {text!r} selects none of the grid's seeds ({listing})")
+        raise ArgumentError("seeds", f"{text!r} selects none of the grid's seeds ({listing})")
     return seeds
 
 
@@ -61,21 +61,21 @@ def parse_only(text: str) -> dict[str, set[str]]:
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not value:
-            raise ConfigError(f"--only: expected KEY=VALUE items, but got {part!r}")
+            raise ArgumentError("only", f"expected KEY=VALUE items, but got {part!r}")
         if key not in SELECT_KEYS:
-            raise ConfigError(f"--only: expected keys among {SELECT_KEYS}, but got {key!r}")
+            raise ArgumentError("only", f"expected keys among {SELECT_KEYS}, but got {key!r}")
         if key == "backend":
             value = canonical_backend(value)
         if key == "smoothing":
             try:
                 value = repr(float(value))
             except ValueError:
-                raise ConfigError(f"--only: smoothing must be a number, but got {value!r}") from None
+                raise ArgumentError("only", f"smoothing must be a number, but got {value!r}") from None
         if key in SOURCES:
             try:
                 value = str(int(value))
             except ValueError:
-                raise ConfigError(f"--only: {key} is a seed, an integer, but got {value!r}") from None
+                raise ArgumentError("only", f"{key} is a seed, an integer, but got {value!r}") from None
         wanted.setdefault(key, set()).add(value)
     return wanted
 
@@ -96,16 +96,16 @@ def select(runs: Sequence[RunSpec], *, only: str | None = None, seeds: str | Non
             present = {_field(s, key) for s in out}
             unknown = values - present
             if unknown:
-                raise ConfigError(f"--only: {key} {sorted(unknown)} is not in the grid; "
-                                  f"the grid has {sorted(present)}")
+                raise ArgumentError("only", f"{key} {sorted(unknown)} is not in the grid; "
+                                    f"the grid has {sorted(present)}")
         out = [s for s in out if all(_field(s, k) in v for k, v in wanted.items())]
     if seeds:
         source, sep, text = seeds.partition("=")
         if sep:  # SOURCE=RANGE: seeds of one source of randomness
             source = source.strip()
             if source not in SOURCES:
-                raise ConfigError(f"--seeds: expected RANGE or SOURCE=RANGE with SOURCE among {SOURCES}, "
-                                  f"but got {seeds!r}")
+                raise ArgumentError("seeds", f"expected RANGE or SOURCE=RANGE with SOURCE among {SOURCES}, "
+                                             f"but got {seeds!r}")
             chosen = parse_seeds(text, sorted({s.source_seed(source) for s in runs}))
             return [s for s in out if s.source_seed(source) in chosen]
         chosen = parse_seeds(seeds, grid_seeds if grid_seeds is not None else sorted({s.seed for s in runs}))
