@@ -293,12 +293,13 @@ def test_an_unsmoothed_arm_is_paired_across_smoothing_values():
 
 
 def test_palette_handles_any_arm_names():
-    from ablate.analysis.figures._style import ARM_PALETTE, arm_order, arm_palette
+    from ablate import tricks
+    from ablate.analysis.figures._style import arm_order, arm_palette
 
     arms = ["mixup", "none", "cutout", "loss", "mixup"]
-    assert arm_order(arms) == ["none", "loss", "mixup", "cutout"]
+    assert arm_order(arms) == ["none", "loss", "mixup", "cutout"]  # tricks in registry order, then the rest
     colours = arm_palette(arms)
-    assert colours["none"] == ARM_PALETTE["none"] and colours["loss"] == ARM_PALETTE["loss"]
+    assert all(colours[a] == tricks.get(a).colour for a in ("none", "loss", "mixup"))
     assert len(set(colours.values())) == 4
     many = arm_palette([f"arm{i}" for i in range(20)])
     assert len(many) == 20

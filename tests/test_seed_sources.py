@@ -147,7 +147,7 @@ def test_only_and_seeds_select_on_any_source(write_grid):
     assert len(picked) == 8 and all(s.sources["split"] == 1 for s in picked)
     with pytest.raises(ConfigError, match="order"):
         select(runs, only="order=7")
-    with pytest.raises(ConfigError, match="--seeds"):
+    with pytest.raises(ConfigError, match="seeds"):
         select(runs, seeds="colour=1")
     with pytest.raises(ConfigError, match="integer"):
         select(runs, only="init=x")
