@@ -25,6 +25,22 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _forget_user_modules():
+    """Modules a test imported from its temporary folder (a user's `mydata`, `mytricks`) are forgotten
+    after it, so the next test's module of the same name is its own, not a cached one."""
+    import sys
+    import tempfile
+
+    before = set(sys.modules)
+    yield
+    temp = os.path.realpath(tempfile.gettempdir())
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules.get(name), "__file__", None) or ""
+        if path and os.path.realpath(path).startswith(temp + os.sep):
+            del sys.modules[name]
+
+
 @pytest.fixture
 def write_grid(tmp_path):
     """Write a grid YAML into tmp_path and return its path."""
