@@ -23,11 +23,14 @@ class BackendEntry:
     packages: tuple[str, ...]  # top-level packages it needs
     hint: str  # how to install them
     description: str
+    # Trains K runs as one vectorised model (its Backend lists PACKS in `capabilities`); known here so
+    # the driver can plan packs without importing a framework.
+    packs: bool = False
 
 
 BACKENDS: Registry[BackendEntry] = Registry("backend")
 for _entry in (
-    BackendEntry("torch", "ablate.backends.torch", ("torch",), "pip install 'torch>=2.1'", "PyTorch"),
+    BackendEntry("torch", "ablate.backends.torch", ("torch",), "pip install 'torch>=2.1'", "PyTorch", packs=True),
     BackendEntry("keras/tensorflow", "ablate.backends.keras", ("keras", "tensorflow"),
                  "pip install 'keras>=3' tensorflow-cpu", "Keras 3 on TensorFlow (also spelled `keras`)"),
     BackendEntry("keras/jax", "ablate.backends.keras", ("keras", "jax"), "pip install 'keras>=3' jax",

@@ -14,7 +14,6 @@ from ablate import tricks
 from ablate.config import TRICK_PARTS, RunSpec
 from ablate.errors import ArgumentError
 
-PACKABLE_BACKENDS = ("torch",)  # Keras does not pack (see the README)
 AUTO_MAX = 64  # `--pack auto` never builds larger packs
 AUTO_MEMORY_FRACTION = 0.6  # of the free device memory, for `--pack auto`
 
@@ -63,7 +62,9 @@ def pack_key(spec: RunSpec) -> tuple:
 
 def packable(spec: RunSpec) -> bool:
     """Whether ``spec`` can train in a pack: a packing backend, and no numpy batch part (host path only)."""
-    if spec.backend not in PACKABLE_BACKENDS:
+    from ablate.backends import BACKENDS
+
+    if spec.backend not in BACKENDS or not BACKENDS.get(spec.backend).packs:  # Keras does not pack (README)
         return False
     if spec.trick is not None:
         return spec.trick.batch is None

@@ -136,6 +136,10 @@ def test_interface(backend, digits, model):
             assert obj.supports(capability)
             for method in _CAPABILITY_METHODS[capability]:
                 assert getattr(type(obj), method) is not getattr(base, method, None), (capability, method)
+    # The registry entry says the same, so the driver plans packs without importing the framework.
+    from ablate.backends import BACKENDS
+
+    assert BACKENDS.get(backend.name).packs == backend.supports(PACKS)
     probs = trainer.predict(digits.x_test)
     assert probs.shape == (len(digits.x_test), 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
