@@ -23,6 +23,12 @@ from ablate import tricks
 from ablate.statuses import COMPLETED
 
 VERDICTS = ("equivalent", "different", "inconclusive", "identical")
+
+
+def only_trick_params(keys) -> bool:
+    """Whether an arm's own settings are all its trick's params (``params.X``): part of what the arm
+    tests, not a possible confound (report.md and report.html word them so)."""
+    return all(str(k).startswith("params.") for k in keys)
 METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier score",
                 "ece_ts": "ECE after TS", "nll_ts": "NLL after TS"}
 TEST_NAMES = {"paired_t": "the paired t-test", "wilcoxon": "the Wilcoxon signed-rank test",
@@ -297,7 +303,7 @@ def methods_paragraph(*, runs, comparisons, binning, context: Mapping[str, Any] 
             if any(own):
                 sentences.append(f"Arm {arm} used " + " or ".join(_train_text(o) for o in own) + ".")
     for arm, keys in ((a, k) for a, k in (overrides or {}).items() if k):
-        own = all(str(k).startswith("params.") for k in keys)
+        own = only_trick_params(keys)
         sentences.append(f"Arm {arm} {'sets' if own else 'overrides'} " +
                          ", ".join(f"{k} = {v}" for k, v in keys.items()) +
                          (" (its trick's params)." if own else " (a possible confound)."))

@@ -516,7 +516,9 @@ def arm_descriptions(runs) -> dict[str, str]:
 def _override_caveat(keys: Mapping[str, Any]) -> str:
     """What an arm's own settings mean for a comparison: a trick's params (``params.X``) are part
     of what the arm is; any other setting is a possible confound."""
-    if all(str(k).startswith("params.") for k in keys):
+    from ablate.analysis.html import only_trick_params
+
+    if only_trick_params(keys):
         return "These are its trick's params: part of what the arm tests, not a confound."
     return "A difference between arms may come from this, not from their tricks."
 

@@ -864,11 +864,9 @@ def sd_ratio_paired(a, b, *, margin: float = SD_RATIO_MARGIN, alpha: float = 0.0
         return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "identical", 1.0)
     if n < 3:
         return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "too few")
-    if sd_a == 0 and sd_b == 0:
-        return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "no spread")
-    if sd_a == 0 or sd_b == 0:
-        return _spread_nan(n, n, sd_a, sd_b, margin, alpha, "paired", "one flat",
-                           0.0 if sd_a == 0 else math.inf)
+    flat = _flat_spread(n, n, sd_a, sd_b, margin, alpha, "paired")
+    if flat is not None:
+        return flat
     cov = np.cov(a, b, ddof=1)
     va, vb, c = cov[0, 0], cov[1, 1], cov[0, 1]
     ratio, low, high = (float(x) for x in sd_ratio_paired_interval(va, vb, c, n, confidence=1 - 2 * alpha))
@@ -881,6 +879,17 @@ def sd_ratio_paired(a, b, *, margin: float = SD_RATIO_MARGIN, alpha: float = 0.0
     p_lo, p_hi = float(st.t.sf(t_lo, n - 2)), float(st.t.cdf(t_hi, n - 2))
     return SpreadComparison(n, n, sd_a, sd_b, ratio, low, high, margin, alpha, p_lo, p_hi, max(p_lo, p_hi),
                             float(2 * st.t.sf(abs(t_one), n - 2)), "paired")
+
+
+def _flat_spread(n_a: int, n_b: int, sd_a: float, sd_b: float, margin: float, alpha: float,
+                 design: str) -> SpreadComparison | None:
+    """No test when an arm does not vary across seeds: both flat ("no spread"), or one ("one flat",
+    ratio 0 or inf); None when both vary."""
+    if sd_a == 0 and sd_b == 0:
+        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, design, "no spread")
+    if sd_a == 0 or sd_b == 0:
+        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, design, "one flat", 0.0 if sd_a == 0 else math.inf)
+    return None
 
 
 def sd_ratio_independent(a, b, *, margin: float = SD_RATIO_MARGIN, alpha: float = 0.05) -> SpreadComparison:
@@ -897,11 +906,9 @@ def sd_ratio_independent(a, b, *, margin: float = SD_RATIO_MARGIN, alpha: float 
     sd_a, sd_b = _sd(a), _sd(b)
     if n_a < 2 or n_b < 2:
         return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, "independent", "too few")
-    if sd_a == 0 and sd_b == 0:
-        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, "independent", "no spread")
-    if sd_a == 0 or sd_b == 0:
-        return _spread_nan(n_a, n_b, sd_a, sd_b, margin, alpha, "independent", "one flat",
-                           0.0 if sd_a == 0 else math.inf)
+    flat = _flat_spread(n_a, n_b, sd_a, sd_b, margin, alpha, "independent")
+    if flat is not None:
+        return flat
     df1, df2 = n_a - 1, n_b - 1
     f = (sd_a / sd_b) ** 2
     low = math.sqrt(f / st.f.ppf(1 - alpha, df1, df2))
