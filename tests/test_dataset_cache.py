@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ablate.data import cache, formats
+from ablate.data import cache, formats, sources
 from ablate.data import catalogue as ds
 from ablate.errors import DatasetError
 from tests.test_datasets import (CIFAR_NAMES, image_ids, write_cifar_py, write_idx, write_idx_folder,
@@ -40,10 +40,10 @@ def _no_reader(monkeypatch):
         raise AssertionError("the files were parsed again")
 
     for name in ("_read_idx_folder", "_read_cifar_py", "_read_image_folder"):
-        monkeypatch.setattr(ds, name, boom)
-    monkeypatch.setitem(ds._FILE_READERS, "idx", boom)
-    monkeypatch.setitem(ds._FILE_READERS, "cifar-py", boom)
-    monkeypatch.setitem(ds._FILE_READERS, "folder", boom)
+        monkeypatch.setattr(sources, name, boom)
+    monkeypatch.setitem(sources.READERS, "idx", boom)
+    monkeypatch.setitem(sources.READERS, "cifar-py", boom)
+    monkeypatch.setitem(sources.READERS, "folder", boom)
 
 
 def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
@@ -159,9 +159,9 @@ def test_a_new_process_loads_from_the_cache(cache_dir, tmp_path):
     """What a second worker sees: the first process filled the cache; the second never parses."""
     write_idx_folder(tmp_path / "f")
     env = {**os.environ, "ABLATE_CACHE": str(cache_dir)}
-    code = ("import sys; import ablate.data.catalogue as c; "
-            "c._FILE_READERS['idx'] = (lambda *a: sys.exit('parsed')) if sys.argv[1] == 'cached' else "
-            "c._FILE_READERS['idx']; "
+    code = ("import sys; import ablate.data.catalogue as c; import ablate.data.sources as s; "
+            "s.READERS['idx'] = (lambda *a: sys.exit('parsed')) if sys.argv[1] == 'cached' else "
+            "s.READERS['idx']; "
             f"d = c.load_dataset('fashion-mnist', path={str(tmp_path / 'f')!r}); print(len(d.y_train))")
     first = subprocess.run([sys.executable, "-c", code, "first"], env=env, cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
