@@ -38,7 +38,7 @@ ALLOWED_FROM_LEAF = {"ablate.config": ("ablate.errors",), "ablate.registry": ("a
 HEAVY_OK = ("ablate.backends.torch", "ablate.backends.keras", "ablate.backends.torch_losses",
             "ablate.backends.keras_losses", "ablate.backends.torch_models",
             "ablate.backends.keras_models", "ablate.backends.torch_pack", "ablate.backends.torch_device", "ablate.analysis.figures",
-            "ablate.execution.executors.ray", "ablate.export", "ablate.data.catalogue")
+            "ablate.execution.executors.ray", "ablate.export", "ablate.data.sources")
 
 
 def _modules() -> list[str]:

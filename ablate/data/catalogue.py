@@ -380,6 +380,7 @@ def _load_raw(name: str, kind: str, location: str, image_size: int, sources: str
     else:
         parts = entry.source.read(Found(kind, location), image_size)
     x_train, y_train, x_test, y_test, class_names = parts
-    if class_names is None:
-        class_names = entry.class_names
+    if class_names is None:  # the files do not name them: the entry does, else the classes are numbered
+        k = entry.known[1] if entry.known is not None else int(np.max(y_train, initial=0)) + 1
+        class_names = entry.class_names or tuple(str(i) for i in range(k))
     return freeze(name, location, x_train, y_train, x_test, y_test, tuple(class_names), entry.source.max_value)

@@ -36,9 +36,9 @@ import numpy as np
 
 from ablate.data import cache as dataset_cache
 from ablate.data.formats import (
-    CIFAR10_CLASS_NAMES,
     _IDX_IMAGES_MAGIC,
     _IDX_STEMS,
+    CIFAR10_CLASS_NAMES,
     _cifar_bin_count,
     _cifar_bin_names,
     _cifar_py_names,
