@@ -118,15 +118,14 @@ def test_the_catalogue_spells_no_dataset_name_and_switches_on_none():
 
 def _site_with_plugins(tmp_path: Path, data: Path) -> dict[str, str]:
     """An installed package whose ablate.datasets entry points give a loader (`table`) and an entry
-    with a source of its own that reads IDX files from `data` (`mine`)."""
+    with a source of its own that reads IDX files from `data` and declares no sizes (`mine`)."""
     site = tmp_path / "site"
     (site / "dsplug").mkdir(parents=True)
     (site / "dsplug" / "__init__.py").write_text(textwrap.dedent(f'''
         import numpy as np
         from ablate.data.sources import DatasetEntry, IdxFolder
 
-        MINE = DatasetEntry("mine", "my IDX copy", known=((7, 6, 1), 10, None, None),
-                            how_to_obtain="ask me", source=IdxFolder(({str(data)!r},)))
+        MINE = DatasetEntry("mine", "my IDX copy", how_to_obtain="ask me", source=IdxFolder(({str(data)!r},)))
 
         def load_table():
             """a 2-class table"""
@@ -168,6 +167,22 @@ def test_a_plugin_with_a_source_loads_by_name_and_says_what_is_missing(tmp_path)
     assert lines[1] == f"not found ({tmp_path / 'gone'}); ask me"
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].endswith(
         f"mine: no IDX files in {tmp_path / 'gone'} (does not exist); ask me")
+    # A grid names it like a built-in: the dry run's checks take its shape from its headers.
+    (tmp_path / "grid.yaml").write_text(textwrap.dedent(f"""\
+        study: mine
+        datasets: [{{name: mine, path: {str(tmp_path / 'idx')!r}, train_size: 40}}]
+        models: [mlp]
+        backends: [torch]
+        arms: [none, loss]
+        smoothing: [0.1]
+        seeds: 1
+        train: {{epochs: 1}}
+    """))
+    run = subprocess.run([sys.executable, "-m", "ablate", "run", str(tmp_path / "grid.yaml"), "--results",
+                          str(tmp_path / "r"), "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1].startswith("2 run(s)")
 
 
 def test_the_catalogue_re_exports_the_registry():

@@ -252,7 +252,7 @@ def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...], fetch: bool 
                 notes.append(f"`datasets[{i}]` ({ds.name}) is not here; `run` downloads it first "
                              "(keras.datasets, needs internet)")
         entry = catalogue.DATASETS.get(ds.name)
-        shape, _, n_train, n_test = entry.known
+        shape, _, n_train, n_test = entry.known if entry.known is not None else _described(ds)
         if entry.resizable and ds.image_size is not None:
             shape = (ds.image_size, ds.image_size, shape[-1])
         counted = _local_counts(ds)
@@ -264,6 +264,14 @@ def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...], fetch: bool 
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def _described(ds) -> tuple[tuple[int, ...], int, int, int]:
+    """What a plug-in source that declares no sizes says of its local copy (from its headers)."""
+    info = {row.name: row for row in catalogue.describe_datasets({ds.name: ds.path} if ds.path else None)}[ds.name]
+    if not info.available or info.input_shape is None:
+        raise DatasetError(f"{ds.name}: {info.location}")
+    return info.input_shape, info.num_classes, info.n_train, info.n_test
 
 
 def _local_counts(ds) -> tuple[int, int] | None:
