@@ -36,9 +36,9 @@ REQUIRED = ("arm", "seed")
 OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0,
      "pairing": "within-backend"})
-# Columns of runs.csv that are bookkeeping, never metrics.
 # The seed of each source of randomness in a factorial design (`seeds: {init: 4, ...}`).
 SOURCE_COLUMNS = ("init", "order", "augment", "split")
+# Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, *SOURCE_COLUMNS, "status", "run_id", "started_at",
                         "finished_at", "seconds", "error", "method", "params", "trick", "_row",
                         "temperature_at_bound", "classes"})
