@@ -292,15 +292,14 @@ def _cmd_report(args) -> int:
         tracking.check_location(args.mlflow, flag="--mlflow", read=True, write=args.write_back)
     from ablate import study
     from ablate.analysis import report
+    from ablate.cli_options import check_spending_option, parse_looks, parse_margins, parse_pairs
 
-    from ablate.analysis import sequential
-
-    margins = report.parse_margins(args.margin)
-    looks = sequential.parse_looks(args.sequential) if args.sequential is not None else None
+    margins = parse_margins(args.margin)
+    looks = parse_looks(args.sequential) if args.sequential is not None else None
     if args.spending is not None and looks is None:
         raise ConfigError("--spending: only applies with --sequential")
-    spending = sequential.check_spending_option(args.spending)
-    pairs = report.parse_pairs(args.compare)
+    spending = check_spending_option(args.spending)
+    pairs = parse_pairs(args.compare)
     report.check_options(alpha=args.alpha, ece_bins=args.ece_bins)
     if args.runs or args.mlflow:
         for flag, value in (("--ece-bins", args.ece_bins), ("--ece-binning", args.ece_binning)):

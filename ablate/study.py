@@ -337,9 +337,10 @@ def compare_table(table, *, margins: Mapping[str, float] | None = None, alpha: f
     import pandas as pd
 
     from ablate.analysis import compare as _compare
+    from ablate.analysis.table import load_runs_table
 
     if not isinstance(table, pd.DataFrame):
-        table = _compare.load_runs_table(table)
+        table = load_runs_table(table)
     if "status" in table:
         table = table[table["status"] == COMPLETED]
     margins = dict(margins) if margins is not None else {m: v for m, v in DEFAULT_MARGINS.items() if m in table}

@@ -12,9 +12,10 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from ablate.analysis import compare
 from ablate.analysis import stats
-from ablate.analysis.compare import COLUMNS, compare_runs, load_runs_table, markdown
+from ablate.analysis.compare import COLUMNS, compare_runs
+from ablate.analysis.prose import markdown
+from ablate.analysis.table import load_runs_table, metric_columns
 from ablate.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,8 +324,8 @@ def test_load_accepts_ablate_runs_csv(tmp_path):
     path = tmp_path / "runs.csv"
     make_runs(seeds=5).to_csv(path, index=False)
     df = load_runs_table(path)
-    assert {"accuracy", "ece", "nll", "brier"} <= set(compare._metric_columns(df))
-    assert "seconds" not in compare._metric_columns(df)
+    assert {"accuracy", "ece", "nll", "brier"} <= set(metric_columns(df))
+    assert "seconds" not in metric_columns(df)
 
 
 @pytest.mark.parametrize("text,match", [

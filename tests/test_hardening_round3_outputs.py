@@ -201,7 +201,7 @@ def _chance_table(acc=0.1, classes=10, seeds=8):
 
 
 def test_equivalence_of_arms_at_chance_is_called_vacuous_in_note_prose_and_assay_sentence():
-    from ablate.analysis import compare
+    from ablate.analysis import compare, prose
 
     result = compare.compare_runs(_chance_table(), margins={"accuracy": 0.01, "ece": 0.01},
                                   rng=np.random.default_rng(0), n_boot=200)
@@ -209,19 +209,19 @@ def test_equivalence_of_arms_at_chance_is_called_vacuous_in_note_prose_and_assay
     assert set(t["verdict"]) == {"equivalent"}
     assert t["note"].str.contains("at chance accuracy").all()
     assert t["note"].str.contains("1/K = 10.0%").all()
-    text = compare.markdown(result)
+    text = prose.markdown(result)
     main = next(line for line in text.splitlines() if line.startswith("- **accuracy**"))
     assert "are equivalent" in main and "both arms sit at chance accuracy" in main
     assert "Assay sensitivity fails here" in main and "chance" in main.split("Assay sensitivity")[1]
 
 
 def test_arms_that_learned_get_no_chance_note():
-    from ablate.analysis import compare
+    from ablate.analysis import compare, prose
 
     result = compare.compare_runs(_chance_table(acc=0.9), margins={"accuracy": 0.01},
                                   rng=np.random.default_rng(0), n_boot=200)
     assert not result.table["note"].str.contains("chance").any()
-    assert "chance" not in compare.markdown(result)
+    assert "chance" not in prose.markdown(result)
     # Without a `classes` column (a table made elsewhere) chance is unknown: nothing is claimed.
     result = compare.compare_runs(_chance_table().drop(columns="classes"), margins={"accuracy": 0.01},
                                   rng=np.random.default_rng(0), n_boot=200)

@@ -10,7 +10,8 @@ import pytest
 from statsmodels.stats.weightstats import ttost_paired
 
 from ablate.analysis import stats
-from ablate.analysis.compare import compare_runs, markdown
+from ablate.analysis.compare import compare_runs
+from ablate.analysis.prose import markdown
 from ablate.catalog import parse_grid
 from ablate.config import RunSpec
 from ablate.errors import ConfigError, InputError

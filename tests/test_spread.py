@@ -11,7 +11,8 @@ from scipy import optimize
 from scipy import stats as st
 
 from ablate.analysis import stats
-from ablate.analysis.compare import compare_runs, markdown
+from ablate.analysis.compare import compare_runs
+from ablate.analysis.prose import markdown
 from ablate.errors import InputError
 
 

@@ -525,7 +525,7 @@ def test_the_reference_arm_is_plain_cross_entropy_not_every_unsmoothed_trick():
     """mixup and focal leave the labels unsmoothed, yet only the `none` trick is the reference arm."""
     import pandas as pd
 
-    from ablate.analysis import compare
+    from ablate.analysis import compare, prose
 
     rng = np.random.default_rng(3)
     rows = []
@@ -535,10 +535,10 @@ def test_the_reference_arm_is_plain_cross_entropy_not_every_unsmoothed_trick():
             rows.append(dict(backend="torch", dataset="d", model="m", arm=arm, method=arm, smoothing=eps, seed=seed,
                              accuracy=base + gain + rng.normal(0, 0.001)))
     table = compare.compare_runs(pd.DataFrame(rows), margins={"accuracy": 0.005})
-    text = compare.markdown(table)
+    text = prose.markdown(table)
     assert "no arm without smoothing" not in text
     assert "both beat no smoothing by" in text  # mixup and focal, each against the reference
     # without a method column (a table made elsewhere) every unsmoothed arm is a reference, as before
-    plain = compare.markdown(compare.compare_runs(pd.DataFrame(rows).drop(columns="method"),
-                                                  margins={"accuracy": 0.005}))
+    plain = prose.markdown(compare.compare_runs(pd.DataFrame(rows).drop(columns="method"),
+                                                margins={"accuracy": 0.005}))
     assert "both beat no smoothing by" not in plain

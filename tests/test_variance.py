@@ -167,7 +167,8 @@ def test_report_writes_variance_csv_table_and_figure(tmp_path):
 
 
 def test_runs_table_pairs_on_source_columns_without_a_seed(tmp_path):
-    from ablate.analysis.compare import compare_runs, load_runs_table
+    from ablate.analysis.compare import compare_runs
+    from ablate.analysis.table import load_runs_table
     from ablate.errors import InputError
 
     rng = np.random.default_rng(2)

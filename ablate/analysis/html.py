@@ -3,7 +3,7 @@
 Renders what :mod:`ablate.analysis.report` already computed (the comparisons, the summary and
 runs tables, the figure files, the settings) with a Jinja2 template shipped in the package
 (``templates/report.html.j2``). It computes no statistics: verdict sentences come from
-:func:`ablate.analysis.compare.markdown`, numbers from the tables. Figures are embedded as
+:func:`ablate.analysis.prose.markdown`, numbers from the tables. Figures are embedded as
 base64 PNG and the CSS is inline; a Content-Security-Policy forbids any fetch, so the page
 reads the same offline.
 """
@@ -87,7 +87,7 @@ def _inline_md(text: str) -> str:
 
 
 def markdown_blocks(text: str) -> list[dict[str, Any]]:
-    """The Markdown subset :func:`compare.markdown` writes -> blocks for the template.
+    """The Markdown subset :func:`prose.markdown` writes -> blocks for the template.
 
     Returns ``[{"kind": "h2"|"h3"|"p"|"ul"|"table", "html": str, "items": [str]}]`` (a table's
     items are its rows, each a list of cells, the first the header); inline HTML is escaped
@@ -427,13 +427,13 @@ def render(*, title: str, runs, summary, comparisons, figures: Mapping[str, Path
     """The page as a string. ``comparisons`` is :class:`compare.Comparisons`; ``figures`` maps a
     figure name to its PNG file; ``context`` is :func:`ablate.provenance.collect`'s summary (or
     None for a table made elsewhere)."""
-    from ablate.analysis import compare
+    from ablate.analysis import compare, prose
 
     metrics_shown = ("accuracy", "ece", "nll", "brier")
     summary_head, summary_rows = _summary_rows(summary, metrics_shown)
     page = _environment().get_template("report.html.j2").render(
         csp=CSP, **_verdict_context(title=title, runs=runs, comparisons=comparisons),
-        sections=markdown_blocks(compare.markdown(comparisons) + ("\n" + variance_md if variance_md else "")),
+        sections=markdown_blocks(prose.markdown(comparisons) + ("\n" + variance_md if variance_md else "")),
         overrides={arm: ", ".join(f"{k} = {v}" for k, v in keys.items())
                    for arm, keys in (overrides or {}).items() if keys},
         figures=[_figure(name, path) for name, path in figures.items()],

@@ -18,11 +18,9 @@ import numpy as np
 
 from ablate import files
 from ablate.analysis import calibration, escape
-from ablate.config import DEFAULT_MARGINS
+from ablate.config import DEFAULT_MARGINS, SD_RATIO_KEY
 from ablate.errors import ConfigError
 from ablate.statuses import COMPLETED, STATUSES, UNSUCCESSFUL
-
-SD_RATIO_KEY = "sd_ratio"  # the SD-ratio margin's key (ablate.analysis.compare.SD_RATIO_KEY)
 
 RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoothing", "seed",
                 "accuracy", "ece", "nll", "brier", "started_at", "finished_at", "seconds")
@@ -54,36 +52,6 @@ class LoadedStudy:
     arm_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # arm -> train keys it differs in
 
 
-def parse_margins(items: Sequence[str]) -> dict[str, float]:
-    """``["accuracy=0.005", ...]`` -> {metric: margin}; VALUE must be finite and > 0."""
-    out: dict[str, float] = {}
-    for item in items:
-        metric, sep, value = item.partition("=")
-        try:
-            margin = float(value)
-            if not sep or not metric.strip() or not (math.isfinite(margin) and margin > 0):
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"--margin: expected METRIC=VALUE with a finite VALUE > 0, e.g. accuracy=0.005, "
-                              f"but got {item!r}") from None
-        if metric.strip() == SD_RATIO_KEY and margin <= 1:
-            raise ConfigError(f"--margin: {SD_RATIO_KEY} is the SD ratio's band [1/m, m] and needs m > 1, "
-                              f"e.g. {SD_RATIO_KEY}=1.5, but got {item!r}")
-        out[metric.strip()] = margin
-    return out
-
-
-def parse_pairs(items: Sequence[str]) -> list[tuple[str, str]] | None:
-    """``["baseline:mixup", ...]`` -> [(arm_a, arm_b), ...]; no items -> None (every pair)."""
-    out = []
-    for item in items:
-        a, sep, b = item.partition(":")
-        if not sep or not a.strip() or not b.strip() or ":" in b:
-            raise ConfigError(f"--compare: expected ARM_A:ARM_B, e.g. none:loss, but got {item!r}")
-        out.append((a.strip(), b.strip()))
-    return out or None
-
-
 def check_options(*, alpha: float | None = None, ece_bins: int | None = None) -> None:
     """Refuse out-of-range report options with one line (None: not given)."""
     if alpha is not None and not (isinstance(alpha, (int, float)) and 0.0 < alpha < 0.5):
@@ -94,7 +62,7 @@ def check_options(*, alpha: float | None = None, ece_bins: int | None = None) ->
 
 def check_margin_metrics(margins: Mapping[str, float] | None, runs) -> None:
     """Every metric given a margin by the user must be a metric of the runs (no silent ignore)."""
-    from ablate.analysis.compare import NON_METRIC
+    from ablate.analysis.table import NON_METRIC
 
     margins = {m: v for m, v in (margins or {}).items() if m != SD_RATIO_KEY}
     if not margins:
@@ -112,7 +80,7 @@ def at_bound(runs):
     """(n,) bool Series: the run's fitted temperature sits at its search bound (a completed run only)."""
     import pandas as pd
 
-    from ablate.analysis.compare import truthy
+    from ablate.analysis.table import truthy
 
     if "temperature_at_bound" not in runs:
         return pd.Series(False, index=runs.index)
@@ -212,7 +180,7 @@ def report_from_table(path: str | Path, *, out: str | Path, margins: Mapping[str
     pairs: ``(arm_a, arm_b)`` pairs to compare (None: every pair of arms in the table).
     latex: also write comparisons.tex and summary.tex.
     """
-    from ablate.analysis.compare import load_runs_table
+    from ablate.analysis.table import load_runs_table
 
     check_options(alpha=alpha)
     return report_from_frame(load_runs_table(path), out=out, title=f"Runs table `{Path(path).name}`",
@@ -249,12 +217,12 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
                   spending: str | None = None, pairs: Sequence[tuple[str, str]] | None = None,
                   context: Mapping[str, Any] | None = None, latex: bool = False,
                   runs_table: bool = False) -> list[Path]:
-    from ablate.analysis import compare, html
+    from ablate.analysis import compare, html, prose
     from ablate.analysis import latex as tex
     from ablate.analysis import sequential as seq_mod
 
     looks = seq_mod.check_looks(sequential, "--sequential") if sequential else None
-    spending = seq_mod.check_spending_option(spending)
+    spending = seq_mod.check_spending(spending if spending is not None else seq_mod.SPENDINGS[0])
 
     metrics = [m for m in margins if m in runs.columns]
     # Bookkeeping columns are numbers too, but not metrics to compare; a temperature at its
@@ -277,7 +245,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     seq, comparisons_csv = None, comparisons.table
     if looks:
         seq = seq_mod.sequential_comparisons(measured, looks=looks, margins={m: margins[m] for m in metrics},
-                                             pairs=pairs or seq_mod.pairs_of(comparisons.table, measured), alpha=alpha,
+                                             pairs=pairs, alpha=alpha,
                                              spending=spending)
         # Rows only the sequential analysis has (arms the fixed table does not pair) are appended.
         comparisons_csv = seq_mod.with_decisions(comparisons.table, seq)
@@ -316,7 +284,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     if sources_md:
         md = md.replace("\n## Summary per cell", "\n" + sources_md + "\n## Summary per cell", 1)
     if seq is not None:
-        md = md.replace("\n## Summary per cell", seq_mod.markdown(seq) + "\n## Summary per cell", 1)
+        md = md.replace("\n## Summary per cell", prose.sequential_markdown(seq) + "\n## Summary per cell", 1)
     # Names are free text: neutralise HTML and link syntax in the whole page (see analysis.escape).
     files.write_text(out / "report.md", escape.markdown_document(md))
     written.append(out / "report.md")
@@ -552,7 +520,7 @@ def _arms_line(runs) -> str:
 
 def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, overrides, binning,
               figures, out: Path, ts_note: str = "", source: str | None = None) -> str:
-    from ablate.analysis import compare
+    from ablate.analysis import prose
 
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
     parts = [f"# {title}: ablation report", ""]
@@ -572,7 +540,7 @@ def _markdown(runs, summary, comparisons, *, title, alpha, correction, corrupt, 
         for arm, keys in overrides.items():
             parts.append(f"- `{arm}` trains with " + ", ".join(f"{k} = {v}" for k, v in keys.items()) +
                          ", unlike the other arms. " + _override_caveat(keys))
-    parts += ["", compare.markdown(comparisons, alpha=alpha, correction=correction)]
+    parts += ["", prose.markdown(comparisons, alpha=alpha, correction=correction)]
 
     parts += ["", "## Summary per cell (mean ± std, 95% t-interval of the mean)", ""]
     if len(summary):

@@ -55,6 +55,7 @@ import pandas as pd
 from scipy import optimize
 from scipy import stats as st
 
+from ablate.analysis import table as runs_table
 from ablate.errors import InputError
 from ablate.statuses import COMPLETED
 
@@ -80,7 +81,7 @@ def _check_alpha(alpha: float, name: str = "alpha") -> float:
     return value
 
 
-def _check_spending(spending: str) -> str:
+def check_spending(spending: str) -> str:
     if spending not in SPENDINGS:
         raise InputError(f"`spending` must be one of {', '.join(SPENDINGS)}, but got {spending!r}")
     return spending
@@ -164,7 +165,7 @@ def sequential_boundaries(information, alpha: float = 0.025, spending: Spending 
     ``corr(Z_j, Z_k) = sqrt(t_j / t_k)``. Deterministic; accurate to ~1e-6.
     """
     t = _check_information(information)
-    return np.array(_boundaries(tuple(float(v) for v in t), _check_alpha(alpha), _check_spending(spending)))
+    return np.array(_boundaries(tuple(float(v) for v in t), _check_alpha(alpha), check_spending(spending)))
 
 
 # --------------------------------------------------------------------------- one comparison
@@ -313,7 +314,7 @@ def t_boundaries(looks: Sequence[int], alpha: float = 0.025, spending: Spending 
     two-sided error at alpha = 0.05 is 0.052-0.054.
     """
     looks = check_looks(looks)
-    return np.array(_t_boundaries(looks, _check_alpha(alpha), _check_spending(spending)))
+    return np.array(_t_boundaries(looks, _check_alpha(alpha), check_spending(spending)))
 
 
 def sequential_tost(differences, looks: Sequence[int], margin: float, alpha: float = 0.05,
@@ -337,7 +338,7 @@ def sequential_tost(differences, looks: Sequence[int], margin: float, alpha: flo
         raise InputError("`differences` must be finite; drop seeds with missing values first")
     looks = check_looks(looks)
     alpha = _check_alpha(alpha)
-    spending = _check_spending(spending)
+    spending = check_spending(spending)
     if not (isinstance(margin, (int, float, np.floating)) and math.isfinite(margin) and margin > 0):
         raise InputError(f"`margin` must be a number > 0, but got {margin!r}")
     t = tuple(n / looks[-1] for n in looks)
@@ -385,7 +386,6 @@ LOOK_COLUMNS = (*KEY, "look", "n", "estimate", "se", "z_equivalence", "c_equival
                 "z_difference", "c_difference", "diff_low", "diff_high", "equivalent", "different", "margin")
 ARM_COLUMNS = ("backend", "dataset", "model", "arm", "smoothing", "stops_at", "runs_fixed", "runs_used",
                "runs_saved")
-_OPTIONAL = {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0}
 
 
 @dataclass(frozen=True)
@@ -420,54 +420,24 @@ class SequentialComparisons:
         return self.runs_fixed - self.runs_used
 
 
-def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
-    df = pd.DataFrame(runs).rename(columns=lambda c: str(c).strip())
-    missing = [c for c in ("arm", "seed") if c not in df.columns]
-    if missing:
-        raise InputError(f"runs table: missing column(s) {', '.join(missing)}; required: arm, seed and metric "
-                         f"columns; got {', '.join(map(str, df.columns))}")
-    df = df.copy()
-    for column, default in _OPTIONAL.items():
-        if column not in df.columns:
-            df[column] = default
-    for column in ("backend", "dataset", "model"):
-        df[column] = df[column].fillna("-").astype(str).str.strip().replace("", "-")
-    df["arm"] = df["arm"].astype(str).str.strip()
-    seeds = pd.to_numeric(df["seed"], errors="coerce")
-    if seeds.isna().any() or (seeds != np.round(seeds)).any():
-        raise InputError(f"runs table: column `seed` must hold integers; got {df.loc[seeds.isna(), 'seed'].unique()[:5]}")
-    df["seed"] = seeds.astype(np.int64)
-    df["smoothing"] = pd.to_numeric(df["smoothing"], errors="coerce").fillna(0.0).astype(float)
-    if "status" in df.columns:
-        df = df[df["status"].astype(str).str.strip() == COMPLETED]
-    if "repeat" in df.columns:
-        df = df[pd.to_numeric(df["repeat"], errors="coerce").fillna(0) == 0]
-    return df
-
-
-def _comparison_units(df: pd.DataFrame, pairs):
-    """Yield (backend, dataset, model, eps, arm_a, arm_b, frame_a, frame_b).
-
-    Within one backend / dataset / model, comparisons are made at each smoothing value
-    between the arms run at it; an arm run only at smoothing 0 (a reference such as
-    no smoothing) is also compared at every other smoothing value.
+def _units(runs: pd.DataFrame, pairs, *, metrics: bool = True) -> tuple[pd.DataFrame, list[tuple]]:
+    """(the analysed rows, the comparisons) of a runs table, by the pair rule of
+    :mod:`ablate.analysis.table`, so the fixed and the sequential comparisons pair the same arms in
+    the same order. A comparison is ``(backend, dataset, model, eps, arm_a, arm_b, rows of a, rows of
+    b)``; only completed runs (when there is a ``status`` column) and repeat 0 are analysed.
     """
-    order = list(dict.fromkeys(df["arm"]))
-    for key, cell in df.groupby(["backend", "dataset", "model"], sort=True):
-        eps_by_arm = cell.groupby("arm")["smoothing"].apply(lambda s: set(s.unique()))
-        reference = [a for a in order if a in eps_by_arm and eps_by_arm[a] == {0.0}]
-        for eps in sorted(cell["smoothing"].unique()):
-            present = [a for a in order if a in eps_by_arm and (eps in eps_by_arm[a] or a in reference)]
-            wanted = ([tuple(p) for p in pairs] if pairs is not None else
-                      [(a, b) for i, a in enumerate(present) for b in present[i + 1:]])
-            for a, b in wanted:
-                if a not in present or b not in present or a == b:
-                    continue
-                if eps != 0.0 and a in reference and b in reference:
-                    continue  # two references are compared once, at smoothing 0
-                side = {arm: cell[(cell["arm"] == arm) & (cell["smoothing"] == (0.0 if arm in reference else eps))]
-                        for arm in (a, b)}
-                yield (*key, float(eps), a, b, side[a], side[b])
+    df = runs_table.normalise_runs(pd.DataFrame(runs), "runs table", metrics=metrics)
+    known = list(dict.fromkeys(df["arm"]))  # a named pair may be of arms with no completed run
+    if pairs is not None:  # a study run in looks has no runs of an arm before its first look
+        pairs = [p for p in pairs if all(str(arm).strip() in known for arm in p)]
+    if "status" in df.columns:
+        df = df[df["status"] == COMPLETED]
+    roles = runs_table.arm_roles(df)
+    chosen = runs_table.check_pairs(pairs, roles.arms, known)
+    df = df[df["repeat"] == 0]
+    units = [(*key, float(eps), a, b, side_a, side_b)
+             for key, eps, a, b, side_a, side_b in runs_table.paired_units(df, chosen, roles.flat)]
+    return df, units
 
 
 def _paired(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: str):
@@ -488,10 +458,10 @@ def comparison_sides(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None
       runs a grid will make is enough). Returns one ``(key, side_a, side_b)`` per
       comparison and metric-independent: ``key`` = (backend, dataset, model, smoothing,
       arm_a, arm_b) as in the table, ``side`` = (backend, dataset, model, arm, smoothing)
-      of the runs on that side (a reference arm's side has smoothing 0).
+      of the runs on that side (a flat arm's side has smoothing 0).
     """
     out = []
-    for backend, dataset, model, eps, a, b, frame_a, frame_b in _comparison_units(_prepare(runs), pairs):
+    for backend, dataset, model, eps, a, b, frame_a, frame_b in _units(runs, pairs, metrics=False)[1]:
         sides = tuple((backend, dataset, model, arm, float(frame["smoothing"].iloc[0]))
                       for arm, frame in ((a, frame_a), (b, frame_b)))
         out.append(((backend, dataset, model, eps, a, b), *sides))
@@ -517,22 +487,22 @@ def sequential_comparisons(
     looks: increasing seed counts >= 2; the last is the fixed design's seed count.
     margins: {metric: margin > 0}; a metric missing from the table is an error.
     pairs: (arm_a, arm_b) pairs to compare (differences a - b); None: every pair of
-      arms present, in order of first appearance in the table.
+      arms present, reference arms first, as :func:`ablate.analysis.compare.compare_runs` pairs
+      them (:func:`ablate.analysis.table.check_pairs`); a pair naming an arm with no row is left out.
     alpha, spending: as :func:`sequential_tost`; with ``correction="bonferroni"`` each
       comparison runs at alpha / m, m = the number of comparisons in the table (all
       metrics): the family-wise error over the table is at most alpha.
     """
     looks = check_looks(looks)
     alpha = _check_alpha(alpha)
-    spending = _check_spending(spending)
+    spending = check_spending(spending)
     if correction not in FAMILY_CORRECTIONS:
         raise InputError(f"`correction` must be one of {', '.join(FAMILY_CORRECTIONS)}, but got {correction!r}")
-    df = _prepare(runs)
+    df, units = _units(runs, pairs)
     absent = [m for m in margins if m not in df.columns]
     if absent:
         raise InputError(f"runs table: no column for metric(s) {', '.join(absent)} given a margin; "
                          f"columns: {', '.join(map(str, df.columns))}")
-    units = list(_comparison_units(df, pairs))
     m = len(units) * len(margins)
     level = family_alpha(alpha, m, correction)
     n_max = looks[-1]
@@ -586,42 +556,7 @@ def sequential_comparisons(
         runs_fixed=int(arms["runs_fixed"].sum()), runs_used=int(arms["runs_used"].sum()))
 
 
-def parse_looks(text: str, option: str = "--sequential") -> tuple[int, ...]:
-    """``"5,10,15,20"`` -> (5, 10, 15, 20); anything else is a one-line error naming ``option``."""
-    try:
-        values = tuple(int(v.strip()) for v in str(text).split(","))
-    except ValueError:
-        values = ()
-    if not values or values[0] < 2 or any(b <= a for a, b in zip(values, values[1:])):
-        raise InputError(f"{option}: expected increasing integers >= 2 separated by commas (seeds at each look), "
-                         f"e.g. 5,10,15,20, but got {text!r}")
-    return values
-
-
-def check_spending_option(spending: str | None, option: str = "--spending") -> str:
-    """None -> ``obrien-fleming``; an unknown name is a one-line error naming ``option``."""
-    if spending is None:
-        return "obrien-fleming"
-    if spending not in SPENDINGS:
-        raise InputError(f"{option}: expected one of {', '.join(SPENDINGS)}, but got {spending!r}")
-    return spending
-
-
 # --------------------------------------------------------------------------- the report
-
-def pairs_of(table: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[tuple[str, str]] | None:
-    """The (arm_a, arm_b) pairs of a comparisons table's paired rows, in table order,
-    then every other pair of arms in ``runs`` (order of first appearance); None if none."""
-    pairs: list[tuple[str, str]] = []
-    if len(table):
-        paired = table[table["test"] != "welch_t"] if "test" in table else table
-        pairs = list(dict.fromkeys(zip(paired["arm_a"], paired["arm_b"])))
-    if runs is not None and "arm" in runs:
-        arms = list(dict.fromkeys(runs["arm"].astype(str).str.strip()))
-        seen = {frozenset(p) for p in pairs}
-        pairs += [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:] if frozenset((a, b)) not in seen]
-    return pairs or None
-
 
 def with_decisions(table: pd.DataFrame, seq: SequentialComparisons) -> pd.DataFrame:
     """``table`` (comparisons.csv) with ``decision`` and ``decided_at`` from ``seq``.
@@ -642,48 +577,3 @@ def with_decisions(table: pd.DataFrame, seq: SequentialComparisons) -> pd.DataFr
         merged = pd.concat([merged, missing], ignore_index=True) if len(merged) else missing.reset_index(drop=True)
     merged["decided_at"] = merged["decided_at"].astype("Int64")
     return merged
-
-
-def _spending_name(spending: str) -> str:
-    return {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type"}[spending]
-
-
-def markdown(seq: SequentialComparisons) -> str:
-    """The report.md section: the design, then per comparison when it was decided and
-    what stopping there saves, then the runs the whole design would have needed."""
-    n_max = seq.looks_planned[-1]
-    m = len(seq.table)
-    level = seq.table["alpha_comparison"].iloc[0] if m else seq.alpha
-    family = (f"Bonferroni over the {m} comparisons: each runs at α = {level:.3g}"
-              if seq.correction == "bonferroni" and m > 1 else f"α = {level:.3g} per comparison")
-    lines = ["## Sequential design", "",
-             f"Analysed as if looked at after {', '.join(map(str, seq.looks_planned))} seeds "
-             f"({_spending_name(seq.spending)} Lan-DeMets alpha spending; {family}, family-wise error ≤ "
-             f"{seq.alpha:g}). At each look the repeated interval of the paired difference decides "
-             f"`equivalent` (the (1 − 2α) interval inside ±margin) or `different` (the (1 − α) interval "
-             f"excludes 0); critical values are those of the group-sequential t test at the actual seed "
-             f"counts. The fixed design "
-             f"runs {n_max} seeds per arm.", ""]
-    if not m:
-        lines += ["No pair of arms could be compared.", ""]
-    for r in seq.table.to_dict("records"):
-        where = " / ".join(p for p in (r["backend"], r["dataset"], r["model"]) if p != "-") or "all runs"
-        if r["smoothing"]:
-            where += f", ε = {r['smoothing']:g}"
-        head = f"- **{r['metric']}**, {where}, {r['arm_a']} vs {r['arm_b']}: "
-        if r["decision"] in ("equivalent", "different"):
-            text = (f"{r['decision']} at look {int(r['look'])} ({int(r['decided_at'])} seeds); stopping there "
-                    f"saves {int(r['runs_saved'])} of {int(r['runs_fixed'])} runs against the fixed design")
-        elif r["decision"] == "inconclusive":
-            text = f"inconclusive after all {len(seq.looks_planned)} looks (no runs saved)"
-        else:
-            text = f"undecided with {int(r['n_available'])} paired seeds; the next look needs more"
-        if r["note"]:
-            text += f" ({r['note']})"
-        lines.append(head + text + ".")
-    if m:
-        lines += ["", f"An arm stops receiving seeds once every comparison that involves it, on every metric, "
-                      f"is decided: this design would have run {seq.runs_used} of {seq.runs_fixed} runs "
-                      f"({seq.runs_saved} saved). Per-look estimates and intervals: `sequential.csv`."]
-    lines += [f"- {n}" for n in seq.notes]
-    return "\n".join(lines) + "\n"

@@ -137,7 +137,7 @@ def _check_params(finished, selection: Selection) -> None:
 
 
 def _pick_metrics(finished, selection: Selection) -> tuple[str, ...]:
-    from ablate.analysis.compare import NON_METRIC
+    from ablate.analysis.table import NON_METRIC
 
     present = sorted({k for r in finished for k in r.data.metrics})
     if selection.metrics is not None:
@@ -253,7 +253,7 @@ def read_runs(client, uri: str, selection: Selection) -> MlflowRuns:
                      **{m: r.data.metrics.get(m, math.nan) for m in metrics},
                      "started_at": _iso(start), "finished_at": _iso(end),
                      "seconds": (end - start) / 1000 if start and end else math.nan})
-    from ablate.analysis.compare import normalise_runs
+    from ablate.analysis.table import normalise_runs
 
     table = pd.DataFrame(rows)
     table = table.sort_values(["status", "arm", "seed", "run_id"], kind="stable").reset_index(drop=True)
