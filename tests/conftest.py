@@ -55,6 +55,18 @@ def write_grid(tmp_path):
     return _write
 
 
+@pytest.fixture(scope="module")
+def torch_backend():
+    """The torch backend on one deterministic CPU thread (skipped without torch)."""
+    return helpers.cpu_backend("torch")
+
+
+@pytest.fixture(scope="module")
+def keras_backend():
+    """Keras on the engine fixed above, on one deterministic CPU thread (skipped without Keras)."""
+    return helpers.cpu_backend(f"keras/{os.environ['KERAS_BACKEND']}")
+
+
 @pytest.fixture
 def run_cli():
     """`helpers.run_cli`: `python -m ablate ...` to its end, output captured."""

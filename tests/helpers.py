@@ -1,6 +1,6 @@
 """Scaffolding many test files share: `python -m ablate` in a real process (run to the end, or started
-to be interrupted), and the small inline grids, built from their values so that a test states only
-what differs from the usual tiny study."""
+to be interrupted), and the small inline grids (`grid_values`, `grid_text`), built from their values so
+that a test states only what differs from the usual tiny study."""
 
 from __future__ import annotations
 
@@ -52,7 +52,25 @@ def stop_cli(proc: subprocess.Popen) -> None:
             pipe.close()
 
 
-def grid(study: str = "tiny", *, data: tuple[int, int] | None = (300, 100), epochs: int = 1, **keys) -> dict:
+def cpu_backend(name: str):
+    """The backend `name`, loaded and set to one deterministic CPU thread; the test is skipped where its
+    framework is not installed."""
+    import pytest
+
+    from ablate import backends
+    from ablate.errors import BackendError
+
+    try:
+        backends.check_installed(name)
+    except BackendError as exc:
+        pytest.skip(str(exc))
+    backend = backends.load(name)
+    backend.configure(device="cpu", threads=1, deterministic=True)
+    return backend
+
+
+def grid_values(study: str = "tiny", *, data: tuple[int, int] | None = (300, 100), epochs: int = 1,
+                **keys) -> dict:
     """A small grid's values: digits of `data` = (train_size, test_size), mlp on torch, none vs loss at
     smoothing 0.1, two seeds, `epochs` of batches of 32 monitored on 64 examples. A key given replaces
     the default whole; a key given as None is left out."""
@@ -75,8 +93,8 @@ def _flow(value) -> str:
 
 
 def grid_text(study: str = "tiny", **keys) -> str:
-    """`grid(...)` as the YAML a user writes: one line a key, in flow style."""
-    values = grid(study, **keys)
+    """`grid_values(...)` as the YAML a user writes: one line a key, in flow style."""
+    values = grid_values(study, **keys)
     text = "".join(f"{key}: {_flow(value)}\n" for key, value in values.items())
     # Plain scalars are written bare: a value YAML would read back differently must not slip through.
     assert yaml.safe_load(text) == json.loads(json.dumps(values)), text
