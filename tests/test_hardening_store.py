@@ -406,12 +406,12 @@ def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, wr
 # ------------------------------------------------------------------------ train.timeout
 def _timeout_grid(study="to", **train):
     from ablate.catalog import parse_grid
-    from tests.helpers import grid
+    from tests.helpers import grid_values
 
     # The hung run first: with one worker, the run after it proves the worker was replaced.
-    return parse_grid(grid(study, data=(200, 100), arms=["loss", "none"], seeds=1,
-                           train={"epochs": 1, "batch_size": 32, "monitor_size": 64, **train},
-                           overrides={"loss": {"train": {"epochs": 1000000, "timeout": 2}}}))
+    return parse_grid(grid_values(study, data=(200, 100), arms=["loss", "none"], seeds=1,
+                                  train={"epochs": 1, "batch_size": 32, "monitor_size": 64, **train},
+                                  overrides={"loss": {"train": {"epochs": 1000000, "timeout": 2}}}))
 
 
 def _run_past_its_timeout(execute, results, study="to"):
