@@ -22,7 +22,8 @@ if "ABLATE_CACHE" not in os.environ:
 
 import pytest  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import helpers  # noqa: E402
+from tests.helpers import REPO  # noqa: E402, F401  (tests import it from here)
 
 
 @pytest.fixture(autouse=True)
@@ -43,14 +44,48 @@ def _forget_user_modules():
 
 @pytest.fixture
 def write_grid(tmp_path):
-    """Write a grid YAML into tmp_path and return its path."""
+    """Write a grid YAML into tmp_path and return its path: the text given, or else `helpers.grid_text`
+    of the values given."""
 
-    def _write(text: str, name: str = "grid.yaml") -> Path:
+    def _write(text: str | None = None, name: str = "grid.yaml", **values) -> Path:
         path = tmp_path / name
-        path.write_text(textwrap.dedent(text))
+        path.write_text(textwrap.dedent(text) if text is not None else helpers.grid_text(**values))
         return path
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def torch_backend():
+    """The torch backend on one deterministic CPU thread (skipped without torch)."""
+    return helpers.cpu_backend("torch")
+
+
+@pytest.fixture(scope="module")
+def keras_backend():
+    """Keras on the engine fixed above, on one deterministic CPU thread (skipped without Keras)."""
+    return helpers.cpu_backend(f"keras/{os.environ['KERAS_BACKEND']}")
+
+
+@pytest.fixture
+def run_cli():
+    """`helpers.run_cli`: `python -m ablate ...` to its end, output captured."""
+    return helpers.run_cli
+
+
+@pytest.fixture
+def start_cli():
+    """`helpers.start_cli`, and every `ablate` it started that still runs when the test ends (one that
+    failed half-way) is killed with its workers."""
+    started: list = []
+
+    def _start(*args, **kwargs):
+        started.append(helpers.start_cli(*args, **kwargs))
+        return started[-1]
+
+    yield _start
+    for proc in started:
+        helpers.stop_cli(proc)
 
 
 TINY_GRID = """\

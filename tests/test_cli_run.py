@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,36 +15,20 @@ import pytest
 
 from ablate.catalog import load_grid
 from ablate.execution.store import CorruptRecord, RunStore, StoredRun
-from tests.conftest import REPO
+from tests.helpers import cli_env, grid_text, run_cli
 
 pytest.importorskip("torch")
 
-GRID = """\
-study: cli
-datasets: [{{name: digits, train_size: 300, test_size: 100}}]
-models: [mlp]
-backends: [{backends}]
-arms: [none, loss]
-smoothing: [0.1]
-seeds: {seeds}
-train: {{epochs: {epochs}, batch_size: 32, monitor_size: 64}}
-{extra}"""
-
-
-def _grid(write_grid, *, backends="torch", seeds=2, epochs=1, extra="", name="grid.yaml") -> Path:
-    return write_grid(GRID.format(backends=backends, seeds=seeds, epochs=epochs, extra=extra), name=name)
+def _grid(write_grid, *, backends=("torch",), seeds=2, epochs=1, extra="", name="grid.yaml") -> Path:
+    return write_grid(grid_text("cli", backends=list(backends), seeds=seeds, epochs=epochs) + extra, name=name)
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+    return cli_env(TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def ablate(*args, check: int | None = 0, timeout: float = 240) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "ablate", *map(str, args)], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
-    if check is not None:
-        assert proc.returncode == check, proc.stdout + proc.stderr
-    return proc
+    return run_cli(*args, env=_env(), timeout=timeout, check=check)
 
 
 def _records(results: Path, study: str = "cli") -> dict[str, dict]:
@@ -83,27 +66,20 @@ def test_dry_run_lists_every_run_and_runs_nothing(write_grid, tmp_path):
     assert out.count(" pending ") == 2 and "seed=0" not in out and " none " not in out
 
 
-def test_sigkill_of_the_whole_sweep_then_resume_runs_each_run_exactly_once(write_grid, tmp_path):
+def test_sigkill_of_the_whole_sweep_then_resume_runs_each_run_exactly_once(write_grid, tmp_path, start_cli):
     grid = _grid(write_grid, seeds=6, epochs=80)  # 12 runs of a few seconds each: status must answer mid-grid
     results = tmp_path / "r"
     specs = load_grid(grid).runs()
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
-                             "--workers", "2"], cwd=REPO, env=_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: len(_records(results)) >= 1, "a first stored run", proc=proc)
-        # while it runs: a second driver on the same study is refused, and status answers
-        second = ablate("run", grid, "--results", results, check=2)
-        assert "another `ablate run`" in second.stderr and "is using this study" in second.stderr
-        status = ablate("status", grid, "--results", results).stdout
-        assert re.search(r"^total(\s+\d+){6}\s+12$", status, re.MULTILINE), status
-        _wait_for(lambda: len(_records(results)) >= 3, "three stored runs", proc=proc)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.stderr.close()
+    proc = start_cli("run", grid, "--results", results, "--workers", "2", env=_env(), stdout=subprocess.DEVNULL)
+    _wait_for(lambda: len(_records(results)) >= 1, "a first stored run", proc=proc)
+    # while it runs: a second driver on the same study is refused, and status answers
+    second = ablate("run", grid, "--results", results, check=2)
+    assert "another `ablate run`" in second.stderr and "is using this study" in second.stderr
+    status = ablate("status", grid, "--results", results).stdout
+    assert re.search(r"^total(\s+\d+){6}\s+12$", status, re.MULTILINE), status
+    _wait_for(lambda: len(_records(results)) >= 3, "three stored runs", proc=proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
     before = _records(results)  # no partial or corrupt record survives the kill
     assert 3 <= len(before) < len(specs), "the sweep must be cut off mid-grid"
@@ -124,7 +100,7 @@ def test_sigkill_of_the_whole_sweep_then_resume_runs_each_run_exactly_once(write
 def test_a_diverging_configuration_is_stored_diverged_and_the_rest_complete(write_grid, tmp_path):
     pytest.importorskip("keras")
     # PyYAML reads 1.0e9 as a string; 1.0e+9 is a number.
-    grid = _grid(write_grid, backends="torch, keras", seeds=1, epochs=2,
+    grid = _grid(write_grid, backends=("torch", "keras"), seeds=1, epochs=2,
                  extra="overrides:\n  loss: {train: {lr: 1.0e+9}}\n")
     results = tmp_path / "r"
     run = ablate("run", grid, "--results", results, "--workers", "2", "--retries", "2")
@@ -152,21 +128,15 @@ def _kill_worker_of(results: Path, run_id: str, proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.parametrize("retries", [0, 1])
-def test_a_worker_killed_mid_run(write_grid, tmp_path, retries):
+def test_a_worker_killed_mid_run(write_grid, tmp_path, start_cli, retries):
     # The loss arm trains long enough to be killed mid-run; --retries 0: that run is stored
     # failed and the sweep goes on; --retries 1: it runs again and completes as attempt 2.
     grid = _grid(write_grid, seeds=2, extra="overrides:\n  loss: {train: {epochs: 80}}\n")
     results = tmp_path / "r"
     target = next(s for s in load_grid(grid).runs() if s.arm == "loss" and s.seed == 0).run_id
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
-                             "--workers", "2", "--retries", str(retries)], cwd=REPO, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _kill_worker_of(results, target, proc)
-        _, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    proc = start_cli("run", grid, "--results", results, "--workers", "2", "--retries", retries, env=_env())
+    _kill_worker_of(results, target, proc)
+    _, err = proc.communicate(timeout=240)
     records = _records(results)
     assert len(records) == 4
     others = [r for rid, r in records.items() if rid != target]

@@ -12,17 +12,10 @@ from ablate.errors import ConfigError, DatasetError
 from ablate.execution.preflight import check_environment
 from ablate.execution.store import RunStore
 from ablate.study import bind_settings, load_study
+from tests.helpers import grid_text
 
-GRID = """\
-study: bound
-datasets: [{name: digits, train_size: 400, test_size: 200}]
-models: [mlp]
-backends: [torch]
-arms: [none, explicit, loss]
-smoothing: [0.1]
-seeds: 2
-train: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9}
-"""
+GRID = grid_text("bound", data=(400, 200), arms=["none", "explicit", "loss"], seeds=2,
+                 train={"epochs": 2, "batch_size": 32, "lr": 0.05, "momentum": 0.9})
 
 
 def _grid(tmp_path, text, name="grid.yaml"):

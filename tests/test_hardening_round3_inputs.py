@@ -9,6 +9,8 @@ import shlex
 
 import pytest
 
+from tests.helpers import grid_text
+
 
 # ----------------------------------------------------------------- item 16: the next: line
 @pytest.mark.parametrize("study", ["-rf", "--help", "-", "two words", "plain", "a'b"])
@@ -147,16 +149,8 @@ def test_the_design_may_change_before_any_run_and_a_fixed_study_may_become_seque
 
 
 # --------------------------------------------------- item 13: --dry-run makes every check of run
-DRY_GRID = """\
-study: dry
-datasets: [{name: digits, train_size: 200, test_size: 100}]
-models: [mlp]
-backends: [torch]
-arms: [none, loss]
-smoothing: [0.1]
-seeds: 2
-train: {epochs: EPOCHS, batch_size: 32}
-"""
+def _dry_grid(epochs=1, **keys):
+    return grid_text("dry", data=(200, 100), train={"epochs": epochs, "batch_size": 32}, **keys)
 
 
 def _cli(capsys, *argv):
@@ -168,7 +162,7 @@ def _cli(capsys, *argv):
 
 
 def test_dry_run_refuses_a_bad_pack_like_run(write_grid, tmp_path, capsys):
-    grid = write_grid(DRY_GRID.replace("EPOCHS", "1"))
+    grid = write_grid(_dry_grid())
     code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run", "--pack", "abc")
     assert code == 2 and "--pack" in err and "'abc'" in err and "run(s)" not in out
     assert not (tmp_path / "r").exists()
@@ -180,18 +174,17 @@ def test_dry_run_refuses_a_changed_setting_of_a_bound_study_and_writes_nothing(w
     from ablate.study import STUDY_FILE, bind_settings
 
     store = RunStore(tmp_path / "r", "dry")
-    bind_settings(store, load_grid(write_grid(DRY_GRID.replace("EPOCHS", "1"), "first.yaml")))
+    bind_settings(store, load_grid(write_grid(_dry_grid(), "first.yaml")))
     before = (store.study_dir / STUDY_FILE).read_bytes()
-    grid = write_grid(DRY_GRID.replace("EPOCHS", "3"))
+    grid = write_grid(_dry_grid(3))
     code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
     assert code == 2 and "epochs 1 -> 3" in err and "already holds runs with other settings" in err
     assert (store.study_dir / STUDY_FILE).read_bytes() == before
 
 
 def test_dry_run_refuses_a_missing_dataset_that_run_would_refuse(write_grid, tmp_path, capsys):
-    grid = write_grid(DRY_GRID.replace("EPOCHS", "1").replace("{name: digits, train_size: 200, test_size: 100}",
-                                                              f"{{name: imagenette, path: {tmp_path / 'none'}}}")
-                      .replace("[mlp]", "[fastai-cnn]"))
+    grid = write_grid(_dry_grid(datasets=[{"name": "imagenette", "path": str(tmp_path / "none")}],
+                                models=["fastai-cnn"]))
     code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
     assert code == 2 and "imagenette" in err and "datasets[0]" in err
 
@@ -204,8 +197,7 @@ def test_dry_run_notes_a_download_instead_of_fetching(write_grid, tmp_path, caps
 
     monkeypatch.setattr(catalogue, "load_dataset", no_download)
     monkeypatch.setattr(catalogue, "_locate", lambda name, path: (None, []))
-    grid = write_grid(DRY_GRID.replace("EPOCHS", "1").replace("{name: digits, train_size: 200, test_size: 100}",
-                                                              "{name: cifar10}"))
+    grid = write_grid(_dry_grid(datasets=[{"name": "cifar10"}]))
     code, out, err = _cli(capsys, "run", grid, "--results", tmp_path / "r", "--dry-run")
     assert code == 0, err
     assert "note: `datasets[0]` (cifar10) is not here; `run` downloads it first" in out

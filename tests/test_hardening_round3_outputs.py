@@ -277,17 +277,15 @@ def test_a_ledger_crash_stores_the_seconds_it_is_given(tmp_path):
 
 @pytest.mark.parametrize("values,what", [([1e308] * 5, "mean"), ([1e308, -1e308] * 3, "standard deviation")])
 def test_a_runs_table_whose_means_overflow_is_refused_naming_metric_and_arm(tmp_path, values, what):
-    import subprocess
-    import sys
-
     import pandas as pd
+
+    from tests.helpers import run_cli
 
     rows = [{"arm": arm, "seed": i, "accuracy": v if arm == "big" else 0.5 + 0.01 * i}
             for arm in ("base", "big") for i, v in enumerate(values)]
     path = tmp_path / "t.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
-                           str(tmp_path / "out"), "--no-figures"], capture_output=True, text=True)
+    proc = run_cli("report", "--runs", path, "--out", tmp_path / "out", "--no-figures", timeout=None)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr

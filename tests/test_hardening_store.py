@@ -344,26 +344,13 @@ def test_read_only_report_folder_is_one_line_for_report(tmp_path, monkeypatch, c
     assert len(err) == 1 and "read-only" in err[0] and "--out" in err[0], err
 
 
-def test_a_refused_second_driver_prints_one_line(tmp_path, write_grid):
+def test_a_refused_second_driver_prints_one_line(tmp_path, write_grid, run_cli):
     pytest.importorskip("torch")
-    import subprocess
-    import sys
-
     from ablate.execution.orchestrator import study_lock
-    from tests.conftest import REPO
 
-    grid = write_grid("""\
-        study: locked
-        datasets: [{name: digits, train_size: 100, test_size: 50}]
-        models: [mlp]
-        backends: [torch]
-        arms: [none]
-        seeds: 1
-        train: {epochs: 1}
-        """)
+    grid = write_grid(study="locked", data=(100, 50), arms=["none"], smoothing=None, seeds=1, train={"epochs": 1})
     with study_lock(RunStore(tmp_path, "locked")):
-        proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(tmp_path)],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = run_cli("run", grid, "--results", tmp_path, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "another `ablate run`" in lines[0], proc.stderr
@@ -371,52 +358,36 @@ def test_a_refused_second_driver_prints_one_line(tmp_path, write_grid):
 
 # ------------------------------------------------------------------- Ctrl-C and SIGTERM
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, write_grid, how):
+def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, write_grid, start_cli, how):
     pytest.importorskip("torch")
     import re
     import signal
-    import subprocess
-    import sys
     import time
 
     from ablate.catalog import load_grid
     from ablate.execution.orchestrator import study_lock
-    from tests.conftest import REPO
+    from tests.helpers import cli_env
 
-    grid = write_grid("""\
-        study: intr
-        datasets: [{name: digits, train_size: 300, test_size: 100}]
-        models: [mlp]
-        backends: [torch]
-        arms: [none]
-        seeds: 4
-        train: {epochs: 400, batch_size: 32, monitor_size: 0}
-        """)
+    grid = write_grid(study="intr", arms=["none"], smoothing=None, seeds=4,
+                      train={"epochs": 400, "batch_size": 32, "monitor_size": 0})
     results = tmp_path / "r"
     store = RunStore(results, "intr")
     specs = load_grid(grid).runs()
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
-                             "--workers", "2"], cwd=REPO, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = start_cli("run", grid, "--results", results, "--workers", "2", env=cli_env())  # killed if left running
     worker_pids: set[int] = set()
-    try:
-        deadline = time.monotonic() + 120
-        while len(worker_pids) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            for spec in specs:
-                log = store.run_dir(spec.run_id) / "log.txt"
-                if log.exists():
-                    worker_pids |= {int(p) for p in re.findall(r"attempt \d+ pid (\d+)", log.read_text())}
-            time.sleep(0.05)
-        assert len(worker_pids) == 2, "two runs must be under way"
-        if how == "ctrl-c":
-            os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends: driver and workers alike
-        else:
-            os.kill(proc.pid, signal.SIGTERM)  # the driver only, as `kill` or a scheduler does
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while len(worker_pids) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        for spec in specs:
+            log = store.run_dir(spec.run_id) / "log.txt"
+            if log.exists():
+                worker_pids |= {int(p) for p in re.findall(r"attempt \d+ pid (\d+)", log.read_text())}
+        time.sleep(0.05)
+    assert len(worker_pids) == 2, "two runs must be under way"
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends: driver and workers alike
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # the driver only, as `kill` or a scheduler does
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if how == "ctrl-c" else 143), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     word = "interrupted" if how == "ctrl-c" else "terminated"
@@ -433,14 +404,32 @@ def test_interrupt_stops_with_one_line_and_leaves_nothing_half_done(tmp_path, wr
 
 
 # ------------------------------------------------------------------------ train.timeout
-def _timeout_grid(**train):
+def _timeout_grid(study="to", **train):
     from ablate.catalog import parse_grid
+    from tests.helpers import grid_values
 
     # The hung run first: with one worker, the run after it proves the worker was replaced.
-    return parse_grid({"study": "to", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
-                       "models": ["mlp"], "backends": ["torch"], "arms": ["loss", "none"], "smoothing": [0.1],
-                       "seeds": 1, "train": {"epochs": 1, "batch_size": 32, "monitor_size": 64, **train},
-                       "overrides": {"loss": {"train": {"epochs": 1000000, "timeout": 2}}}})
+    return parse_grid(grid_values(study, data=(200, 100), arms=["loss", "none"], seeds=1,
+                                  train={"epochs": 1, "batch_size": 32, "monitor_size": 64, **train},
+                                  overrides={"loss": {"train": {"epochs": 1000000, "timeout": 2}}}))
+
+
+def _run_past_its_timeout(execute, results, study="to"):
+    """The timeout grid through `execute` (run_local or run_ray) with one worker: the hung run is stored
+    failed and the run after it completes. Returns the store, the runs and the progress printed."""
+    from ablate.execution.progress import Progress
+
+    runs = _timeout_grid(study).runs()
+    store = RunStore(results, study)
+    out = io.StringIO()
+    summary = execute(runs, store=store, results=results, workers=1,
+                      progress=Progress(total=len(runs), stream=out, live=False))
+    assert (summary.completed, summary.failed) == (1, 1), out.getvalue()
+    hung, after = runs
+    record = store.read_record(hung.run_id).record
+    assert record["status"] == "failed" and record["error"] == "timed out after 2 s", record
+    assert store.read_record(after.run_id).record["status"] == "completed"
+    return store, runs, out.getvalue()
 
 
 @pytest.mark.parametrize("value", [0, -1, "soon", float("inf"), True])
@@ -464,19 +453,10 @@ def test_train_timeout_is_not_part_of_a_runs_identity():
 def test_a_run_past_its_timeout_is_stored_failed_and_its_worker_replaced(tmp_path):
     pytest.importorskip("torch")
     from ablate.execution.orchestrator import run_local
-    from ablate.execution.progress import Progress
 
-    runs = _timeout_grid().runs()
-    store = RunStore(tmp_path, "to")
-    out = io.StringIO()
-    summary = run_local(runs, store=store, results=tmp_path, workers=1,
-                        progress=Progress(total=len(runs), stream=out, live=False))
-    assert (summary.completed, summary.failed) == (1, 1), out.getvalue()
-    hung, after = runs
-    record = store.read_record(hung.run_id).record
-    assert record["status"] == "failed" and record["error"] == "timed out after 2 s", record
+    store, (hung, after), out = _run_past_its_timeout(run_local, tmp_path)
     killed_pid = int(re.search(r"attempt 1 pid (\d+)", (store.run_dir(hung.run_id) / "log.txt").read_text())[1])
     record = store.read_record(after.run_id).record
     assert record["status"] == "completed"
     assert record["environment"]["worker_pid"] != killed_pid  # the only worker was replaced
-    assert "timed out after 2 s" in out.getvalue()
+    assert "timed out after 2 s" in out

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,16 +17,14 @@ from ablate.catalog import load_grid, parse_grid
 from ablate.execution.orchestrator import Ledger, run_local, task_run_ids
 from ablate.execution.progress import Progress
 from ablate.execution.store import RunStore
-from tests.conftest import REPO
+from tests.helpers import grid_values
 from tests.test_cli_run import _env, _records, _wait_for, ablate
 
 pytest.importorskip("torch")
 
 
 def _grid(seeds=2, arms=("none", "explicit", "loss"), epochs=2):
-    return parse_grid({"study": "packs", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
-                       "models": ["mlp"], "backends": ["torch"], "arms": list(arms), "smoothing": [0.1],
-                       "seeds": seeds, "train": {"epochs": epochs, "batch_size": 32, "monitor_size": 64}})
+    return parse_grid(grid_values("packs", data=(200, 100), arms=list(arms), seeds=seeds, epochs=epochs))
 
 
 def _quiet():
@@ -70,16 +67,7 @@ def test_a_local_worker_trains_packs_and_each_member_gets_its_own_record(tmp_pat
 
 
 def test_cli_pack_option(write_grid, tmp_path):
-    grid = write_grid("""\
-        study: cli
-        datasets: [{name: digits, train_size: 200, test_size: 100}]
-        models: [mlp]
-        backends: [torch]
-        arms: [none, loss]
-        smoothing: [0.1]
-        seeds: 2
-        train: {epochs: 1, batch_size: 32, monitor_size: 64}
-        """)
+    grid = write_grid(study="cli", data=(200, 100))
     results = tmp_path / "r"
     bad = ablate("run", grid, "--results", results, "--pack", "0", check=2)
     assert "--pack" in bad.stderr and "'0'" in bad.stderr
@@ -90,36 +78,21 @@ def test_cli_pack_option(write_grid, tmp_path):
 
 
 @pytest.mark.slow  # two sweeps in real processes: about a minute on 2 busy cores
-def test_a_pack_killed_mid_way_leaves_no_record_and_runs_again(write_grid, tmp_path):
-    grid = write_grid("""\
-        study: cli
-        datasets: [{name: digits, train_size: 300, test_size: 100}]
-        models: [mlp]
-        backends: [torch]
-        arms: [none, loss]
-        smoothing: [0.1]
-        seeds: 2
-        train: {epochs: 60, batch_size: 32, monitor_size: 0}
-        """)
+def test_a_pack_killed_mid_way_leaves_no_record_and_runs_again(write_grid, tmp_path, start_cli):
+    grid = write_grid(study="cli", train={"epochs": 60, "batch_size": 32, "monitor_size": 0})
     results = tmp_path / "r"
     specs = load_grid(grid).runs()
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(results),
-                             "--workers", "1", "--pack", "4"], cwd=REPO, env=_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("run", grid, "--results", results, "--workers", "1", "--pack", "4", env=_env(),
+                     stdout=subprocess.DEVNULL)
     logs = [results / "cli" / "runs" / s.run_id / "log.txt" for s in specs]
 
     def pack_started():
         found = [re.findall(r"pid \d+: pack-", p.read_text()) for p in logs if p.exists()]
         return any(found)
 
-    try:
-        _wait_for(pack_started, "the pack to start", proc=proc)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.stderr.close()
+    _wait_for(pack_started, "the pack to start", proc=proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
     assert _records(results) == {}  # no member was stored
     ablate("run", grid, "--results", results, "--workers", "1", "--pack", "4")
     records = _records(results)  # the same members ran again, as one pack

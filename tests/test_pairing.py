@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -15,7 +13,7 @@ from ablate.analysis.prose import markdown
 from ablate.catalog import parse_grid
 from ablate.config import RunSpec
 from ablate.errors import ConfigError, InputError
-from tests.conftest import REPO
+from tests.helpers import run_cli
 from tests.test_compare import make_runs
 
 BASE = {"study": "s", "datasets": ["digits"], "models": ["mlp"], "backends": ["torch", "keras"],
@@ -104,9 +102,7 @@ def test_digits_grid_gives_paired_keras_vs_torch_rows(write_grid, tmp_path):
         """)
     results = tmp_path / "results"
     for cmd in (["run", grid, "--results", results, "--workers", "1"], ["report", "--results", results]):
-        proc = subprocess.run([sys.executable, "-m", "ablate", *map(str, cmd)], cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run_cli(*cmd, check=0)
     table = pd.read_csv(results / "xb" / "comparisons.csv")
     across = table[table.backend == "keras/tensorflow vs torch"]
     assert len(across) == 3 and set(across.test) <= {"paired_t", "wilcoxon", "sign_flip"}

@@ -4,7 +4,6 @@ plug-in, through the command line and the Python API."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,8 @@ import ablate
 from ablate.catalog import load_grid
 from ablate.errors import ConfigError
 from ablate.execution.preflight import check_environment
-from tests.plugins import write_user_package
+from tests.helpers import run_cli
+from tests.plugins import user_env, write_user_package
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,15 +39,8 @@ analysis: {compare: [[explicit, loss], [none, calm]], margins: {accuracy: 0.05, 
 """
 
 
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    env.pop("PYTHONPATH", None)
-    return env
-
-
 def _ablate(*args, cwd=REPO, env=None):
-    return subprocess.run([sys.executable, "-m", "ablate", *map(str, args)], cwd=cwd, env=env or _env(),
-                          capture_output=True, text=True, timeout=600)
+    return run_cli(*args, cwd=cwd, env=env or user_env(), timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +101,7 @@ def test_python_api_from_a_plain_session(user_study):
         heavy = [m for m in ("torch", "tensorflow", "keras", "matplotlib", "seaborn") if m in sys.modules]
         print("HEAVY", heavy)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=REPO,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=user_env(), cwd=REPO,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = next(line for line in out.stdout.splitlines() if line.startswith("ROWS"))
@@ -199,7 +192,7 @@ def _install_plugpkg(tmp_path: Path) -> dict[str, str]:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugpkg\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[ablate.models]\nplugnet = plugpkg:MODEL\n\n"
                                            "[ablate.datasets]\nwine = plugpkg:load_wine\n")
-    return dict(_env(), PYTHONPATH=str(site))
+    return dict(user_env(), PYTHONPATH=str(site))
 
 
 def test_installed_plugin_dataset_is_listed_by_datasets(tmp_path):

@@ -89,34 +89,19 @@ def test_figure_draws_one_line_per_kind(result, tmp_path):
         sorted(probe.KINDS)
 
 
-def test_cli_writes_csv_summary_and_figure(write_grid, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
+def test_cli_writes_csv_summary_and_figure(write_grid, tmp_path, run_cli):
     pytest.importorskip("torch")
-    grid = write_grid("""\
-        study: p
-        datasets: [{name: digits, train_size: 100, test_size: 50}]
-        models: [mlp]
-        backends: [torch]
-        arms: [none, explicit, loss]
-        smoothing: [0.1]
-        seeds: 1
-        train: {epochs: 1, batch_size: 32}
-        """)
+    grid = write_grid(study="p", data=(100, 50), arms=["none", "explicit", "loss"], seeds=1,
+                      train={"epochs": 1, "batch_size": 32})
     out = tmp_path / "probe"
-    proc = subprocess.run([sys.executable, "-m", "ablate", "probe", str(grid), "--steps", "3", "--every", "2",
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_cli("probe", grid, "--steps", "3", "--every", "2", "--out", out)
     assert proc.returncode == 0, proc.stderr
     rows = pd.read_csv(out / "probe.csv")
     assert list(rows.columns) == list(probe.COLUMNS) and sorted(set(rows.step)) == [0, 1, 2, 3]
     assert set(rows.kind) == {"explicit vs loss", "none vs explicit", "same run twice"}
     assert (out / "probe.png").stat().st_size > 0
     assert "- **none vs explicit** (arms none vs explicit): first parted at step 1" in (out / "probe.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "ablate", "probe", str(grid), "--every", "0"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    bad = run_cli("probe", grid, "--every", "0")
     assert bad.returncode == 2 and bad.stderr.strip() == "ablate: error: --every: expected an integer >= 1, but got 0"
 
 

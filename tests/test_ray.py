@@ -6,15 +6,14 @@ from __future__ import annotations
 import collections
 import io
 import os
-import subprocess
-import sys
 
 import pytest
 
 from ablate.catalog import parse_grid
 from ablate.execution.progress import Progress
 from ablate.execution.store import RunStore
-from tests.conftest import REPO
+from tests.helpers import cli_env, grid_values
+from tests.test_hardening_store import _run_past_its_timeout
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
@@ -41,9 +40,7 @@ def local_ray():
 
 
 def _grid(backends):
-    return parse_grid({"study": "rayg", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
-                       "models": ["mlp"], "backends": backends, "arms": ["none", "loss"], "smoothing": [0.1],
-                       "seeds": 2, "train": {"epochs": 1, "batch_size": 32, "monitor_size": 64}})
+    return parse_grid(grid_values("rayg", data=(200, 100), backends=backends))
 
 
 def test_ray_runs_a_small_grid_once_on_persistent_actors(local_ray, tmp_path):
@@ -82,37 +79,13 @@ def test_ray_runs_a_small_grid_once_on_persistent_actors(local_ray, tmp_path):
 
 
 def test_a_run_past_its_timeout_is_stored_failed_and_its_actor_replaced(local_ray, tmp_path):
-    grid = parse_grid({"study": "rayto", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
-                       "models": ["mlp"], "backends": ["torch"], "arms": ["loss", "none"], "smoothing": [0.1],
-                       "seeds": 1, "train": {"epochs": 1, "batch_size": 32, "monitor_size": 64},
-                       "overrides": {"loss": {"train": {"epochs": 1000000, "timeout": 2}}}})
-    runs = grid.runs()
-    store = RunStore(tmp_path, "rayto")
-    out = io.StringIO()
-    summary = run_ray(runs, store=store, results=tmp_path, workers=1,
-                      progress=Progress(total=len(runs), stream=out, live=False))
-    assert (summary.completed, summary.failed) == (1, 1), out.getvalue()
-    hung, after = runs
-    record = store.read_record(hung.run_id).record
-    assert record["status"] == "failed" and record["error"] == "timed out after 2 s", record
-    assert store.read_record(after.run_id).record["status"] == "completed"
+    _run_past_its_timeout(run_ray, tmp_path, "rayto")
 
 
-def test_cli_joins_a_running_cluster(local_ray, tmp_path, write_grid):
-    grid = write_grid("""\
-        study: raycli
-        datasets: [{name: digits, train_size: 200, test_size: 100}]
-        models: [mlp]
-        backends: [torch]
-        arms: [none, loss]
-        smoothing: [0.1]
-        seeds: 3
-        train: {epochs: 1, batch_size: 32, monitor_size: 64}
-        """)
-    proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(grid), "--results", str(tmp_path),
-                           "--executor", "ray", "--address", "auto", "--seeds", "0-1"],
-                          cwd=REPO, capture_output=True, text=True, timeout=240,
-                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+def test_cli_joins_a_running_cluster(local_ray, tmp_path, write_grid, run_cli):
+    grid = write_grid(study="raycli", data=(200, 100), seeds=3)
+    proc = run_cli("run", grid, "--results", tmp_path, "--executor", "ray", "--address", "auto", "--seeds", "0-1",
+                   timeout=240, env=cli_env())
     assert proc.returncode == 0, proc.stderr
     assert "4 run(s) to do" in proc.stderr and "4 completed" in proc.stderr
     statuses = RunStore(tmp_path, "raycli").statuses()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ from ablate.config import DatasetSpec, RunSpec, TrainConfig
 from ablate.analysis.report import RUNS_COLUMNS
 from ablate.study import report_study
 from ablate.execution.store import RunStore
+from tests.helpers import run_cli
 
 COMPARISON_COLUMNS = ["metric", "backend", "dataset", "model", "smoothing", "arm_a", "arm_b", "n", "mean_a",
                       "mean_b", "mean_diff", "ci_low", "ci_high", "margin", "p_equivalence", "p_equivalence_adj",
@@ -126,13 +125,13 @@ def test_rebinning_changes_ece_without_retraining(tmp_path):
 
 
 def test_cli_report_errors_are_one_line(tmp_path):
-    cmd = [sys.executable, "-m", "ablate", "report", "--results", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["report", "--results", tmp_path]
+    proc = run_cli(*cmd, timeout=None)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no study with stored runs" in proc.stderr
     fill_store(tmp_path, seeds=2, backends_=("torch",), corrupt=False, failed=False)
-    proc = subprocess.run(cmd + ["--study", "nope"], capture_output=True, text=True)
+    proc = run_cli(*cmd, "--study", "nope", timeout=None)
     assert proc.returncode == 2 and "expected one of ['synth']" in proc.stderr
-    proc = subprocess.run(cmd + ["--margin", "accuracy=-1"], capture_output=True, text=True)
+    proc = run_cli(*cmd, "--margin", "accuracy=-1", timeout=None)
     assert proc.returncode == 2 and "--margin" in proc.stderr
 
 
@@ -148,8 +147,8 @@ def test_report_on_a_table_made_elsewhere(tmp_path):
     path = tmp_path / "mine.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out", str(out),
-                           "--margin", "accuracy=0.005", "--correction", "bh"], capture_output=True, text=True)
+    proc = run_cli("report", "--runs", path, "--out", out, "--margin", "accuracy=0.005", "--correction", "bh",
+                   timeout=None)
     assert proc.returncode == 0, proc.stderr
     comparisons = pd.read_csv(out / "comparisons.csv")
     assert list(comparisons.columns) == COMPARISON_COLUMNS
@@ -165,8 +164,7 @@ def test_report_on_a_table_made_elsewhere(tmp_path):
 def test_report_on_a_bad_table_names_the_columns(tmp_path):
     path = tmp_path / "bad.csv"
     pd.DataFrame({"method": ["a", "b"], "seed": [0, 0], "accuracy": [0.9, 0.8]}).to_csv(path, index=False)
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+    proc = run_cli("report", "--runs", path, "--out", tmp_path / "o", timeout=None)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "arm" in proc.stderr and "bad.csv" in proc.stderr
     assert not (tmp_path / "o").exists()

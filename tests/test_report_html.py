@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +21,9 @@ import pytest
 
 from ablate.analysis import html
 from ablate.study import report_study
-from tests.conftest import REPO
+from tests.helpers import grid_text, run_cli
 
-GRID = """\
-study: tiny
-datasets: [{name: digits, train_size: 300, test_size: 200}]
-models: [mlp]
-backends: [torch]
-arms: [none, loss]
-smoothing: [0.1]
-seeds: 5
-train: {epochs: 2, batch_size: 32, monitor_size: 64}
-"""
+GRID = grid_text(data=(300, 200), seeds=5, epochs=2)
 # Injected into a copy of the page: after load, write what the browser saw into the DOM.
 PROBE = """<script>
 const seen = {violations: []};
@@ -84,10 +74,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     grid = root / "grid.yaml"
     grid.write_text(GRID)
-    proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(grid), "--workers", "1",
-                           "--results", str(root / "results")], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_cli("run", grid, "--workers", "1", "--results", root / "results", check=0)
     report_study(root / "results", study="tiny")
     return root / "results" / "tiny"
 

@@ -9,8 +9,6 @@ line compared with that line removed.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 
 from ablate.config import DatasetSpec, RunSpec, TrainConfig
 from ablate.execution.store import RunStore
+from tests.helpers import run_cli
 from tests.test_report import _probs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,9 +56,7 @@ def _fill(root: Path) -> None:
 def _report(root: Path, out: Path) -> None:
     # A fresh process each time, so global random state cannot carry over from one report to the next.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "random"}
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--results", str(root), "--study", "repro",
-                           "--out", str(out), "--latex"], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=600)
+    proc = run_cli("report", "--results", root, "--study", "repro", "--out", out, "--latex", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

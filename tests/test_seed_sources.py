@@ -13,7 +13,7 @@ from ablate.config import SOURCES, RunSpec
 from ablate.errors import ConfigError
 from ablate.execution import runner
 from ablate.execution.selection import select
-from tests.conftest import REPO
+from tests.helpers import REPO, grid_text
 
 # Run ids of the example grids, taken before sources existed (commit de9bf5e): a hash over every
 # run id in grid order, and the first id.
@@ -24,16 +24,8 @@ PINNED = {
     "fastai_notebook.yaml": ("7dc94735dad81241", None),
 }
 
-FACTORIAL = """\
-study: fact
-datasets: [{name: digits, train_size: 300, test_size: 100}]
-models: [mlp]
-backends: [torch]
-arms: [none, loss]
-smoothing: [0.1]
-seeds: {init: 2, order: [0, 5], split: 2}
-train: {epochs: 1, batch_size: 64, monitor_size: 0}
-"""
+FACTORIAL = grid_text("fact", seeds={"init": 2, "order": [0, 5], "split": 2},
+                      train={"epochs": 1, "batch_size": 64, "monitor_size": 0})
 
 
 # The demo's digits split became val_fraction 0.2 after these were taken (issue 20: the temperature
@@ -164,22 +156,17 @@ def test_cross_backend_weights_follow_init(write_grid, monkeypatch):
     assert seen == [s.sources["init"] for s in grid.runs()[:8]]
 
 
-def test_a_factorial_grid_end_to_end(write_grid, tmp_path):
+def test_a_factorial_grid_end_to_end(write_grid, tmp_path, run_cli):
     """Run a 2 x 2 x 2 factorial for two arms through `ablate run` and `report`."""
-    import subprocess
-    import sys
-
     import pandas as pd
 
     from ablate.execution.store import RunStore
 
     path = write_grid(FACTORIAL)
     results = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(path), "--results", str(results),
-                           "--workers", "1"], capture_output=True, text=True, timeout=600)
+    proc = run_cli("run", path, "--results", results, "--workers", "1", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--results", str(results), "--no-figures"],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli("report", "--results", results, "--no-figures", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = pd.read_csv(results / "fact" / "runs.csv")
     assert len(runs) == 16 and set(runs["status"]) == {"completed"}
@@ -198,6 +185,5 @@ def test_a_factorial_grid_end_to_end(write_grid, tmp_path):
     none = runs[runs.arm == "none"].set_index(["init", "order", "split"])["nll"]
     assert none[0, 0, 0] != none[1, 0, 0] and none[0, 0, 0] != none[0, 5, 0]
     # --only on a source runs nothing new, and status is whole.
-    proc = subprocess.run([sys.executable, "-m", "ablate", "run", str(path), "--results", str(results),
-                           "--only", "order=5", "--workers", "1"], capture_output=True, text=True, timeout=600)
+    proc = run_cli("run", path, "--results", results, "--only", "order=5", "--workers", "1", timeout=600)
     assert proc.returncode == 0 and len(list((results / "fact" / "runs").iterdir())) == 16

@@ -22,8 +22,6 @@ and 10^7 Monte Carlo paths cross at the targeted rates within 1 standard error (
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -33,6 +31,7 @@ from scipy import stats as st
 from ablate.analysis import sequential as sq
 from ablate.analysis.stats import tost_power
 from ablate.errors import InputError
+from tests.helpers import run_cli
 
 PUBLISHED = {
     ("obrien-fleming", 2): (2.9626, 1.9686),
@@ -298,9 +297,8 @@ def _report(capsys, *args):
 def test_cli_report_sequential_in_a_fresh_interpreter(tmp_path):
     path = tmp_path / "mine.csv"
     _table(np.random.default_rng(11), n_seeds=10).to_csv(path, index=False)
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
-                           str(tmp_path / "o"), "--sequential", "5,10", "--no-figures"],
-                          capture_output=True, text=True)
+    proc = run_cli("report", "--runs", path, "--out", tmp_path / "o", "--sequential", "5,10", "--no-figures",
+                   timeout=None)
     assert proc.returncode == 0, proc.stderr
     assert "decided_at" in (tmp_path / "o" / "comparisons.csv").read_text().splitlines()[0]
 

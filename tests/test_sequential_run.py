@@ -16,6 +16,7 @@ from ablate.config import RunSpec
 from ablate.errors import ConfigError
 from ablate.execution.orchestrator import SweepSummary
 from ablate.sequential_run import run_in_waves, unit_of
+from tests.helpers import grid_text
 
 LOOKS = [5, 10, 15, 20]
 METRICS = ("accuracy", "ece", "nll")
@@ -233,18 +234,8 @@ def test_seeds_option_is_refused_with_a_sequential_grid(tmp_path):
 
 
 # ------------------------------------------------------------------------------ end to end
-GRID = """\
-study: seq
-datasets: [{name: digits, train_size: 300, test_size: 100}]
-models: [mlp]
-backends: [torch]
-arms: [explicit, loss]
-smoothing: [0.1]
-seeds: 20
-train: {epochs: 1, batch_size: 32, monitor_size: 64}
-analysis:
-  sequential: {looks: [5, 10, 15, 20], spending: obrien-fleming}
-"""
+GRID = grid_text("seq", arms=["explicit", "loss"], seeds=20,
+                 analysis={"sequential": {"looks": [5, 10, 15, 20], "spending": "obrien-fleming"}})
 
 
 def test_cli_run_stops_explicit_vs_loss_at_the_first_look(write_grid, tmp_path):

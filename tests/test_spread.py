@@ -223,11 +223,9 @@ def test_identical_arms_have_identical_spread():
 
 
 def test_grid_and_cli_take_the_sd_ratio_margin(write_grid, tmp_path):
-    import subprocess
-    import sys
-
     from ablate.catalog import load_grid
     from ablate.errors import ConfigError
+    from tests.helpers import run_cli
     from tests.conftest import TINY_GRID
 
     grid = load_grid(write_grid(TINY_GRID + "analysis: {margins: {sd_ratio: 2.0}}\n"))
@@ -237,11 +235,9 @@ def test_grid_and_cli_take_the_sd_ratio_margin(write_grid, tmp_path):
     path = tmp_path / "runs.csv"
     _table(n=8).to_csv(path, index=False)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out", str(out),
-                           "--margin", "sd_ratio=2", "--no-figures"], capture_output=True, text=True)
+    proc = run_cli("report", "--runs", path, "--out", out, "--margin", "sd_ratio=2", "--no-figures", timeout=None)
     assert proc.returncode == 0, proc.stderr
     assert set(pd.read_csv(out / "comparisons.csv")["sd_margin"]) == {2.0}
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out",
-                           str(tmp_path / "bad"), "--margin", "sd_ratio=0.5"], capture_output=True, text=True)
+    proc = run_cli("report", "--runs", path, "--out", tmp_path / "bad", "--margin", "sd_ratio=0.5", timeout=None)
     assert proc.returncode == 2 and "sd_ratio" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "bad").exists()

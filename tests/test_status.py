@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 from ablate.catalog import parse_grid
 from ablate.execution.status import STATUS_COLUMNS, format_status, grid_status
 from ablate.execution.store import RunStore
 from ablate.execution.worker import claim_run
-from tests.conftest import REPO
+from tests.helpers import run_cli
 
 DATA = {"study": "st", "datasets": ["digits"], "models": ["mlp"], "backends": ["torch", "keras"],
         "arms": ["none", "loss"], "smoothing": [0.1], "seeds": 3}
@@ -66,8 +64,7 @@ def test_status_command_with_a_subset(tmp_path, write_grid):
         seeds: 3
         """)
     _fill(tmp_path / "res")
-    out = subprocess.run([sys.executable, "-m", "ablate", "status", str(grid), "--results", str(tmp_path / "res"),
-                          "--only", "backend=torch,arm=none", "--seeds", "0-1"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = run_cli("status", grid, "--results", tmp_path / "res", "--only", "backend=torch,arm=none", "--seeds", "0-1",
+                  timeout=None, check=0).stdout
     assert re.search(r"^torch\s+digits\s+mlp\s+none\s+-\s+1\s+1\s+0\s+0\s+0\s+0\s+2$", out, re.MULTILINE), out
     assert len(out.strip().splitlines()) == 3

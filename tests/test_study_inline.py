@@ -5,8 +5,6 @@ matplotlib's global state untouched."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +12,7 @@ import pytest
 
 import ablate
 from ablate.study import Study
+from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 ODD_ARM = "<i>smooth&"  # escaped wherever it is shown
@@ -28,8 +27,7 @@ def study(tmp_path_factory):
                      ODD_ARM: {"method": "explicit", "train": {"momentum": 0.5}}},
             "smoothing": [0.1], "seeds": 3, "train": {"epochs": 2, "batch_size": 64, "monitor_size": 64}}
     returned = ablate.run(grid, results=results, workers=2, log=open(os.devnull, "w"))
-    report = subprocess.run([sys.executable, "-m", "ablate", "report", "--results", str(results), "--study", "inline"],
-                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    report = run_cli("report", "--results", results, "--study", "inline", timeout=600)
     assert report.returncode == 0, report.stderr[-2000:]
     return returned, results / "inline"
 

@@ -10,41 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ablate import backends, tricks
+from ablate import tricks
 from ablate.config import AugmentSpec, DatasetSpec, RunSpec, TrainConfig
 from ablate.data.catalogue import load_dataset
 from ablate.errors import ConfigError
 from ablate.execution.runner import execute, one_hot, run_trick
 from tests.conftest import REPO
-from tests.plugins import write_trick_package
+from tests.helpers import run_cli
+from tests.plugins import user_env, write_trick_package
 
 
-def _backend(name):
-    try:
-        backends.check_installed(name)
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(str(exc))
-    b = backends.load(name)
-    b.configure(device="cpu", threads=1, deterministic=True)
-    return b
-
-
-@pytest.fixture(scope="module")
-def torch_backend():
-    return _backend("torch")
-
-
-@pytest.fixture(scope="module")
-def keras_backend():
-    return _backend(f"keras/{os.environ.get('KERAS_BACKEND', 'tensorflow')}")
+# torch_backend and keras_backend: conftest.py.
 
 
 @pytest.fixture(scope="module")
@@ -385,15 +367,8 @@ def test_cutmix_on_feature_vectors_is_refused(tmp_path):
 
 # ------------------------------------------------------------------ a user's package, both backends
 
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    env.pop("PYTHONPATH", None)
-    return env
-
-
 def _ablate(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "ablate", *map(str, args)], cwd=REPO, env=env or _env(),
-                          capture_output=True, text=True, timeout=900)
+    return run_cli(*args, env=env or user_env(), timeout=900)
 
 
 USER_GRID = """\
@@ -461,7 +436,7 @@ def test_an_installed_package_registers_a_trick_through_entry_points(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tplug\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[ablate.tricks]\nnoisy = tplug:TRICK\n")
-    env = dict(_env(), PYTHONPATH=str(site))
+    env = dict(user_env(), PYTHONPATH=str(site))
     listing = _ablate("plugins", env=env)
     assert listing.returncode == 0, listing.stderr
     assert "noisy" in listing.stdout and "label noise" in listing.stdout

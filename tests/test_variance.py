@@ -134,8 +134,7 @@ def test_refusals():
 
 def test_report_writes_variance_csv_table_and_figure(tmp_path):
     """report --runs on a factorial table: variance.csv, the report.md table, the figure, the html table."""
-    import subprocess
-    import sys
+    from tests.helpers import run_cli
 
     rng = np.random.default_rng(1)
     init_fx, split_fx = np.array([-0.01, 0.0, 0.01]), np.array([-0.001, 0.001])
@@ -149,8 +148,7 @@ def test_report_writes_variance_csv_table_and_figure(tmp_path):
     path = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "ablate", "report", "--runs", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli("report", "--runs", path, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(out / "variance.csv")
     assert {"arm", "metric", "source", "variance", "share", "ci_low", "ci_high"} <= set(table.columns)

@@ -24,28 +24,7 @@ K = 3
 TRAIN = TrainConfig(epochs=1, batch_size=4, lr=0.01, momentum=0.9, schedule="constant")
 
 
-def _backend(name):
-    from ablate import backends
-
-    try:
-        backends.check_installed(name)
-    except BackendError as exc:
-        pytest.skip(str(exc))
-    b = backends.load(name)
-    b.configure(device="cpu", threads=1, deterministic=True)
-    return b
-
-
-@pytest.fixture(scope="module")
-def torch_backend():
-    return _backend("torch")
-
-
-@pytest.fixture(scope="module")
-def keras_backend():
-    import os
-
-    return _backend(f"keras/{os.environ.get('KERAS_BACKEND', 'tensorflow')}")
+# torch_backend and keras_backend: conftest.py.
 
 
 def _batch(shape, n=4):

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def user_env() -> dict[str, str]:
+    """The environment of a user's `ablate` process in these tests: TensorFlow quiet, no GPU, and no
+    PYTHONPATH (a user's modules are found from the grid's folder, not from the tests' path)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTHONPATH", None)
+    return env
 
 MODELS_SOURCE = '''
 """A user's own models: one per framework, same layers, logits out."""
