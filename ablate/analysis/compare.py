@@ -73,9 +73,8 @@ import numpy as np
 import pandas as pd
 
 from ablate.analysis import stats
+from ablate.analysis.columns import CELL, RUN_KEY
 from ablate.analysis.table import (
-    CELL,
-    RUN_KEY,
     arm_roles,
     cell_label,
     check_finite_moments,

@@ -18,6 +18,7 @@ import numpy as np
 
 from ablate import files
 from ablate.analysis import calibration, escape
+from ablate.analysis.columns import CELL, SOURCE_COLUMNS
 from ablate.config import DEFAULT_MARGINS, SD_RATIO_KEY
 from ablate.errors import ConfigError
 from ablate.statuses import COMPLETED, STATUSES, UNSUCCESSFUL
@@ -27,9 +28,7 @@ RUNS_COLUMNS = ("run_id", "status", "backend", "dataset", "model", "arm", "smoot
 EXTRA_RUN_COLUMNS = ("method", "repeat", "attempt", "rms_ce", "mce", "classwise_ece", "mean_confidence",
                      "overconfidence", "temperature", "temperature_at_bound", "ece_ts", "nll_ts", "accuracy_ts", "error", "pairing",
                      "params", "trick", "classes", "init", "order", "augment", "split")
-SOURCE_COLUMNS = ("init", "order", "augment", "split")  # a factorial `seeds:` cell's seed per source
 SUMMARY_METRICS = ("accuracy", "ece", "nll", "brier", "ece_ts", "nll_ts")
-CELL = ("backend", "dataset", "model", "arm", "smoothing")
 TS_METRICS = ("accuracy_ts", "ece_ts", "nll_ts")
 # Numbers of a run that are bookkeeping, not metrics to compare.
 BOOKKEEPING = ("attempt", "temperature", "seconds")
@@ -359,7 +358,6 @@ def variance_markdown(components, runs, *, external: bool = False) -> str:
     (share of each source, with its 95% interval, per cell, arm and metric), or, for a plain
     `seeds: N` study, which sources that design randomises. "" for a table made elsewhere
     without source columns."""
-    from ablate.analysis.variance import SOURCE_COLUMNS
 
     lines = ["## Where the spread comes from (sources of randomness)", ""]
     has_sources = any(c in runs and runs[c].notna().any() for c in SOURCE_COLUMNS)

@@ -29,22 +29,17 @@ import numpy as np
 import pandas as pd
 
 from ablate import tricks
+from ablate.analysis.columns import CELL, KNOWN_METRICS, REQUIRED, SOURCE_COLUMNS
 from ablate.config import PAIRINGS
 from ablate.errors import InputError
 
-REQUIRED = ("arm", "seed")
 OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {"backend": "-", "dataset": "-", "model": "-", "smoothing": 0.0, "repeat": 0,
      "pairing": "within-backend"})
-# The seed of each source of randomness in a factorial design (`seeds: {init: 4, ...}`).
-SOURCE_COLUMNS = ("init", "order", "augment", "split")
 # Columns of runs.csv that are bookkeeping, never metrics.
 NON_METRIC = frozenset({*REQUIRED, *OPTIONAL_DEFAULTS, *SOURCE_COLUMNS, "status", "run_id", "started_at",
                         "finished_at", "seconds", "error", "method", "params", "trick", "_row",
                         "temperature_at_bound", "classes"})
-KNOWN_METRICS = ("accuracy", "ece", "nll", "brier")
-RUN_KEY = ("backend", "dataset", "model", "arm", "smoothing", "seed", "repeat")
-CELL = ("backend", "dataset", "model", "arm", "smoothing")
 
 
 def _fail(source: str, message: str) -> None:

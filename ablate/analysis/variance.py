@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ablate.analysis.columns import SOURCE_COLUMNS
 from ablate.errors import InputError
 from ablate.statuses import COMPLETED
 
@@ -212,7 +213,6 @@ def balanced_table(frame, factors, value: str, repeat: str = "repeat"):
     return y, levels
 
 
-SOURCE_COLUMNS = ("init", "order", "augment", "split")
 TABLE_COLUMNS = ("backend", "dataset", "model", "arm", "smoothing", "metric", "source", "variance", "share",
                  "ci_low", "ci_high", "share_low", "share_high", "df", "n_runs")
 
