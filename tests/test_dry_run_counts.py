@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 
 from ablate.catalog import load_grid
 from ablate.execution.store import RECORD, RunStore
@@ -13,16 +14,10 @@ from ablate.statuses import COMPLETED, DIVERGED, FAILED
 
 pytest.importorskip("torch")
 
-GRID = """\
-study: counts
-datasets: [{name: digits, train_size: 200, test_size: 100}]
-models: [mlp]
-backends: [torch]
-arms: [none, loss]
-smoothing: [0.1]
-seeds: 4
-train: {epochs: 1, batch_size: 32}
-"""
+# Two arms, four seeds: eight runs, enough for one of each status and a pending one.
+GRID = {"study": "counts", "datasets": [{"name": "digits", "train_size": 200, "test_size": 100}],
+        "models": ["mlp"], "backends": ["torch"], "arms": ["none", "loss"], "smoothing": [0.1], "seeds": 4,
+        "train": {"epochs": 1, "batch_size": 32}}
 
 
 def _store(store: RunStore, spec, status: str) -> None:
@@ -37,7 +32,7 @@ def _store(store: RunStore, spec, status: str) -> None:
 def test_dry_run_counts_stored_runs_by_status(write_grid, tmp_path, capsys):
     from ablate.cli import main
 
-    grid = write_grid(GRID)
+    grid = write_grid(yaml.safe_dump(GRID))
     specs = load_grid(grid).runs()
     assert len(specs) == 8
     store = RunStore(tmp_path / "r", "counts")
@@ -61,7 +56,7 @@ def test_dry_run_counts_stored_runs_by_status(write_grid, tmp_path, capsys):
 def test_dry_run_of_a_new_study_counts_every_run_to_run(write_grid, tmp_path, capsys):
     from ablate.cli import main
 
-    grid = write_grid(GRID)
+    grid = write_grid(yaml.safe_dump(GRID))
     assert main(["run", str(grid), "--results", str(tmp_path / "r"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.rstrip().endswith("8 run(s); 0 completed and 0 diverged (skipped), 8 to run (0 of them failed before)")
