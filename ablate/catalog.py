@@ -1,7 +1,7 @@
 """Every registry in one place, and the grid loader that checks names against them.
 
-:mod:`ablate.config` parses a grid without importing any registry (it is a leaf); the
-names it may accept come from here.
+:mod:`ablate.grid_parser` parses a grid without importing any registry (a leaf, like
+:mod:`ablate.config`); the names it may accept come from here.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Any
 from ablate import backends, tricks
 from ablate.analysis import sequential
 from ablate.backends import models
-from ablate.config import Grid, Names, TrickInfo, parse_grid as _parse, read_grid_file
+from ablate.config import Grid, Names, TrickInfo
 from ablate.data import catalogue
 from ablate.execution import executors
+from ablate.grid_parser import parse_grid as _parse
+from ablate.grid_parser import read_grid_file
 
 
 def names() -> Names:

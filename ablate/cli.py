@@ -249,8 +249,11 @@ def _option(flag: str, value: str) -> str:
 
 # ------------------------------------------------------------------------------- run
 def _cmd_run(args) -> int:
+    from collections import Counter
+
     from ablate import api
     from ablate.execution.store import RunStore
+    from ablate.statuses import COMPLETED, DIVERGED, FAILED, FINAL_STATUSES
 
     grid = api.load_grid(args.grid)
     options = dict(results=args.results, workers=args.workers, gpus=args.gpus, per_gpu=args.per_gpu,
@@ -267,12 +270,11 @@ def _cmd_run(args) -> int:
         statuses = {rid: "invalid" for rid in invalid} | valid  # an invalid record runs again
         for spec in runs:
             print(f"{spec.run_id}  {statuses.get(spec.run_id, 'pending'):<9}  {spec.describe()}")
-        counts = {k: sum(statuses.get(s.run_id) == k for s in runs)
-                  for k in ("completed", "diverged", "failed", "invalid")}
+        counts = Counter(statuses.get(spec.run_id) for spec in runs)
         invalid = f", {counts['invalid']} with an invalid record" if counts["invalid"] else ""
-        print(f"{len(runs)} run(s); {counts['completed']} completed and {counts['diverged']} diverged "
-              f"(skipped), {len(runs) - counts['completed'] - counts['diverged']} to run "
-              f"({counts['failed']} of them failed before{invalid})")
+        print(f"{len(runs)} run(s); {counts[COMPLETED]} completed and {counts[DIVERGED]} diverged "
+              f"(skipped), {len(runs) - sum(counts[k] for k in FINAL_STATUSES)} to run "
+              f"({counts[FAILED]} of them failed before{invalid})")
         if grid.analysis.sequential is not None:
             print(_SEQUENTIAL_NOTE)
         return 0

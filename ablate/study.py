@@ -397,6 +397,15 @@ def report_study(results: str | Path, *, study: str | None = None, out: str | Pa
         context=provenance.collect(items), latex=latex)
 
 
+def open_study(path: str | Path, *, results: str | Path | None = None):
+    """A stored study: ``path`` is its folder (``results/quick``), or its name under ``results``.
+
+    (``ablate.load_study`` is this function; :func:`load_study` reads a store into tables.)
+    """
+    path = Path(path)
+    if results is not None and not path.is_absolute() and len(path.parts) == 1:
+        path = Path(results) / path
+    return Study.open(path)
 
 
 class Study:

@@ -37,8 +37,8 @@ def _grid(**over):
                                          ("a\0b", "NUL"), ("  ", "blank")])
 def test_a_bad_arm_name_is_refused_naming_the_rule_and_the_character(name, shown):
     from ablate.api import load_grid
-    from ablate.config import NAME_RULE
     from ablate.errors import ConfigError
+    from ablate.grid_parser import NAME_RULE
 
     with pytest.raises(ConfigError) as err:
         load_grid(_grid(arms={"none": {}, name: {"method": "loss"}}))
@@ -50,7 +50,7 @@ def test_free_text_arm_names_are_accepted_and_the_readme_states_the_same_rule():
     from pathlib import Path
 
     from ablate.api import load_grid
-    from ablate.config import NAME_RULE
+    from ablate.grid_parser import NAME_RULE
 
     grid = load_grid(_grid(arms={"none": {}, "$x^$ | <b> 'q'": {"method": "loss"}}))
     assert "$x^$ | <b> 'q'" in grid.arm_names
