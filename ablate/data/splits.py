@@ -38,20 +38,41 @@ def _fit_preprocessing(kind: str, x: np.ndarray, max_value: float) -> tuple[np.n
         return np.float32(0.0), np.float32(1.0 / max_value)
     if kind == "mean_subtract":
         return x.mean(axis=0, dtype=np.float64).astype(np.float32), np.float32(1.0)
-    # Per-channel moments in float64, a chunk at a time, so a CIFAR-sized uint8 array is
-    # never copied whole to float64.
-    total = np.zeros(x.shape[-1])
-    total_sq = np.zeros(x.shape[-1])
-    for start in range(0, len(x), 4096):
-        chunk = x[start : start + 4096].astype(np.float64)
-        axes = tuple(range(chunk.ndim - 1))
-        total += chunk.sum(axis=axes)
-        total_sq += np.square(chunk).sum(axis=axes)
+    if x.dtype == np.uint8 and x.size * 255**2 < 2**53:
+        total, total_sq = _uint8_moments(x)
+    else:
+        # Per-channel moments in float64, a chunk at a time, so a CIFAR-sized array is never
+        # copied whole to float64.
+        total = np.zeros(x.shape[-1])
+        total_sq = np.zeros(x.shape[-1])
+        for start in range(0, len(x), 4096):
+            chunk = x[start : start + 4096].astype(np.float64)
+            axes = tuple(range(chunk.ndim - 1))
+            total += chunk.sum(axis=axes)
+            total_sq += np.square(chunk).sum(axis=axes)
     count = x.size / x.shape[-1]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     std[std == 0] = 1.0  # a constant channel is left centred, not divided by zero
     return mean.astype(np.float32), (1.0 / std).astype(np.float32)
+
+
+def _uint8_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x: (..., C) uint8 -> per-channel sums of x and of x**2, (C,) float64 each.
+
+    From each channel's histogram of the 256 values, a few times faster than summing x as float64.
+    Both sums are integers below 2**53 (the caller checks), so they are exact either way: the
+    moments, and every preprocessed image, are bit for bit those of the float64 sums.
+    """
+    channels = x.shape[-1]
+    flat = x.reshape(-1, channels)
+    offsets = np.arange(channels, dtype=np.intp) * 256  # channel c's values count in bins c*256 ...
+    counts = np.zeros((channels, 256), dtype=np.int64)
+    for start in range(0, len(flat), 1 << 20):
+        part = flat[start : start + (1 << 20)].astype(np.intp) + offsets
+        counts += np.bincount(part.ravel(), minlength=256 * channels).reshape(channels, 256)
+    values = np.arange(256, dtype=np.int64)
+    return (counts @ values).astype(np.float64), (counts @ values**2).astype(np.float64)
 
 
 def _transform(x: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
