@@ -19,7 +19,8 @@ from ablate.config import Grid
 from ablate.errors import ArgumentError, Interrupted
 from ablate.execution.store import RunStore
 from ablate.statuses import FINAL_STATUSES
-from ablate.study import Study, bind_settings, check_settings, load_study
+from ablate.settings import bind_settings, check_settings
+from ablate.study import Study, load_study
 
 
 def load_grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:

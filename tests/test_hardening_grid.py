@@ -11,7 +11,8 @@ from ablate.config import DatasetSpec, RunSpec, TrainConfig
 from ablate.errors import ConfigError, DatasetError
 from ablate.execution.preflight import check_environment
 from ablate.execution.store import RunStore
-from ablate.study import bind_settings, load_study
+from ablate.settings import bind_settings
+from ablate.study import load_study
 from tests.helpers import grid_text
 
 GRID = grid_text("bound", data=(400, 200), arms=["none", "explicit", "loss"], seeds=2,

@@ -101,7 +101,7 @@ def _sequential_grid(**analysis):
 
 def _store_with_a_run(tmp_path, grid):
     from ablate.execution.store import RECORD, RunStore
-    from ablate.study import bind_settings
+    from ablate.settings import bind_settings
 
     store = RunStore(tmp_path, grid.study)
     bind_settings(store, grid)
@@ -121,7 +121,7 @@ def _store_with_a_run(tmp_path, grid):
 ])
 def test_a_changed_sequential_design_is_refused_once_waves_ran(tmp_path, change, key, bound, given):
     from ablate.errors import ConfigError
-    from ablate.study import STUDY_FILE, bind_settings
+    from ablate.settings import STUDY_FILE, bind_settings
 
     first = _sequential_grid()
     store = _store_with_a_run(tmp_path, first)
@@ -137,7 +137,7 @@ def test_a_changed_sequential_design_is_refused_once_waves_ran(tmp_path, change,
 def test_the_design_may_change_before_any_run_and_a_fixed_study_may_become_sequential(tmp_path):
     from ablate.api import load_grid
     from ablate.execution.store import RunStore
-    from ablate.study import bind_settings
+    from ablate.settings import bind_settings
 
     store = RunStore(tmp_path, "s")
     bind_settings(store, _sequential_grid())
@@ -171,7 +171,7 @@ def test_dry_run_refuses_a_bad_pack_like_run(write_grid, tmp_path, capsys):
 def test_dry_run_refuses_a_changed_setting_of_a_bound_study_and_writes_nothing(write_grid, tmp_path, capsys):
     from ablate.execution.store import RunStore
     from ablate.api import load_grid
-    from ablate.study import STUDY_FILE, bind_settings
+    from ablate.settings import STUDY_FILE, bind_settings
 
     store = RunStore(tmp_path / "r", "dry")
     bind_settings(store, load_grid(write_grid(_dry_grid(), "first.yaml")))

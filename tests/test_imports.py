@@ -36,6 +36,8 @@ FORBIDDEN = {
                         "ablate.cli"),
     # launch, api and cli sit on top of the study, not the reverse
     "ablate.study": ("ablate.launch", "ablate.api", "ablate.cli"),
+    # the bound settings: below the study and the launch, which both read them; no analysis
+    "ablate.settings": ("ablate.study", "ablate.launch", "ablate.api", "ablate.cli", "ablate.analysis"),
     # launch runs sweeps and reaches the analysis only through the study; api re-exports launch and study
     "ablate.launch": ("ablate.api", "ablate.cli", "ablate.analysis"),
     "ablate.api": ("ablate.cli",),

@@ -9,7 +9,7 @@ import pytest
 
 from ablate.config import DEFAULT_MARGINS, AnalysisConfig, SequentialSpec
 from ablate.execution.store import RunStore
-from ablate.study import STUDY_FILE, StudySettings
+from ablate.settings import STUDY_FILE, StudySettings
 
 
 def test_defaults_come_from_analysis_config():
