@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="python -m ablate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Ablation grids (label smoothing: none / explicit / loss / both, or arms of your own) over "
+        description="Ablation grids of training tricks (the built-ins that `plugins` lists, or your own) over "
                     "Keras and PyTorch, your models and your data, with paired equivalence and difference tests on "
                     "accuracy and calibration.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -163,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--no-figures", action="store_true", help="write probe.csv and probe.md only")
 
     sub.add_parser("datasets", help="list the datasets, whether each is available here, shapes and classes")
-    sub.add_parser("plugins", help="list every registry: smoothing methods, models, datasets, backends, executors")
+    sub.add_parser("plugins", help="list every registry: tricks, models, datasets, backends, executors")
 
     models = sub.add_parser("models", help="trainable parameter count per model and backend")
     models.add_argument("--input", default="32x32x3", metavar="HxWxC", help="input shape (default: 32x32x3)")

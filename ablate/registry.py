@@ -1,6 +1,6 @@
 """One table of names per extension point, and how a grid's ``module:function`` resolves.
 
-Each extension point (smoothing methods, models, datasets, backends, executors) owns one
+Each extension point (tricks, models, datasets, backends, executors) owns one
 :class:`Registry`, defined next to what it registers. Built-ins are its first entries; a user
 plug-in takes the same path: a grid entry naming ``module:function``, or an installed package
 declaring an entry point in the registry's group (``ablate.models``, ``ablate.datasets``).
