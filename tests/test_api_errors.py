@@ -34,3 +34,17 @@ def test_the_command_line_spells_the_same_error_as_flags():
     assert str(err) == "per_gpu: expected each id once (use per_gpu with executor local)"
     assert err.spelled(as_flag) == "--per-gpu: expected each id once (use --per-gpu with --executor local)"
     assert isinstance(err, ConfigError)
+
+
+def test_the_report_names_its_sequential_argument_not_the_flag(tmp_path):
+    import pandas as pd
+
+    from ablate.analysis.report import report_from_frame
+    from ablate.errors import InputError
+
+    runs = pd.DataFrame({"arm": ["a", "b"] * 5, "seed": [s for s in range(5) for _ in "ab"],
+                         "accuracy": [0.9, 0.91] * 5})
+    with pytest.raises(InputError) as info:
+        report_from_frame(runs, out=tmp_path / "out", title="t", figures=False, sequential=[5, 3])
+    assert str(info.value).startswith("`sequential` must be increasing integers >= 2"), str(info.value)
+    assert "--" not in str(info.value)

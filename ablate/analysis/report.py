@@ -220,7 +220,7 @@ def write_report(runs, *, out: Path, title: str, margins: Mapping[str, float], a
     from ablate.analysis import latex as tex
     from ablate.analysis import sequential as seq_mod
 
-    looks = seq_mod.check_looks(sequential, "--sequential") if sequential else None
+    looks = seq_mod.check_looks(sequential, "sequential") if sequential else None
     spending = seq_mod.check_spending(spending if spending is not None else seq_mod.SPENDINGS[0])
 
     metrics = [m for m in margins if m in runs.columns]

@@ -229,28 +229,28 @@ def describe_datasets(paths: Mapping[str, str] | None = None) -> list[DatasetInf
     unknown = sorted(set(paths) - set(DATASETS.names()))
     if unknown:
         raise DatasetError(f"Expected dataset names among {DATASETS.names()}, but got {unknown}")
-    infos = []
-    for name, entry in DATASETS.items():
-        if entry.loader is not None or entry.source is None:
-            infos.append(_describe_plugin(entry))
-            continue
-        source, path = entry.source, paths.get(name)
-        if source.path_unused and path is not None:
-            raise DatasetError(f"{name}: `path` is not used ({source.path_unused})")
-        # What the entry declares, where the files cannot tell.
-        shape, k = entry.known[:2] if entry.known is not None else (None, None)
-        found, looked = _locate(name, path)
-        if found is None:
-            location = f"not found ({source.searched(looked)}); {entry.how_to_obtain}"
-            infos.append(DatasetInfo(name, False, location, shape, k, None, None))
-            continue
-        try:
-            shape, k, n_train, n_test = source.describe(found)
-        except DatasetError as exc:  # one broken copy must not hide the other datasets
-            infos.append(DatasetInfo(name, False, f"unreadable: {exc}", shape, k, None, None))
-            continue
-        infos.append(DatasetInfo(name, True, source.where(found), shape, k, n_train, n_test))
-    return infos
+    return [describe_dataset(name, paths.get(name)) for name in DATASETS.names()]
+
+
+def describe_dataset(name: str, path: str | None = None) -> DatasetInfo:
+    """One registered dataset's `DatasetInfo` (see :func:`describe_datasets`); `path` as a grid's."""
+    entry = DATASETS.get(name)
+    if entry.loader is not None or entry.source is None:
+        return _describe_plugin(entry)
+    source = entry.source
+    if source.path_unused and path is not None:
+        raise DatasetError(f"{name}: `path` is not used ({source.path_unused})")
+    # What the entry declares, where the files cannot tell.
+    shape, k = entry.known[:2] if entry.known is not None else (None, None)
+    found, looked = _locate(name, path)
+    if found is None:
+        location = f"not found ({source.searched(looked)}); {entry.how_to_obtain}"
+        return DatasetInfo(name, False, location, shape, k, None, None)
+    try:
+        shape, k, n_train, n_test = source.describe(found)
+    except DatasetError as exc:  # one broken copy must not hide the other datasets
+        return DatasetInfo(name, False, f"unreadable: {exc}", shape, k, None, None)
+    return DatasetInfo(name, True, source.where(found), shape, k, n_train, n_test)
 
 
 def _describe_plugin(entry: DatasetEntry) -> DatasetInfo:

@@ -268,7 +268,7 @@ def _dataset_shape(grid: Grid, i: int, ds, search: tuple[str, ...], fetch: bool 
 
 def _described(ds) -> tuple[tuple[int, ...], int, int, int]:
     """What a plug-in source that declares no sizes says of its local copy (from its headers)."""
-    info = {row.name: row for row in catalogue.describe_datasets({ds.name: ds.path} if ds.path else None)}[ds.name]
+    info = catalogue.describe_dataset(ds.name, ds.path)
     if not info.available or info.input_shape is None:
         raise DatasetError(f"{ds.name}: {info.location}")
     return info.input_shape, info.num_classes, info.n_train, info.n_test
